@@ -1,0 +1,61 @@
+"""Configuration records for each role, built by the launcher and passed to each
+process as one JSON argument (`--config`). Typed, frozen, one comment a field."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    home: str                                   # the node's home folder (identity, secret, socket)
+    models: tuple[str, ...] = ()                # resolved GGUF paths to serve
+    max_vram_gb: float | None = None            # cap on the memory this node advertises
+    device: str | None = None                   # llama.cpp device (passed as llama-server --device)
+    bind_port: int = 0                          # UDP port of the mesh endpoint; 0 = random
+    listen_all: bool = False                    # advertise all interfaces, not only loopback
+    llama_bin_dir: str | None = None            # folder with llama-server / ggml-rpc-server
+    ctx_size: int = 4096                        # llama-server context size per model
+    parallel: int = 4                           # llama-server slots (concurrent requests) per model
+    extra_llama_args: tuple[str, ...] = ()      # appended to every llama-server command line
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    home: str                                   # to find the node agent's socket
+    port: int = 9337                            # HTTP port of the OpenAI-compatible API
+    listen_all: bool = False                    # bind 0.0.0.0 instead of 127.0.0.1
+    max_body_bytes: int = 8 * 1024 * 1024       # larger request bodies get 413
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    home: str                                   # to find the node agent's socket
+    port: int = 3131                            # HTTP port of the console
+    api_port: int = 9337                        # where the chat sends requests (the proxy)
+    listen_all: bool = False                    # bind 0.0.0.0 instead of 127.0.0.1
+    keepalive_s: float = 15.0                   # SSE keepalive comment interval
+
+
+def to_json(config: Any) -> str:
+    return json.dumps(dataclasses.asdict(config))
+
+
+def from_json(cls: type[T], text: str) -> T:
+    data = json.loads(text)
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(data) - set(names)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+    for key, value in data.items():
+        if isinstance(value, list):
+            data[key] = tuple(value)
+    return cls(**data)
+
+
+__all__ = ["NodeConfig", "ProxyConfig", "ConsoleConfig", "to_json", "from_json", "field"]

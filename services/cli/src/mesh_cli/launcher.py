@@ -1,0 +1,137 @@
+"""`mesh-llm` (no subcommand): start a node on this machine and supervise it.
+
+Order: validate everything a user can get wrong (model paths, ports, a node
+already running in this home) before starting anything; start the node agent and
+wait for its gRPC API; start the proxy and the console; print where things are
+and the invite token; report model states as they change; on Ctrl-C or SIGTERM
+stop the proxy and console, then the node agent (which stops llama-server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+import grpc
+
+from meshcore.api import node_pb2 as pb
+from meshcore.api import node_pb2_grpc
+from meshcore.config import ConsoleConfig, NodeConfig, ProxyConfig, to_json
+from meshcore.errors import ConfigError
+from meshcore.home import Home
+from meshcore.models import resolve_model
+from meshcore.process import bind_tcp, unix_socket_alive
+
+from mesh_cli.supervisor import Child, GiveUp, keep_running
+
+log = logging.getLogger("mesh_cli")
+NODE_START_TIMEOUT_S = 60.0
+STATE_WORDS = {pb.MODEL_STATE_LOADING: "loading", pb.MODEL_STATE_SERVING: "serving",
+               pb.MODEL_STATE_FAILED: "failed", pb.MODEL_STATE_STOPPED: "stopped"}
+
+
+def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, ConsoleConfig]:
+    home = Home(Path(args.home).expanduser().resolve())
+    models = tuple(str(resolve_model(spec, home)) for spec in args.model)
+    host = "0.0.0.0" if args.listen_all else "127.0.0.1"
+    for port, what in ((args.port, "API, --port"), (args.console, "console, --console")):
+        bind_tcp(host, port, what).close()
+    if args.port == args.console:
+        raise ConfigError(f"--port and --console are both {args.port}; pick two different ports")
+    home.ensure()
+    if unix_socket_alive(str(home.node_socket)):
+        raise ConfigError(f"a mesh-llm node is already running with home {home.root} "
+                          f"(stop it, or pass another --home)")
+    node = NodeConfig(home=str(home.root), models=models, max_vram_gb=args.max_vram, device=args.device,
+                      bind_port=args.bind_port or 0, listen_all=args.listen_all,
+                      llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel)
+    proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all)
+    console = ConsoleConfig(home=str(home.root), port=args.console, api_port=args.port,
+                            listen_all=args.listen_all)
+    return home, node, proxy, console
+
+
+async def wait_for_node(home: Home, node: Child) -> pb.NodeStatus:
+    async with asyncio.timeout(NODE_START_TIMEOUT_S):
+        while True:
+            if not node.running():
+                raise GiveUp("the node agent could not start (see the message above)")
+            if unix_socket_alive(str(home.node_socket)):
+                async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+                    with contextlib.suppress(grpc.aio.AioRpcError):
+                        return await node_pb2_grpc.NodeAgentStub(channel).GetStatus(pb.GetStatusRequest())
+            await asyncio.sleep(0.1)
+
+
+def banner(status: pb.NodeStatus, proxy: ProxyConfig, console: ConsoleConfig) -> str:
+    shown = "127.0.0.1" if not proxy.listen_all else "<this machine>"
+    example = status.models[0].model_id if status.models else "MODEL"
+    return "\n".join([
+        "",
+        f"  Mesh LLM node {status.node_id[:12]} (mesh {status.mesh_id[:12]})",
+        f"  API      http://{shown}:{proxy.port}/v1   (OpenAI-compatible)",
+        f"  Console  http://{shown}:{console.port}/",
+        f"  Try      curl http://127.0.0.1:{proxy.port}/v1/chat/completions -H 'Content-Type: application/json' "
+        f"-d '{{\"model\": \"{example}\", \"messages\": [{{\"role\": \"user\", \"content\": \"hi\"}}]}}'",
+        "  Invite token (others join with: mesh-llm --join TOKEN):",
+        f"  {status.token}",
+        "",
+    ])
+
+
+async def report_models(home: Home) -> None:
+    """Print each model's state as it changes (the user's progress view)."""
+    last: dict[str, tuple[int, str]] = {}
+    while True:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+                async for status in node_pb2_grpc.NodeAgentStub(channel).WatchStatus(pb.WatchStatusRequest()):
+                    for m in status.models:
+                        now = (m.state, m.reason)
+                        if last.get(m.model_id) != now:
+                            last[m.model_id] = now
+                            words = STATE_WORDS.get(m.state, "unknown")
+                            print(f"mesh-llm: model {m.model_id} is {words}" + (f" ({m.reason})" if m.reason else ""),
+                                  file=sys.stderr, flush=True)
+        await asyncio.sleep(1)
+
+
+async def launch(args: Namespace) -> int:
+    home, node_cfg, proxy_cfg, console_cfg = build_configs(args)
+    node = Child("node agent", "mesh_node", to_json(node_cfg))
+    proxy = Child("API proxy", "mesh_proxy", to_json(proxy_cfg))
+    console = Child("console", "mesh_console", to_json(console_cfg))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    code = 0
+    try:
+        await node.start()
+        status = await wait_for_node(home, node)
+        await proxy.start()
+        await console.start()
+        print(banner(status, proxy_cfg, console_cfg), file=sys.stderr, flush=True)
+        async with asyncio.TaskGroup() as tasks:
+            watchers = [tasks.create_task(keep_running(c)) for c in (node, proxy, console)]
+            watchers.append(tasks.create_task(report_models(home)))
+            stopper = tasks.create_task(stop.wait())
+            done, _ = await asyncio.wait([*watchers, stopper], return_when=asyncio.FIRST_COMPLETED)
+            for task in [*watchers, stopper]:
+                task.cancel()
+    except* GiveUp as group:
+        print(f"mesh-llm: {group.exceptions[0]}", file=sys.stderr)
+        code = 1
+    except* TimeoutError:
+        print(f"mesh-llm: the node agent did not answer within {NODE_START_TIMEOUT_S:.0f} s", file=sys.stderr)
+        code = 1
+    finally:
+        print("mesh-llm: stopping", file=sys.stderr, flush=True)
+        await asyncio.gather(proxy.stop(5), console.stop(5))
+        await node.stop(20)
+    return code

@@ -1,0 +1,97 @@
+"""The console's FastAPI app: the page, /api/status, /api/events (SSE) and
+/api/chat, which relays a chat request to this node's API proxy (same origin
+for the browser, so the API needs no CORS)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+
+from meshcore.config import ConsoleConfig
+from meshcore.home import Home
+from meshcore.http1 import UpstreamBroken, send_request
+
+from mesh_console.node_feed import NodeFeed
+
+STATIC = Path(__file__).parent / "static"
+MAX_CHAT_BYTES = 1 << 20
+
+
+def unavailable() -> JSONResponse:
+    return JSONResponse({"error": {"message": "the node agent is not reachable yet", "type": "unavailable",
+                                   "code": "node_unavailable"}}, status_code=503, headers={"Retry-After": "1"})
+
+
+def create_app(config: ConsoleConfig) -> FastAPI:
+    feed = NodeFeed(Home(Path(config.home)), config.api_port)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(feed.run(), name="node feed")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = FastAPI(title="Mesh LLM console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/api/status")
+    async def status() -> Response:
+        return JSONResponse(feed.latest) if feed.latest is not None else unavailable()
+
+    @app.get("/api/events")
+    async def events(request: Request) -> StreamingResponse:
+        async def stream() -> AsyncIterator[bytes]:
+            seen = -1
+            while True:
+                if seen != feed.changes.seq:
+                    seen = feed.changes.seq
+                    payload = json.dumps(feed.latest or {"node_state": "unreachable"})
+                    yield f"event: status\ndata: {payload}\n\n".encode()
+                try:
+                    async with asyncio.timeout(config.keepalive_s):
+                        await feed.changes.wait(seen)
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @app.post("/api/chat")
+    async def chat(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_CHAT_BYTES:
+            return JSONResponse({"error": {"message": "chat request too large", "type": "invalid_request_error",
+                                           "code": "request_too_large"}}, status_code=413)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", config.api_port)
+            upstream = await send_request(reader, writer, "POST", "/v1/chat/completions",
+                                          f"127.0.0.1:{config.api_port}", body)
+        except (OSError, UpstreamBroken) as exc:
+            return JSONResponse({"error": {"message": f"the API on port {config.api_port} is not answering ({exc})",
+                                           "type": "server_error", "code": "api_unavailable"}}, status_code=502)
+
+        async def relay() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in upstream.body():
+                    yield chunk
+            except UpstreamBroken:
+                pass
+            finally:
+                await upstream.close()
+        return StreamingResponse(relay(), status_code=upstream.status, media_type=upstream.content_type)
+
+    return app

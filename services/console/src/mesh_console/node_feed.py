@@ -1,0 +1,44 @@
+"""The console's live copy of the node status: follows the node agent's gRPC
+WatchStatus stream (reconnecting), keeps the latest JSON view and signals
+every change to the SSE subscribers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from meshcore.api import node_pb2 as pb
+from meshcore.api import node_pb2_grpc
+from meshcore.changes import Changes
+from meshcore.home import Home
+
+from mesh_console.status_view import status_json
+
+log = logging.getLogger(__name__)
+RECONNECT_S = 0.5
+
+
+class NodeFeed:
+    def __init__(self, home: Home, api_port: int) -> None:
+        self.home = home
+        self.api_port = api_port
+        self.latest: dict | None = None
+        self.changes = Changes()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                async with grpc.aio.insecure_channel(self.home.grpc_target) as channel:
+                    stub = node_pb2_grpc.NodeAgentStub(channel)
+                    async for status in stub.WatchStatus(pb.WatchStatusRequest()):
+                        self.latest = status_json(status, self.api_port)
+                        self.changes.bump()
+            except grpc.aio.AioRpcError as exc:
+                if self.latest is not None:
+                    log.warning("lost the node agent (%s); reconnecting", exc.code().name)
+            if self.latest is not None:
+                self.latest = None
+                self.changes.bump()
+            await asyncio.sleep(RECONNECT_S)

@@ -1,0 +1,54 @@
+"""Entry point of the node agent process: `mesh-llm-node --config JSON`.
+
+The launcher (`mesh-llm`) starts it; it can also run alone. Exit codes: 0 after
+SIGTERM/SIGINT, 2 for a configuration problem (one line on stderr)."""
+
+from __future__ import annotations
+
+import os
+
+# This process forks children (role processes, llama-server) while gRPC threads
+# run; the children exec at once, so gRPC's fork handlers are not needed.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from meshcore.config import NodeConfig, from_json
+from meshcore.errors import MeshError, find_mesh_error
+from meshcore.process import setup_logging
+
+from mesh_node.agent import run
+
+
+async def main_async(config: NodeConfig) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await run(config)
+    except asyncio.CancelledError:
+        pass
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="mesh-llm-node", description="Mesh LLM node agent")
+    parser.add_argument("--config", required=True, help="NodeConfig as JSON")
+    args = parser.parse_args()
+    setup_logging("node")
+    try:
+        asyncio.run(main_async(from_json(NodeConfig, args.config)))
+    except KeyboardInterrupt:
+        pass
+    except (MeshError, ExceptionGroup) as exc:
+        error = find_mesh_error(exc)
+        if error is None:
+            raise
+        print(f"mesh-llm node: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

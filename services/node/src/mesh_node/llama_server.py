@@ -1,0 +1,121 @@
+"""One `llama-server` process as an async context manager.
+
+Entering starts it bound to 127.0.0.1 on the given port (never another address)
+with its output going to a log file in the node's home; `wait_healthy()` polls its
+/health endpoint (llama.cpp offers no other readiness signal) until it answers 200;
+leaving sends SIGTERM, then SIGKILL after a grace period. If the process exits
+early, LlamaServerFailed carries the last lines of its log as the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Sequence
+
+from meshcore.process import die_with_parent
+
+log = logging.getLogger(__name__)
+STOP_GRACE_S = 10.0
+
+
+class LlamaServerFailed(Exception):
+    """llama-server exited or never became healthy; str() says why in words."""
+
+
+async def http_status(host: str, port: int, path: str, timeout: float = 2.0) -> int | None:
+    """The status code of a GET, or None if nothing answers."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                await writer.drain()
+                status_line = await reader.readline()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+        parts = status_line.split()
+        return int(parts[1]) if len(parts) >= 2 and parts[1].isdigit() else None
+    except (OSError, TimeoutError):
+        return None
+
+
+class LlamaServer:
+    def __init__(self, binary: Path, model_path: Path, model_id: str, port: int, log_path: Path,
+                 ctx_size: int, parallel: int, device: str | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.cmd = [str(binary), "--model", str(model_path), "--alias", model_id,
+                    "--host", "127.0.0.1", "--port", str(port),
+                    "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--no-webui"]
+        if device:
+            self.cmd += ["--device", device]
+        self.cmd += list(extra_args)
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> "LlamaServer":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            out.write(("\n$ " + " ".join(self.cmd) + "\n").encode())
+            out.flush()
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+                preexec_fn=die_with_parent)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    async def wait_healthy(self, timeout: float) -> None:
+        assert self.proc is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.proc.returncode is not None:
+                    raise LlamaServerFailed(self.exit_reason(self.proc.returncode))
+                if await http_status("127.0.0.1", self.port, "/health") == 200:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.1):
+                        await self.proc.wait()
+
+    async def wait_exit(self) -> int:
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    def exit_reason(self, code: int) -> str:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        tail = self.log_tail()
+        return f"llama-server {how}" + (f": {tail}" if tail else "")
+
+    def log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        interesting = [ln for ln in text if "error" in ln.lower() or "failed" in ln.lower()]
+        return " | ".join((interesting or text)[-lines:])
+
+    async def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(STOP_GRACE_S):
+                await proc.wait()
+        except TimeoutError:
+            log.warning("llama-server (pid %s) ignored SIGTERM for %.0f s; killing it", proc.pid, STOP_GRACE_S)
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()

@@ -1,0 +1,102 @@
+"""The node's own state, observable: every change bumps `seq` and wakes watchers.
+
+Everything the gRPC API reports is derived from here: the models with their
+state, the route table and the node summary. Only the agent's tasks mutate it,
+all on one event loop, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from meshcore.api import node_pb2 as pb
+from meshcore.changes import Changes
+from meshcore.ids import MeshId, ModelId, NodeId
+
+log = logging.getLogger(__name__)
+
+STATE_WORDS = {
+    pb.MODEL_STATE_LOADING: "loading",
+    pb.MODEL_STATE_SERVING: "serving",
+    pb.MODEL_STATE_FAILED: "failed",
+    pb.MODEL_STATE_STOPPED: "stopped",
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    model_id: ModelId
+    path: Path
+    size_bytes: int
+    state: int = pb.MODEL_STATE_LOADING
+    reason: str = ""
+    port: int = 0
+    restarts: int = 0
+
+
+class NodeState:
+    def __init__(self, node_id: NodeId, mesh_id: MeshId, token: str, vram_bytes: int, version: str) -> None:
+        self.node_id = node_id
+        self.mesh_id = mesh_id
+        self.token = token
+        self.vram_bytes = vram_bytes
+        self.version = version
+        self.models: dict[ModelId, ModelEntry] = {}
+        self.changes = Changes()
+
+    def add_model(self, entry: ModelEntry) -> None:
+        self.models[entry.model_id] = entry
+        self._bump()
+
+    def update_model(self, model_id: ModelId, **changes: object) -> None:
+        old = self.models[model_id]
+        new = replace(old, **changes)  # type: ignore[arg-type]
+        if new == old:
+            return
+        self.models[model_id] = new
+        if new.state != old.state or new.reason != old.reason:
+            words = STATE_WORDS.get(new.state, "unknown")
+            log.info("model %s is %s%s", model_id, words, f": {new.reason}" if new.reason else "")
+        self._bump()
+
+    def _bump(self) -> None:
+        self.changes.bump()
+
+    @property
+    def seq(self) -> int:
+        return self.changes.seq
+
+    @property
+    def node_state(self) -> str:
+        states = {m.state for m in self.models.values()}
+        if not states:
+            return "idle"
+        if pb.MODEL_STATE_LOADING in states:
+            return "loading"
+        if states == {pb.MODEL_STATE_SERVING}:
+            return "serving"
+        if pb.MODEL_STATE_SERVING in states:
+            return "degraded"
+        return "failed"
+
+    def routes(self) -> pb.RouteTable:
+        table = pb.RouteTable(version=self.seq)
+        for m in sorted(self.models.values(), key=lambda m: m.model_id):
+            if m.state in (pb.MODEL_STATE_LOADING, pb.MODEL_STATE_SERVING):
+                table.routes.append(pb.Route(model_id=m.model_id, node_id=self.node_id, local=True,
+                                             endpoint=f"127.0.0.1:{m.port}" if m.port else "",
+                                             state=m.state))
+        return table
+
+    def snapshot(self) -> pb.NodeStatus:
+        status = pb.NodeStatus(node_id=self.node_id, mesh_id=self.mesh_id, token=self.token,
+                               node_state=self.node_state, my_vram_gb=self.vram_bytes / (1 << 30),
+                               version=self.version, seq=self.seq)
+        for m in sorted(self.models.values(), key=lambda m: m.model_id):
+            status.models.append(pb.ModelStatus(model_id=m.model_id, path=str(m.path),
+                                                size_bytes=m.size_bytes, state=m.state, reason=m.reason,
+                                                port=m.port, restarts=m.restarts))
+        status.routes.CopyFrom(self.routes())
+        return status

@@ -1,0 +1,139 @@
+"""Generate small llama-architecture GGUF models with random weights.
+
+They are the embedded default model (`make setup` writes mesh-tiny-F16 into the
+cache's models folder) and the fixtures of the tests and benchmarks: no weights
+are ever downloaded for either. Generation is deterministic for a given spec
+(seeded RNG, fixed tensor order), so two machines generating the same spec get
+byte-identical files, as two machines downloading the same model would.
+
+The vocabulary is a byte-fallback SentencePiece ("llama") vocabulary: <unk>, <s>,
+</s>, the 256 byte tokens, then printable ASCII characters and a few word pieces,
+so any text tokenizes. A minimal chat template makes /v1/chat/completions work.
+
+    python -m mesh_node.tiny_model --out DIR [--name NAME] [--width 256] [--layers 4] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import string
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ message['role'] }}: {{ message['content'] }}\n"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+WORDS = ["the", "and", "mesh", "model", "node", "hello", "world", "token", "split", "layer"]
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    name: str = "mesh-tiny-F16"   # file stem = model id
+    width: int = 256              # n_embd
+    layers: int = 4               # n_layer
+    heads: int = 4                # n_head (= n_head_kv)
+    ff: int = 768                 # n_ff
+    context: int = 4096           # n_ctx_train
+    dtype: str = "f16"            # "f16" or "f32" for the big matrices
+    seed: int = 1234
+
+
+def vocabulary() -> tuple[list[str], list[float], list[int]]:
+    from gguf import TokenType
+
+    tokens = ["<unk>", "<s>", "</s>"]
+    types = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL]
+    tokens += [f"<0x{b:02X}>" for b in range(256)]
+    types += [TokenType.BYTE] * 256
+    pieces = ["\u2581"] + [c for c in string.ascii_letters + string.digits + string.punctuation]
+    pieces += ["\u2581" + w for w in WORDS]
+    tokens += pieces
+    types += [TokenType.NORMAL] * len(pieces)
+    scores = [0.0] * 259 + [-float(i) for i in range(len(pieces))]
+    return tokens, scores, [int(t) for t in types]
+
+
+def generate(spec: TinySpec, out_dir: Path) -> Path:
+    import numpy as np
+    from gguf import GGUFWriter
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{spec.name}.gguf"
+    tmp = path.with_name(path.name + ".tmp")
+    tokens, scores, types = vocabulary()
+    rng = np.random.default_rng(spec.seed)
+    big = np.float16 if spec.dtype == "f16" else np.float32
+
+    def matrix(rows: int, cols: int) -> "np.ndarray":
+        return (rng.standard_normal((rows, cols), dtype=np.float32) / np.sqrt(cols)).astype(big)
+
+    w = GGUFWriter(str(tmp), "llama")
+    w.add_name(spec.name)
+    w.add_context_length(spec.context)
+    w.add_embedding_length(spec.width)
+    w.add_block_count(spec.layers)
+    w.add_feed_forward_length(spec.ff)
+    w.add_head_count(spec.heads)
+    w.add_head_count_kv(spec.heads)
+    w.add_rope_dimension_count(spec.width // spec.heads)
+    w.add_layer_norm_rms_eps(1e-5)
+    w.add_file_type(1 if spec.dtype == "f16" else 0)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_unk_token_id(0)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_chat_template(CHAT_TEMPLATE)
+
+    n_vocab, d = len(tokens), spec.width
+    ones = np.ones(d, dtype=np.float32)
+    w.add_tensor("token_embd.weight", matrix(n_vocab, d))
+    for i in range(spec.layers):
+        w.add_tensor(f"blk.{i}.attn_norm.weight", ones)
+        w.add_tensor(f"blk.{i}.attn_q.weight", matrix(d, d))
+        w.add_tensor(f"blk.{i}.attn_k.weight", matrix(d, d))
+        w.add_tensor(f"blk.{i}.attn_v.weight", matrix(d, d))
+        w.add_tensor(f"blk.{i}.attn_output.weight", matrix(d, d))
+        w.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
+        w.add_tensor(f"blk.{i}.ffn_gate.weight", matrix(spec.ff, d))
+        w.add_tensor(f"blk.{i}.ffn_up.weight", matrix(spec.ff, d))
+        w.add_tensor(f"blk.{i}.ffn_down.weight", matrix(d, spec.ff))
+    w.add_tensor("output_norm.weight", ones)
+    w.add_tensor("output.weight", matrix(n_vocab, d))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tmp.replace(path)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Generate a tiny random-weight llama GGUF model")
+    parser.add_argument("--out", type=Path, required=True, help="folder to write NAME.gguf into")
+    defaults = TinySpec()
+    for field in ("name", "width", "layers", "heads", "ff", "context", "dtype", "seed"):
+        value = getattr(defaults, field)
+        parser.add_argument(f"--{field}", type=type(value), default=value)
+    parser.add_argument("--if-missing", action="store_true", help="do nothing if the file exists")
+    args = parser.parse_args()
+    spec = TinySpec(**{k: getattr(args, k) for k in ("name", "width", "layers", "heads", "ff",
+                                                      "context", "dtype", "seed")})
+    target = args.out / f"{spec.name}.gguf"
+    if args.if_missing and target.exists():
+        print(target)
+        return
+    print(f"generating {target} ({spec.width} wide, {spec.layers} layers)", file=sys.stderr)
+    print(generate(spec, args.out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The proxy's FastAPI app: one thin route per OpenAI endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from meshcore import __version__
+from meshcore.config import ProxyConfig
+from meshcore.home import Home
+
+from mesh_proxy.errors import ProxyError, error_response
+from mesh_proxy.forward import forward
+from mesh_proxy.node_link import follow_node
+from mesh_proxy.routes import Router
+
+FORWARDED = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+def create_app(config: ProxyConfig) -> FastAPI:
+    router = Router()
+    home = Home(Path(config.home))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        follower = asyncio.create_task(follow_node(home, router), name="follow node")
+        try:
+            yield
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+
+    app = FastAPI(title="Mesh LLM API", version=__version__, lifespan=lifespan)
+    app.state.router = router
+
+    @app.exception_handler(ProxyError)
+    async def on_proxy_error(request: Request, exc: ProxyError) -> Response:
+        return exc.response()
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = "not_found" if exc.status_code == 404 else None
+        return error_response(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
+                              "invalid_request_error", code)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return error_response(400, str(exc), "invalid_request_error", "invalid_request")
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok" if router.node_connected else "starting", "models": router.model_ids()}
+
+    @app.get("/v1/models")
+    async def list_models() -> dict:
+        data = []
+        for model_id in router.model_ids():
+            eps = [e for e in router.endpoints if e.model_id == model_id]
+            data.append({"id": model_id, "object": "model", "created": 0, "owned_by": "mesh-llm",
+                         "status": "serving" if any(e.serving for e in eps) else "loading",
+                         "nodes": sorted({e.node_id for e in eps})})
+        return {"object": "list", "data": data}
+
+    def route_for(path: str):  # noqa: ANN202 - FastAPI endpoint factory
+        async def endpoint(request: Request) -> Response:
+            return await forward(request, router, path, config.max_body_bytes)
+        endpoint.__name__ = path.strip("/").replace("/", "_")
+        return endpoint
+
+    for path in FORWARDED:
+        app.add_api_route(path, route_for(path), methods=["POST"])
+    return app

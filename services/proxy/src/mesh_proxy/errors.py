@@ -1,0 +1,50 @@
+"""Every failure the proxy reports, as one OpenAI-style JSON body:
+{"error": {"message", "type", "code"}} with the matching HTTP status."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+
+class ProxyError(Exception):
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.headers = headers or {}
+
+    def response(self) -> JSONResponse:
+        return error_response(self.status, self.message, self.type, self.code, self.headers)
+
+
+class BadRequest(ProxyError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class ModelNotFound(ProxyError):
+    status, type, code = 404, "invalid_request_error", "model_not_found"
+
+
+class BodyTooLarge(ProxyError):
+    status, type, code = 413, "invalid_request_error", "request_too_large"
+
+
+class ModelUnavailable(ProxyError):
+    """The model exists but cannot take requests yet (loading, restarting)."""
+    status, type, code = 503, "service_unavailable", "model_not_ready"
+
+
+class BackendGone(ProxyError):
+    status, type, code = 502, "server_error", "backend_unavailable"
+
+
+def error_body(message: str, type_: str, code: str | None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+
+
+def error_response(status: int, message: str, type_: str, code: str | None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, code), status_code=status, headers=headers)

@@ -1,0 +1,129 @@
+"""Forwarding one API request: read the body (bounded), peek at `model`, pick the
+endpoint, send the original bytes, relay the response as it arrives.
+
+A client that disconnects cancels the upstream request: while waiting for the
+response head we race the client's disconnect; while streaming, Starlette
+cancels the relay, whose `finally` closes the backend connection, and
+llama-server stops generating when its next write fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import AsyncIterator, Awaitable, TypeVar
+
+from fastapi import Request, Response
+from fastapi.responses import StreamingResponse
+
+from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, error_body
+from mesh_proxy.routes import Endpoint, Router
+from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+CONNECT_TIMEOUT_S = 5.0
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"request body is {int(declared)} bytes; the limit is {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def model_of(body: bytes) -> str:
+    try:
+        data = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    model = data.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("request body has no 'model' (a string naming the model)")
+    return model
+
+
+async def until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """Run `work`; if the client disconnects first, cancel it and return None."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(until_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    return None
+
+
+async def open_backend(endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    host, _, port = endpoint.address.rpartition(":")
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            return await asyncio.open_connection(host, int(port))
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
+                          f"it may be restarting") from exc
+
+
+async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, sse: bool) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in response.body():
+            yield chunk
+    except UpstreamBroken as exc:
+        log.warning("stream for %s broke: %s", endpoint.model_id, exc)
+        if sse:
+            body = error_body(f"the backend serving {endpoint.model_id!r} stopped mid-response",
+                              "server_error", "backend_unavailable")
+            yield f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n".encode()
+    finally:
+        await response.close()
+        router.end(endpoint)
+
+
+async def forward(request: Request, router: Router, path: str, limit: int) -> Response:
+    body = await read_body(request, limit)
+    endpoint = router.choose(model_of(body))
+    router.begin(endpoint)
+    handed_off = False
+    try:
+        reader, writer = await open_backend(endpoint)
+        try:
+            response = await unless_disconnected(
+                request, send_request(reader, writer, "POST", path, endpoint.address, body))
+        except UpstreamBroken as exc:
+            raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
+        if response is None:
+            writer.close()
+            log.info("client went away before %s answered; request cancelled", endpoint.model_id)
+            return Response(status_code=499)
+        headers = {k: v for k, v in response.headers if k != "content-type"}
+        if response.content_type.startswith("text/event-stream"):
+            handed_off = True
+            return StreamingResponse(relay(response, endpoint, router, sse=True), status_code=response.status,
+                                     media_type=response.content_type, headers=headers)
+        try:
+            content = await response.read_all()
+        except UpstreamBroken as exc:
+            raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
+        finally:
+            await response.close()
+        return Response(content, status_code=response.status, media_type=response.content_type, headers=headers)
+    finally:
+        if not handed_off:
+            router.end(endpoint)

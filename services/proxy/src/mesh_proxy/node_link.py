@@ -1,0 +1,39 @@
+"""Keeps the proxy's Router in step with the node agent: a gRPC WatchStatus
+stream over the home's unix socket, reconnecting when the agent restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+
+from meshcore.api import node_pb2 as pb
+from meshcore.api import node_pb2_grpc
+from meshcore.home import Home
+
+from mesh_proxy.routes import Router, endpoints_from_proto
+
+log = logging.getLogger(__name__)
+RECONNECT_S = 0.5
+
+
+async def follow_node(home: Home, router: Router) -> None:
+    warned = False
+    while True:
+        try:
+            async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+                stub = node_pb2_grpc.NodeAgentStub(channel)
+                async for status in stub.WatchStatus(pb.WatchStatusRequest()):
+                    if not router.node_connected:
+                        log.info("connected to the node agent (%s)", home.node_socket)
+                    router.node_connected = True
+                    warned = False
+                    router.update(endpoints_from_proto(status.routes))
+        except grpc.aio.AioRpcError as exc:
+            if router.node_connected or not warned:
+                log.warning("node agent not reachable (%s); retrying", exc.code().name)
+                warned = True
+        router.node_connected = False
+        router.update([])
+        await asyncio.sleep(RECONNECT_S)

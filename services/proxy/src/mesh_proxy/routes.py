@@ -1,0 +1,74 @@
+"""Route choice, pure: which endpoint serves a request for a model.
+
+The table comes from the node agent (proto RouteTable). Among endpoints that are
+serving, the one with the fewest requests in flight from this proxy wins (ties:
+local first, then node id); a model that is only loading gives ModelUnavailable
+with a Retry-After; a model nobody serves gives ModelNotFound.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from meshcore.api import node_pb2 as pb
+
+from mesh_proxy.errors import ModelNotFound, ModelUnavailable
+
+RETRY_AFTER_S = 2
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    model_id: str
+    node_id: str
+    local: bool
+    address: str  # "127.0.0.1:PORT" for a local llama-server
+    serving: bool
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.node_id, self.model_id)
+
+
+def endpoints_from_proto(table: pb.RouteTable) -> list[Endpoint]:
+    return [Endpoint(r.model_id, r.node_id, r.local, r.endpoint, r.state == pb.MODEL_STATE_SERVING)
+            for r in table.routes]
+
+
+class Router:
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+        self.in_flight: Counter[tuple[str, str]] = Counter()
+        self.requests: Counter[str] = Counter()  # per model, since start
+        self.node_connected = False
+
+    def update(self, endpoints: list[Endpoint]) -> None:
+        self.endpoints = endpoints
+
+    def model_ids(self) -> list[str]:
+        return sorted({e.model_id for e in self.endpoints})
+
+    def choose(self, model_id: str) -> Endpoint:
+        candidates = [e for e in self.endpoints if e.model_id == model_id]
+        if not candidates:
+            if not self.node_connected:
+                raise ModelUnavailable("the node agent is not reachable yet; retry shortly",
+                                       {"Retry-After": str(RETRY_AFTER_S)})
+            known = ", ".join(self.model_ids()) or "none"
+            raise ModelNotFound(f"model {model_id!r} is not served in this mesh (served: {known})")
+        serving = [e for e in candidates if e.serving]
+        if not serving:
+            raise ModelUnavailable(f"model {model_id!r} is loading; retry shortly",
+                                   {"Retry-After": str(RETRY_AFTER_S)})
+        return min(serving, key=lambda e: (self.in_flight[e.key], not e.local, e.node_id))
+
+    def begin(self, endpoint: Endpoint) -> None:
+        """A request to `endpoint` starts; pair with end() when its response is done."""
+        self.requests[endpoint.model_id] += 1
+        self.in_flight[endpoint.key] += 1
+
+    def end(self, endpoint: Endpoint) -> None:
+        self.in_flight[endpoint.key] -= 1
+        if self.in_flight[endpoint.key] <= 0:
+            del self.in_flight[endpoint.key]
