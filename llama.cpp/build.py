@@ -127,6 +127,7 @@ def extract(archive: Path, subdir: str, dest: Path) -> None:
         for m in members:
             m.name = m.name[len(prefix):]
         tar.extractall(tmp, members=[m for m in members if m.name], filter="data")
+    (tmp / ".git").unlink(missing_ok=True)  # a submodule pointer into the sdist author's repo
     for patch in patches():
         log(f"applying {patch.name}")
         subprocess.run(["patch", "-p1", "--forward", "-i", str(patch)], cwd=tmp, check=True)

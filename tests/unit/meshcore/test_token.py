@@ -1,0 +1,55 @@
+import base64
+
+import msgpack
+import pytest
+
+from meshcore.errors import TokenError
+from meshcore.token import InviteToken
+
+GOOD = InviteToken("a" * 32, b"s" * 32, ("10.0.0.2:4000", "127.0.0.1:4000"), "b" * 32)
+
+
+def pack(data: dict) -> str:
+    return base64.urlsafe_b64encode(msgpack.packb(data)).rstrip(b"=").decode()
+
+
+def test_round_trip() -> None:
+    text = GOOD.encode()
+    assert "=" not in text and "+" not in text and "/" not in text
+    assert InviteToken.decode(text) == GOOD
+    assert InviteToken.decode(f"  {text}\n") == GOOD
+
+
+@pytest.mark.parametrize("text", ["", "x" * 5000, "not base64 !!", "AAAA", pack([1, 2])])
+def test_garbage_is_rejected_with_words(text: str) -> None:
+    with pytest.raises(TokenError) as info:
+        InviteToken.decode(text)
+    assert "token" in str(info.value)
+
+
+@pytest.mark.parametrize("field,value,words", [
+    ("v", 2, "version"),
+    ("mesh_id", "short", "mesh id"),
+    ("node_id", "Z" * 32, "node id"),
+    ("secret", b"short", "secret"),
+    ("secret", "s" * 32, "secret"),
+    ("addrs", [], "address"),
+    ("addrs", ["no-port"], "address"),
+    ("addrs", ["1.2.3.4:70000"], "address"),
+    ("addrs", ["1.2.3.4:1"] * 17, "address"),
+])
+def test_each_bad_field_is_named(field: str, value: object, words: str) -> None:
+    data = {"v": 1, "mesh_id": GOOD.mesh_id, "secret": GOOD.secret, "addrs": list(GOOD.addrs),
+            "node_id": GOOD.node_id, field: value}
+    with pytest.raises(TokenError, match=words):
+        InviteToken.decode(pack(data))
+
+
+def test_tampered_byte_changes_or_breaks_the_token() -> None:
+    text = GOOD.encode()
+    flipped = text[:10] + ("A" if text[10] != "A" else "B") + text[11:]
+    try:
+        decoded = InviteToken.decode(flipped)
+    except TokenError:
+        return
+    assert decoded != GOOD

@@ -1,0 +1,21 @@
+import pytest
+
+from mesh_proxy.errors import BadRequest
+from mesh_proxy.forward import model_of
+
+
+def test_model_is_read() -> None:
+    assert model_of(b'{"model": "m", "messages": []}') == "m"
+
+
+@pytest.mark.parametrize("body,words", [
+    (b"{not json", "not valid JSON"),
+    (b"\xff\xfe", "not valid JSON"),
+    (b"[1, 2]", "JSON object"),
+    (b'{"messages": []}', "no 'model'"),
+    (b'{"model": 3}', "no 'model'"),
+    (b'{"model": ""}', "no 'model'"),
+])
+def test_bad_bodies_are_400_with_words(body: bytes, words: str) -> None:
+    with pytest.raises(BadRequest, match=words):
+        model_of(body)
