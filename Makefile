@@ -12,6 +12,7 @@ run: setup
 	.venv/bin/mesh-llm --model $(MODEL) $(ARGS)
 
 test: setup
+	@scripts/test-deps.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -25,3 +26,6 @@ proto: setup
 
 clean:
 	rm -rf .venv .pytest_cache
+
+bench: setup
+	.venv/bin/python bench/proxy_local.py $(if $(QUICK),--quick,)

@@ -6,7 +6,7 @@ from mesh_proxy.routes import Endpoint, Router, endpoints_from_proto
 
 
 def ep(model: str, node: str, serving: bool = True, local: bool = False) -> Endpoint:
-    return Endpoint(model, node, local, "127.0.0.1:1", serving)
+    return Endpoint(model, node, local, "127.0.0.1:1", "serving" if serving else "loading")
 
 
 def router(*endpoints: Endpoint) -> Router:
@@ -58,5 +58,10 @@ def test_endpoints_from_proto() -> None:
     table = pb.RouteTable(routes=[pb.Route(model_id="m", node_id="n", local=True, endpoint="127.0.0.1:5",
                                            state=pb.MODEL_STATE_SERVING),
                                   pb.Route(model_id="m2", node_id="n", state=pb.MODEL_STATE_LOADING)])
-    assert endpoints_from_proto(table) == [Endpoint("m", "n", True, "127.0.0.1:5", True),
-                                          Endpoint("m2", "n", False, "", False)]
+    assert endpoints_from_proto(table) == [Endpoint("m", "n", True, "127.0.0.1:5", "serving"),
+                                          Endpoint("m2", "n", False, "", "loading")]
+
+
+def test_a_failed_model_is_503_and_says_failed() -> None:
+    with pytest.raises(ModelUnavailable, match="failed"):
+        router(Endpoint("a", "n", True, "", "failed")).choose("a")

@@ -3,7 +3,7 @@
 Order: validate everything a user can get wrong (model paths, ports, a node
 already running in this home) before starting anything; start the node agent and
 wait for its gRPC API; start the proxy and the console; print where things are
-and the invite token; report model states as they change; on Ctrl-C or SIGTERM
+and the invite token (the node agent logs each model's progress); on Ctrl-C or SIGTERM
 stop the proxy and console, then the node agent (which stops llama-server).
 """
 
@@ -31,8 +31,6 @@ from mesh_cli.supervisor import Child, GiveUp, keep_running
 
 log = logging.getLogger("mesh_cli")
 NODE_START_TIMEOUT_S = 60.0
-STATE_WORDS = {pb.MODEL_STATE_LOADING: "loading", pb.MODEL_STATE_SERVING: "serving",
-               pb.MODEL_STATE_FAILED: "failed", pb.MODEL_STATE_STOPPED: "stopped"}
 
 
 def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, ConsoleConfig]:
@@ -84,23 +82,6 @@ def banner(status: pb.NodeStatus, proxy: ProxyConfig, console: ConsoleConfig) ->
     ])
 
 
-async def report_models(home: Home) -> None:
-    """Print each model's state as it changes (the user's progress view)."""
-    last: dict[str, tuple[int, str]] = {}
-    while True:
-        with contextlib.suppress(grpc.aio.AioRpcError):
-            async with grpc.aio.insecure_channel(home.grpc_target) as channel:
-                async for status in node_pb2_grpc.NodeAgentStub(channel).WatchStatus(pb.WatchStatusRequest()):
-                    for m in status.models:
-                        now = (m.state, m.reason)
-                        if last.get(m.model_id) != now:
-                            last[m.model_id] = now
-                            words = STATE_WORDS.get(m.state, "unknown")
-                            print(f"mesh-llm: model {m.model_id} is {words}" + (f" ({m.reason})" if m.reason else ""),
-                                  file=sys.stderr, flush=True)
-        await asyncio.sleep(1)
-
-
 async def launch(args: Namespace) -> int:
     home, node_cfg, proxy_cfg, console_cfg = build_configs(args)
     node = Child("node agent", "mesh_node", to_json(node_cfg))
@@ -119,9 +100,8 @@ async def launch(args: Namespace) -> int:
         print(banner(status, proxy_cfg, console_cfg), file=sys.stderr, flush=True)
         async with asyncio.TaskGroup() as tasks:
             watchers = [tasks.create_task(keep_running(c)) for c in (node, proxy, console)]
-            watchers.append(tasks.create_task(report_models(home)))
             stopper = tasks.create_task(stop.wait())
-            done, _ = await asyncio.wait([*watchers, stopper], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*watchers, stopper], return_when=asyncio.FIRST_COMPLETED)
             for task in [*watchers, stopper]:
                 task.cancel()
     except* GiveUp as group:

@@ -15,6 +15,7 @@ from meshcore.api import node_pb2 as pb
 from meshcore.config import NodeConfig
 from meshcore.process import free_tcp_port
 
+from mesh_node.gguf_info import is_embedding_model
 from mesh_node.llama_server import LlamaServer, LlamaServerFailed
 from mesh_node.state import ModelEntry, NodeState
 
@@ -33,6 +34,9 @@ class ModelRunner:
 
     async def run(self) -> None:
         model_id = self.entry.model_id
+        extra = list(self.config.extra_llama_args)
+        if await asyncio.to_thread(is_embedding_model, self.entry.path):
+            extra += ["--embeddings"]
         failed_starts = 0
         restarts = 0
         while True:
@@ -41,8 +45,8 @@ class ModelRunner:
                                     reason=f"starting llama-server on 127.0.0.1:{port}")
             server = LlamaServer(self.llama_server, self.entry.path, model_id, port,
                                  self.logs_dir / f"llama-server-{model_id}.log",
-                                 ctx_size=self.config.ctx_size, parallel=self.config.parallel,
-                                 device=self.config.device, extra_args=self.config.extra_llama_args)
+                                 ctx_size=self.config.ctx_size * self.config.parallel,
+                                 parallel=self.config.parallel, device=self.config.device, extra_args=extra)
             try:
                 async with server:
                     await server.wait_healthy(LOAD_TIMEOUT_S)

@@ -84,7 +84,7 @@ class NodeState:
     def routes(self) -> pb.RouteTable:
         table = pb.RouteTable(version=self.seq)
         for m in sorted(self.models.values(), key=lambda m: m.model_id):
-            if m.state in (pb.MODEL_STATE_LOADING, pb.MODEL_STATE_SERVING):
+            if m.state != pb.MODEL_STATE_STOPPED:
                 table.routes.append(pb.Route(model_id=m.model_id, node_id=self.node_id, local=True,
                                              endpoint=f"127.0.0.1:{m.port}" if m.port else "",
                                              state=m.state))

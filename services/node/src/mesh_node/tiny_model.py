@@ -27,6 +27,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
+FIELDS = ("name", "width", "layers", "heads", "ff", "context", "dtype", "seed", "pooling")
 WORDS = ["the", "and", "mesh", "model", "node", "hello", "world", "token", "split", "layer"]
 
 
@@ -40,6 +41,7 @@ class TinySpec:
     context: int = 4096           # n_ctx_train
     dtype: str = "f16"            # "f16" or "f32" for the big matrices
     seed: int = 1234
+    pooling: str = ""             # "mean" makes an embedding model (served with --embeddings)
 
 
 def vocabulary() -> tuple[list[str], list[float], list[int]]:
@@ -92,6 +94,9 @@ def generate(spec: TinySpec, out_dir: Path) -> Path:
     w.add_add_bos_token(True)
     w.add_add_eos_token(False)
     w.add_chat_template(CHAT_TEMPLATE)
+    if spec.pooling:
+        from gguf import PoolingType
+        w.add_pooling_type(PoolingType[spec.pooling.upper()])
 
     n_vocab, d = len(tokens), spec.width
     ones = np.ones(d, dtype=np.float32)
@@ -120,13 +125,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Generate a tiny random-weight llama GGUF model")
     parser.add_argument("--out", type=Path, required=True, help="folder to write NAME.gguf into")
     defaults = TinySpec()
-    for field in ("name", "width", "layers", "heads", "ff", "context", "dtype", "seed"):
+    for field in FIELDS:
         value = getattr(defaults, field)
         parser.add_argument(f"--{field}", type=type(value), default=value)
     parser.add_argument("--if-missing", action="store_true", help="do nothing if the file exists")
     args = parser.parse_args()
-    spec = TinySpec(**{k: getattr(args, k) for k in ("name", "width", "layers", "heads", "ff",
-                                                      "context", "dtype", "seed")})
+    spec = TinySpec(**{k: getattr(args, k) for k in FIELDS})
     target = args.out / f"{spec.name}.gguf"
     if args.if_missing and target.exists():
         print(target)

@@ -64,7 +64,7 @@ def create_app(config: ProxyConfig) -> FastAPI:
         for model_id in router.model_ids():
             eps = [e for e in router.endpoints if e.model_id == model_id]
             data.append({"id": model_id, "object": "model", "created": 0, "owned_by": "mesh-llm",
-                         "status": "serving" if any(e.serving for e in eps) else "loading",
+                         "status": "serving" if any(e.serving for e in eps) else eps[0].state,
                          "nodes": sorted({e.node_id for e in eps})})
         return {"object": "list", "data": data}
 

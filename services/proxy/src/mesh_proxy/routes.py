@@ -24,15 +24,23 @@ class Endpoint:
     node_id: str
     local: bool
     address: str  # "127.0.0.1:PORT" for a local llama-server
-    serving: bool
+    state: str    # "loading" | "serving" | "failed" (restarting or given up)
+
+    @property
+    def serving(self) -> bool:
+        return self.state == "serving"
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.node_id, self.model_id)
 
 
+STATES = {pb.MODEL_STATE_LOADING: "loading", pb.MODEL_STATE_SERVING: "serving",
+          pb.MODEL_STATE_FAILED: "failed"}
+
+
 def endpoints_from_proto(table: pb.RouteTable) -> list[Endpoint]:
-    return [Endpoint(r.model_id, r.node_id, r.local, r.endpoint, r.state == pb.MODEL_STATE_SERVING)
+    return [Endpoint(r.model_id, r.node_id, r.local, r.endpoint, STATES.get(r.state, "failed"))
             for r in table.routes]
 
 
@@ -59,7 +67,8 @@ class Router:
             raise ModelNotFound(f"model {model_id!r} is not served in this mesh (served: {known})")
         serving = [e for e in candidates if e.serving]
         if not serving:
-            raise ModelUnavailable(f"model {model_id!r} is loading; retry shortly",
+            doing = "loading" if any(e.state == "loading" for e in candidates) else "not available (failed)"
+            raise ModelUnavailable(f"model {model_id!r} is {doing}; retry shortly",
                                    {"Retry-After": str(RETRY_AFTER_S)})
         return min(serving, key=lambda e: (self.in_flight[e.key], not e.local, e.node_id))
 

@@ -1,0 +1,143 @@
+"""Start and inspect a real `mesh-llm` node (launcher, node agent, proxy,
+console, llama-server) for the integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import psutil
+
+from meshcore.api import node_pb2 as pb
+from meshcore.api import node_pb2_grpc
+from meshcore.home import Home
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_json(url: str, body: bytes | None = None, timeout: float = 30,
+              headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+    """(status, json body, headers) without raising on HTTP errors."""
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"{}"), dict(resp.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
+
+
+@dataclass
+class MeshNode:
+    home: Path
+    api_port: int
+    console_port: int
+    proc: subprocess.Popen
+    log_path: Path
+    seen_pids: set[int] = field(default_factory=set)
+
+    @property
+    def api(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def console(self) -> str:
+        return f"http://127.0.0.1:{self.console_port}"
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            procs = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+        self.seen_pids.update(p.pid for p in procs)
+        return procs
+
+    def node_status(self) -> pb.NodeStatus:
+        with grpc.insecure_channel(Home(self.home).grpc_target) as channel:
+            return node_pb2_grpc.NodeAgentStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5)
+
+    def llama_port(self, model_id: str) -> int:
+        return next(m.port for m in self.node_status().models if m.model_id == model_id)
+
+    def llama_pid(self, model_id: str) -> int:
+        port = self.llama_port(model_id)
+        for p in self.descendants():
+            if p.name().startswith("llama-server") and f"{port}" in p.cmdline():
+                return p.pid
+        raise AssertionError(f"no llama-server for {model_id} on port {port}")
+
+    def child_pid(self, module: str) -> int:
+        for p in psutil.Process(self.proc.pid).children():
+            if module in p.cmdline():
+                return p.pid
+        raise AssertionError(f"no child process running {module}")
+
+    def wait_serving(self, models: list[str], timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"mesh-llm exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+            try:
+                status, body, _ = http_json(f"{self.api}/v1/models", timeout=2)
+                served = {m["id"] for m in body.get("data", []) if m.get("status") == "serving"}
+                if status == 200 and set(models) <= served:
+                    self.descendants()
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"models {models} not serving after {timeout} s:\n{self.log()[-3000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
+        self.descendants()
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise AssertionError(f"mesh-llm did not stop within {timeout} s after {sig}:\n{self.log()[-3000:]}")
+
+    def leftovers(self, timeout: float = 15) -> list[int]:
+        """Pids of this node's processes still alive after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            alive = [pid for pid in self.seen_pids if psutil.pid_exists(pid)
+                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+            if not alive or time.monotonic() > deadline:
+                return alive
+            time.sleep(0.2)
+
+
+def start_node(tmp: Path, models: list[Path], *extra: str, env: dict[str, str] | None = None,
+               wait: bool = True) -> MeshNode:
+    home = tmp / "home"
+    api_port, console_port = free_port(), free_port()
+    log_path = tmp / "mesh-llm.log"
+    argv = [sys.executable, "-m", "mesh_cli", "--home", str(home), "--port", str(api_port),
+            "--console", str(console_port), "--ctx-size", "4096", "--parallel", "2", *extra]
+    for m in models:
+        argv += ["--model", str(m)]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, **(env or {})})
+    node = MeshNode(home, api_port, console_port, proc, log_path)
+    if wait:
+        node.wait_serving([m.stem for m in models])
+    return node
