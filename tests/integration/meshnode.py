@@ -31,13 +31,13 @@ def free_port() -> int:
 
 def http_json(url: str, body: bytes | None = None, timeout: float = 30,
               headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
-    """(status, json body, headers) without raising on HTTP errors."""
+    """(status, json body, headers with lower-case names) without raising on HTTP errors."""
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"{}"), dict(resp.headers)
+            return resp.status, json.loads(resp.read() or b"{}"), {k.lower(): v for k, v in resp.headers.items()}
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
+        return err.code, json.loads(err.read() or b"{}"), {k.lower(): v for k, v in err.headers.items()}
 
 
 @dataclass
@@ -96,7 +96,7 @@ class MeshNode:
             try:
                 status, body, _ = http_json(f"{self.api}/v1/models", timeout=2)
                 served = {m["id"] for m in body.get("data", []) if m.get("status") == "serving"}
-                if status == 200 and set(models) <= served:
+                if status == 200 and set(models) <= served and http_json(f"{self.console}/api/status")[0] == 200:
                     self.descendants()
                     return
             except (OSError, ValueError):

@@ -14,6 +14,7 @@ import httpx
 import openai
 import pytest
 
+from meshcore.api import node_pb2 as pb
 from meshnode import MeshNode, http_json, start_node
 
 TINY, EMBED, SMALL = "mesh-tiny-F16", "mesh-embed-F16", "mesh-small-F16"
@@ -149,13 +150,17 @@ def test_loading_model_is_503_with_retry_after(tmp_path: Path, models: dict[str,
         deadline = time.monotonic() + 20
         status = 0
         while time.monotonic() < deadline:
-            status, err, headers = http_json(f"{n.api}/v1/chat/completions",
-                                             json.dumps({"model": TINY, "messages": []}).encode(), timeout=5)
+            try:
+                status, err, headers = http_json(f"{n.api}/v1/chat/completions",
+                                                 json.dumps({"model": TINY, "messages": []}).encode(), timeout=5)
+            except OSError:  # the proxy is not listening yet
+                time.sleep(0.1)
+                continue
             if status == 503 and "loading" in err["error"]["message"]:
                 break
             time.sleep(0.1)
         assert status == 503, n.log()
-        assert int(headers["Retry-After"]) > 0
+        assert int(headers["retry-after"]) > 0
         n.wait_serving([TINY])
         status, _, _ = http_json(f"{n.api}/v1/completions",
                                  json.dumps({"model": TINY, "prompt": "x", "max_tokens": 2}).encode())
@@ -176,11 +181,16 @@ def test_backend_gone_is_502_then_the_node_restarts_it(tmp_path: Path, models: d
         status, err, _ = http_json(f"{n.api}/v1/completions", body)
         assert status == 502 and err["error"]["code"] == "backend_unavailable"
         os.kill(agent, signal.SIGCONT)
-        n.wait_serving([TINY], timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            model = [m for m in n.node_status().models if m.model_id == TINY][0]
+            if model.restarts == 1 and model.state == pb.MODEL_STATE_SERVING:
+                break
+            time.sleep(0.1)
+        assert (model.restarts, model.state) == (1, pb.MODEL_STATE_SERVING), n.log()[-2000:]
+        n.wait_serving([TINY], timeout=10)
         status, _, _ = http_json(f"{n.api}/v1/completions", body)
         assert status == 200
-        restarted = [m for m in n.node_status().models if m.model_id == TINY][0]
-        assert restarted.restarts == 1
     finally:
         os.kill(agent, signal.SIGCONT)
         n.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -55,14 +54,47 @@ def test_chat_relay_streams_from_the_api(node: MeshNode) -> None:
     assert events[-1] == "data: [DONE]" and len(events) >= 3
 
 
-def test_page_renders_live_status_in_a_browser(node: MeshNode, tmp_path: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if browser is None:
-        pytest.fail("this test needs Chromium: `make setup` installs it as root (apt-get install chromium)")
-    result = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--user-data-dir=" + str(tmp_path),
-                             "--virtual-time-budget=4000", "--dump-dom", node.console + "/"],
-                            capture_output=True, text=True, timeout=60)
-    dom = result.stdout
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator["webdriver.Chrome"]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("the console test needs Chromium and ChromeDriver: `make test` installs them as root "
+                    "(apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    yield drv
+    drv.quit()
+
+
+def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: "webdriver.Chrome") -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 20)
+    browser.get(node.console + "/")
     node_id = node.node_status().node_id
-    assert node_id in dom, result.stderr[-2000:]
-    assert f">{TINY}<" in dom and ">serving<" in dom
+    wait.until(ec.text_to_be_present_in_element((By.ID, "node-id"), node_id))
+    assert browser.find_element(By.ID, "node-state").text == "serving"
+    assert browser.find_element(By.ID, "token").get_attribute("value") == node.node_status().token
+    rows = browser.find_elements(By.CSS_SELECTOR, "#models tbody tr")
+    assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [TINY]
+    assert "serving" in rows[0].text
+    assert browser.find_element(By.ID, "conn").text == "live"
+
+    wait.until(lambda d: d.find_element(By.ID, "chat-model").get_attribute("value") == TINY)
+    browser.find_element(By.ID, "chat-input").send_keys("hello <b>mesh</b>")
+    browser.find_element(By.ID, "chat-send").click()
+    wait.until(lambda d: d.find_element(By.ID, "chat-send").is_enabled()
+               and len(d.find_elements(By.CSS_SELECTOR, "#chat-log .msg")) == 2)
+    user, reply = browser.find_elements(By.CSS_SELECTOR, "#chat-log .msg")
+    assert user.text == "hello <b>mesh</b>"  # shown as text, never as HTML
+    assert user.find_elements(By.TAG_NAME, "b") == []
+    assert "assistant" in reply.get_attribute("class") and reply.text

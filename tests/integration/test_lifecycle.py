@@ -33,12 +33,8 @@ def listeners(node: MeshNode) -> list[tuple[str, int]]:
 
 
 def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+    return not any(c.laddr.port == port and c.status == psutil.CONN_LISTEN
+                   for c in psutil.net_connections(kind="tcp"))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -128,7 +124,10 @@ def test_a_model_that_cannot_load_is_reported_failed_with_the_reason(tmp_path: P
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            status, body, _ = http_json(f"{node.console}/api/status", timeout=2) if node.proc.poll() is None else (0, {}, {})
+            try:
+                status, body, _ = http_json(f"{node.console}/api/status", timeout=2)
+            except OSError:  # the console is not listening yet
+                status, body = 0, {}
             models = {m["name"]: m for m in body.get("models", [])}
             if status == 200 and models.get("Broken", {}).get("state") == "failed" and "gave up" in models["Broken"]["reason"]:
                 break

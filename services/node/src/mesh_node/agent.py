@@ -64,7 +64,7 @@ async def run(config: NodeConfig) -> None:
                 state.add_model(entry)
                 runner = ModelRunner(entry, config, state, bin_dir / LLAMA_SERVER, home.root / "logs")
                 tasks.create_task(runner.run(), name=f"model {entry.model_id}")
-            tasks.create_task(server.wait_for_termination(), name="grpc")
+            tasks.create_task(asyncio.Event().wait(), name="until stopped")
     finally:
         await server.stop(grace=0.5)
         home.node_socket.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 from pathlib import Path
 from typing import Sequence
@@ -20,6 +21,15 @@ from meshcore.process import die_with_parent
 
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 10.0
+LOG_PREFIX = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+ [A-Z] \S+\s+")  # "0.00.007.200 E srv  "
+
+
+def text_start(lines: list[str]) -> int:
+    """Index just after the last "$ command" line we wrote: this run's output."""
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("$ "):
+            return i + 1
+    return 0
 
 
 class LlamaServerFailed(Exception):
@@ -97,13 +107,15 @@ class LlamaServer:
         tail = self.log_tail()
         return f"llama-server {how}" + (f": {tail}" if tail else "")
 
-    def log_tail(self, lines: int = 3) -> str:
+    def log_tail(self, lines: int = 2) -> str:
+        """llama-server's last error lines (or last lines), without its timestamps."""
         try:
             text = self.log_path.read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        interesting = [ln for ln in text if "error" in ln.lower() or "failed" in ln.lower()]
-        return " | ".join((interesting or text)[-lines:])
+        text = [LOG_PREFIX.sub("", ln).strip() for ln in text[text_start(text):]]
+        errors = [ln for ln in text if "error" in ln.lower() or "failed" in ln.lower()]
+        return " | ".join(dict.fromkeys((errors or text)[:lines] if errors else text[-lines:]))
 
     async def stop(self) -> None:
         proc = self.proc

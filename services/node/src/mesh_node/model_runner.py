@@ -8,6 +8,7 @@ and leaves the model failed, with llama-server's own last words as the reason.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from mesh_node.gguf_info import is_embedding_model
 from mesh_node.llama_server import LlamaServer, LlamaServerFailed
 from mesh_node.state import ModelEntry, NodeState
 
+log = logging.getLogger(__name__)
 MAX_FAILED_STARTS = 3
 LOAD_TIMEOUT_S = 900.0
 MAX_BACKOFF_S = 30.0
@@ -35,8 +37,11 @@ class ModelRunner:
     async def run(self) -> None:
         model_id = self.entry.model_id
         extra = list(self.config.extra_llama_args)
-        if await asyncio.to_thread(is_embedding_model, self.entry.path):
-            extra += ["--embeddings"]
+        try:
+            if await asyncio.to_thread(is_embedding_model, self.entry.path):
+                extra += ["--embeddings"]
+        except (ValueError, OSError) as exc:  # gguf-py could not read it; let llama-server say why
+            log.warning("could not read the metadata of %s (%s)", self.entry.path, exc)
         failed_starts = 0
         restarts = 0
         while True:

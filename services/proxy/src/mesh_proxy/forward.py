@@ -24,18 +24,25 @@ from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5.0
+DRAIN_LIMIT = 64 * 1024 * 1024
 
 
 async def read_body(request: Request, limit: int) -> bytes:
+    """The whole body, or BodyTooLarge. An oversized body is still read (and
+    dropped) up to DRAIN_LIMIT so the client gets the 413 instead of a
+    connection reset mid-upload; past that the connection is closed."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isdigit() and int(declared) > DRAIN_LIMIT:
         raise BodyTooLarge(f"request body is {int(declared)} bytes; the limit is {limit} bytes")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif size > DRAIN_LIMIT:
+            break
+    if size > limit:
+        raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
     return b"".join(chunks)
 
 
