@@ -8,34 +8,22 @@ from meshcore.home import default_home
 from meshcore.models import DEFAULT_MODEL
 
 
-def port_number(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < value < 65536:
-        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535)")
-    return value
+def number(kind: type, low: float, high: float, what: str):  # noqa: ANN201 - argparse type factory
+    """An argparse type: a `kind` between low (exclusive) and high (inclusive)."""
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range for {what}")
+        return value
+    return parse
 
 
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be above 0")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be above 0")
-    return value
+port_number = number(int, 0, 65535, "a port number (1-65535)")
+positive_float = number(float, 0, float("inf"), "a number above 0")
+positive_int = number(int, 0, 1 << 30, "a whole number above 0")
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import logging
-import sys
-
-import uvicorn
 
 from meshcore.config import ConsoleConfig, from_json
-from meshcore.errors import MeshError
-from meshcore.process import bind_tcp, setup_logging
+from meshcore.http_service import run_http_service
+from meshcore.process import setup_logging
 
 from mesh_console.app import create_app
-
-log = logging.getLogger("mesh_console")
 
 
 def main() -> None:
@@ -24,16 +17,8 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging("console")
     config = from_json(ConsoleConfig, args.config)
-    host = "0.0.0.0" if config.listen_all else "127.0.0.1"
-    try:
-        sock = bind_tcp(host, config.port, "console")
-    except MeshError as exc:
-        print(f"mesh-llm console: {exc}", file=sys.stderr)
-        sys.exit(2)
-    server = uvicorn.Server(uvicorn.Config(create_app(config), log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=1))
-    log.info("console on http://%s:%d/", "127.0.0.1" if host == "127.0.0.1" else host, config.port)
-    asyncio.run(server.serve(sockets=[sock]))
+    run_http_service("console", "console", config.port, config.listen_all, lambda: create_app(config),
+                     graceful_s=1.0)
 
 
 if __name__ == "__main__":
