@@ -1,0 +1,170 @@
+"""Mesh membership, pure: versioned node records and how they merge.
+
+Each node owns one record and is the only one that raises its version. Others
+may mark it `dead` (failure detector) at the version they know; the owner, on
+hearing that, refutes by raising its version. A clean shutdown publishes `left`.
+Merge rule: higher version wins; at equal version, dead/left beats alive. A new
+incarnation starts at max(last + 1, wall-clock ms), so a restarted node's record
+is always newer than the dead one peers remember.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from meshcore.ids import NodeId
+
+ALIVE, DEAD, LEFT = "alive", "dead", "left"
+STATE_RANK = {ALIVE: 0, DEAD: 1, LEFT: 2}
+ROLES = ("node", "client")
+MAX_LIST = 256
+
+
+class RecordError(ValueError):
+    """A gossiped record with missing or absurd fields."""
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    node_id: NodeId
+    version: int
+    addrs: tuple[str, ...] = ()              # where its mesh endpoint listens ("ip:port")
+    role: str = "node"                       # "node" serves models; "client" only asks
+    vram_bytes: int = 0                      # memory offered for weights
+    models_on_disk: tuple[str, ...] = ()
+    serving: tuple[str, ...] = ()            # model ids its llama-server answers for now
+    demand: dict[str, int] = field(default_factory=dict)    # requests per model seen by its proxy
+    rtt_ms: dict[str, float] = field(default_factory=dict)  # its measured RTT to each peer
+    app_version: str = ""
+    state: str = ALIVE
+    mesh_name: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("addrs", "models_on_disk", "serving"):
+            data[key] = list(data[key])
+        return data
+
+    @staticmethod
+    def from_wire(data: Any) -> "NodeRecord":
+        if not isinstance(data, dict):
+            raise RecordError("record is not a map")
+        try:
+            record = NodeRecord(
+                node_id=NodeId(_str(data["node_id"], 64)), version=_int(data["version"]),
+                addrs=_strs(data.get("addrs", [])), role=_str(data.get("role", "node"), 16),
+                vram_bytes=_int(data.get("vram_bytes", 0)), models_on_disk=_strs(data.get("models_on_disk", [])),
+                serving=_strs(data.get("serving", [])), demand=_counts(data.get("demand", {}), int),
+                rtt_ms=_counts(data.get("rtt_ms", {}), float), app_version=_str(data.get("app_version", ""), 64),
+                state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128))
+        except KeyError as exc:
+            raise RecordError(f"record has no {exc.args[0]}") from exc
+        if record.state not in STATE_RANK or record.role not in ROLES:
+            raise RecordError(f"record has state {record.state!r} / role {record.role!r}")
+        return record
+
+
+def _str(value: Any, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise RecordError("a text field is not text or is too long")
+    return value
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+        raise RecordError("a number field is not a non-negative integer")
+    return value
+
+
+def _strs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_LIST:
+        raise RecordError("a list field is not a list or is too long")
+    return tuple(_str(v, 256) for v in value)
+
+
+def _counts(value: Any, kind: type) -> dict:
+    if not isinstance(value, dict) or len(value) > MAX_LIST:
+        raise RecordError("a map field is not a map or is too long")
+    out = {}
+    for k, v in value.items():
+        if not isinstance(v, (int, float)) or isinstance(v, bool):
+            raise RecordError("a map value is not a number")
+        out[_str(k, 256)] = kind(v)
+    return out
+
+
+def newer(a: NodeRecord, b: NodeRecord | None) -> bool:
+    """Does `a` supersede `b`?"""
+    if b is None:
+        return True
+    return (a.version, STATE_RANK[a.state]) > (b.version, STATE_RANK[b.state])
+
+
+def next_version(last: int = 0) -> int:
+    return max(last + 1, int(time.time() * 1000))
+
+
+class Membership:
+    """The records this node knows, its own included."""
+
+    def __init__(self, me: NodeRecord) -> None:
+        self.me = me.node_id
+        self.records: dict[NodeId, NodeRecord] = {me.node_id: me}
+
+    @property
+    def own(self) -> NodeRecord:
+        return self.records[self.me]
+
+    def update_own(self, **changes: Any) -> NodeRecord:
+        record = replace(self.own, version=next_version(self.own.version), **changes)
+        self.records[self.me] = record
+        return record
+
+    def merge(self, incoming: list[NodeRecord]) -> list[NodeRecord]:
+        """Take what is newer; return the records that changed. A record that
+        says this node is dead is refuted by a new version of our own."""
+        changed = []
+        for record in incoming:
+            if record.node_id == self.me:
+                if record.state != ALIVE and record.version >= self.own.version and self.own.state == ALIVE:
+                    changed.append(self.update_own())
+                continue
+            if newer(record, self.records.get(record.node_id)):
+                self.records[record.node_id] = record
+                changed.append(record)
+        return changed
+
+    def mark(self, node_id: NodeId, state: str) -> NodeRecord | None:
+        """Mark a peer dead or left at the version we know (our opinion, gossiped)."""
+        record = self.records.get(node_id)
+        if record is None or node_id == self.me or STATE_RANK[record.state] >= STATE_RANK[state]:
+            return None
+        self.records[node_id] = replace(record, state=state)
+        return self.records[node_id]
+
+    def digest(self) -> dict[str, list[int]]:
+        return {nid: [r.version, STATE_RANK[r.state]] for nid, r in self.records.items()}
+
+    def newer_than(self, digest: dict[str, list[int]]) -> list[NodeRecord]:
+        """Our records the holder of `digest` lacks."""
+        out = []
+        for nid, r in self.records.items():
+            theirs = digest.get(nid)
+            if theirs is None or (r.version, STATE_RANK[r.state]) > tuple(theirs):
+                out.append(r)
+        return out
+
+    def wanted_from(self, digest: dict[str, list[int]]) -> list[str]:
+        """Ids whose record in `digest` is newer than ours."""
+        out = []
+        for nid, (version, rank) in digest.items():
+            mine = self.records.get(NodeId(nid))
+            if mine is None or (version, rank) > (mine.version, STATE_RANK[mine.state]):
+                out.append(nid)
+        return out
+
+    def alive_peers(self, role: str | None = None) -> list[NodeRecord]:
+        return [r for nid, r in self.records.items()
+                if nid != self.me and r.state == ALIVE and (role is None or r.role == role)]

@@ -1,0 +1,242 @@
+"""The mesh transport: one QUIC connection per pair of peers (aioquic).
+
+`MeshEndpoint` listens on a UDP port and dials peers. TLS uses a certificate
+self-signed with the node's Ed25519 key (ALPN "mesh-llm/1"); who may talk is
+decided by admission (meshcore.admission), the first exchange on every
+connection. Until it completes, any other stream closes the connection.
+
+After admission each incoming stream is dispatched by its kind byte to the
+handler registered for that kind: handler(conn, reader, writer). A peer that
+sends garbage gets its connection closed with the reason logged; nothing else
+is affected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from typing import Any, Awaitable, Callable
+
+from aioquic.asyncio import serve
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.server import QuicServer
+from aioquic.quic import events
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+
+from meshcore import admission
+from meshcore.identity import Identity, MeshSecret
+from meshcore.ids import NodeId
+from meshcore.tls_cert import self_signed_certificate
+from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, encode_frame, read_frame, read_kind
+
+log = logging.getLogger(__name__)
+ALPN = "mesh-llm/1"
+ADMISSION_TIMEOUT_S = 5.0
+IDLE_TIMEOUT_S = 30.0
+ERROR_ADMISSION = 0x100
+ERROR_PROTOCOL = 0x101
+
+Handler = Callable[["MeshConnection", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class AdmissionRefused(Exception):
+    """The other side does not hold this mesh's secret (or is not a mesh node)."""
+
+
+class MeshConnection(QuicConnectionProtocol):
+    """One QUIC connection to a peer, admitted or not yet."""
+
+    def __init__(self, *args: Any, endpoint: "MeshEndpoint", dialer: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.endpoint = endpoint
+        self.dialer = dialer
+        self.peer_id: NodeId | None = None
+        self.admitted = asyncio.Event()
+        self.closed_reason = ""
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def remote_addr(self) -> str:
+        paths = self._quic._network_paths
+        return f"{paths[0].addr[0]}:{paths[0].addr[1]}" if paths else "?"
+
+    def quic_event_received(self, event: events.QuicEvent) -> None:
+        if isinstance(event, events.StreamDataReceived):
+            reader = self._stream_readers.get(event.stream_id)
+            if reader is None:
+                reader, writer = self._create_stream(event.stream_id)
+                self._spawn(self.endpoint._serve_stream(self, reader, writer))
+            reader.feed_data(event.data)
+            if event.end_stream:
+                reader.feed_eof()
+                self._stream_readers.pop(event.stream_id, None)
+        elif isinstance(event, events.StreamReset):
+            reader = self._stream_readers.pop(event.stream_id, None)
+            if reader is not None:
+                reader.feed_eof()
+        elif isinstance(event, events.ConnectionTerminated):
+            self.closed_reason = event.reason_phrase or f"error {event.error_code}"
+            for reader in self._stream_readers.values():
+                reader.feed_eof()
+            self._stream_readers.clear()
+            self.endpoint._on_closed(self)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def open_stream(self, kind: Kind, header: dict[str, Any] | None = None
+                          ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await self.create_stream()
+        writer.write(bytes([kind]) + (encode_frame(header) if header is not None else b""))
+        return reader, writer
+
+    def refuse(self, code: int, reason: str) -> None:
+        log.warning("closing mesh connection from %s: %s", self.remote_addr, reason)
+        self.close(error_code=code, reason_phrase=reason[:200])
+
+    def abort(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+class MeshEndpoint:
+    def __init__(self, identity: Identity, mesh: Callable[[], MeshSecret],
+                 on_admitted: Callable[[MeshConnection], None] = lambda c: None,
+                 on_closed: Callable[[MeshConnection], None] = lambda c: None) -> None:
+        self.identity = identity
+        self.mesh = mesh  # the current secret; rotate-key swaps it
+        self.handlers: dict[Kind, Handler] = {}
+        self.on_admitted = on_admitted
+        self.on_closed_cb = on_closed
+        self.server: QuicServer | None = None
+        self.connections: set[MeshConnection] = set()
+        self._certificate = self_signed_certificate(identity)
+
+    def _config(self, is_client: bool) -> QuicConfiguration:
+        config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
+                                   verify_mode=ssl.CERT_NONE)
+        config.certificate = self._certificate
+        config.private_key = self.identity.private_key
+        return config
+
+    async def listen(self, host: str, port: int) -> int:
+        self.server = await serve(host, port, configuration=self._config(False),
+                                  create_protocol=lambda *a, **kw: self._track(
+                                      MeshConnection(*a, endpoint=self, dialer=False, **kw)))
+        return self.server._transport.get_extra_info("sockname")[1]
+
+    def _track(self, conn: MeshConnection) -> MeshConnection:
+        self.connections.add(conn)
+        return conn
+
+    def _on_closed(self, conn: MeshConnection) -> None:
+        self.connections.discard(conn)
+        conn.abort()
+        self.on_closed_cb(conn)
+
+    async def dial(self, addr: str, timeout: float = ADMISSION_TIMEOUT_S) -> MeshConnection:
+        """Connect to "host:port" and pass admission, or raise (OSError, TimeoutError, AdmissionRefused)."""
+        host, _, port = addr.rpartition(":")
+        loop = asyncio.get_running_loop()
+        quic = QuicConnection(configuration=self._config(True))
+        _, conn = await loop.create_datagram_endpoint(
+            lambda: self._track(MeshConnection(quic, endpoint=self, dialer=True)),
+            remote_addr=(host.strip("[]"), int(port)))
+        try:
+            async with asyncio.timeout(timeout):
+                conn.connect((host.strip("[]"), int(port)))
+                await conn.wait_connected()
+                await self._admit_as_dialer(conn)
+        except BaseException:
+            conn.close()
+            self.connections.discard(conn)
+            raise
+        return conn
+
+    async def _admit_as_dialer(self, conn: MeshConnection) -> None:
+        mesh = self.mesh()
+        me = self.identity.node_id
+        nonce = admission.new_nonce()
+        reader, writer = await conn.open_stream(Kind.CONTROL, {"t": "hello", "node_id": me, "mesh_id": mesh.mesh_id,
+                                                               "nonce": nonce})
+        try:
+            challenge = await read_frame(reader, MAX_HEADER_FRAME)
+        except FrameError as exc:
+            raise AdmissionRefused(f"the peer closed the connection ({conn.closed_reason or exc})") from exc
+        peer = challenge.get("node_id")
+        peer_nonce = challenge.get("nonce")
+        if challenge.get("t") != "challenge" or not isinstance(peer, str) or not isinstance(peer_nonce, bytes):
+            raise AdmissionRefused("the peer did not answer like a mesh-llm node")
+        if not admission.check(admission.proof(mesh.secret, "listener", nonce, peer_nonce, me, peer),
+                               challenge.get("proof")):
+            raise AdmissionRefused("the peer does not hold this mesh's secret")
+        writer.write(encode_frame({"t": "proof", "proof": admission.proof(mesh.secret, "dialer", nonce, peer_nonce,
+                                                                          me, peer)}))
+        try:
+            welcome = await read_frame(reader, MAX_HEADER_FRAME)
+        except FrameError as exc:
+            raise AdmissionRefused(f"the peer refused this node ({conn.closed_reason or 'wrong mesh secret'})") from exc
+        if welcome.get("t") != "welcome":
+            raise AdmissionRefused("the peer refused this node")
+        writer.close()
+        conn.peer_id = NodeId(peer)
+        conn.admitted.set()
+        self.on_admitted(conn)
+
+    async def _admit_as_listener(self, conn: MeshConnection, reader: asyncio.StreamReader,
+                                 writer: asyncio.StreamWriter) -> None:
+        mesh = self.mesh()
+        me = self.identity.node_id
+        hello = await read_frame(reader, MAX_HEADER_FRAME)
+        peer, peer_nonce = hello.get("node_id"), hello.get("nonce")
+        if hello.get("t") != "hello" or not isinstance(peer, str) or len(peer) > 64 \
+                or not isinstance(peer_nonce, bytes) or len(peer_nonce) != 32:
+            raise AdmissionRefused("the first message was not a valid hello")
+        nonce = admission.new_nonce()
+        writer.write(encode_frame({"t": "challenge", "node_id": me, "nonce": nonce,
+                                   "proof": admission.proof(mesh.secret, "listener", peer_nonce, nonce, peer, me)}))
+        answer = await read_frame(reader, MAX_HEADER_FRAME)
+        if answer.get("t") != "proof" or not admission.check(
+                admission.proof(mesh.secret, "dialer", peer_nonce, nonce, peer, me), answer.get("proof")):
+            raise AdmissionRefused(f"node {peer[:12]} does not hold this mesh's secret (old or wrong invite token?)")
+        writer.write(encode_frame({"t": "welcome"}))
+        writer.close()
+        conn.peer_id = NodeId(peer)
+        conn.admitted.set()
+        self.on_admitted(conn)
+
+    async def _serve_stream(self, conn: MeshConnection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        try:
+            async with asyncio.timeout(ADMISSION_TIMEOUT_S if not conn.admitted.is_set() else None):
+                kind = await read_kind(reader)
+                if not conn.admitted.is_set():
+                    if kind is not Kind.CONTROL or conn.dialer:
+                        raise AdmissionRefused("a stream was opened before admission")
+                    await self._admit_as_listener(conn, reader, writer)
+                    return
+            handler = self.handlers.get(kind)
+            if handler is None:
+                raise FrameError(f"no handler for {kind.name} streams")
+            await handler(conn, reader, writer)
+        except AdmissionRefused as exc:
+            conn.refuse(ERROR_ADMISSION, str(exc))
+        except (FrameError, TimeoutError) as exc:
+            conn.refuse(ERROR_PROTOCOL if conn.admitted.is_set() else ERROR_ADMISSION,
+                        f"protocol error: {exc or 'timed out'}")
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+        if self.server is not None:
+            self.server.close()
