@@ -23,6 +23,8 @@ class NodeConfig:
     ctx_size: int = 4096                        # llama-server context size per model
     parallel: int = 4                           # llama-server slots (concurrent requests) per model
     extra_llama_args: tuple[str, ...] = ()      # appended to every llama-server command line
+    join: tuple[str, ...] = ()                  # invite tokens of meshes to join (any live member)
+    mesh_name: str = ""                         # a name for the mesh (shown in the console)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
   identity.key, mesh.json   see identity.py
   run/node.sock             the node agent's gRPC unix socket (0700 folder)
+  run/tunnel.sock           the proxy's way to remote models through the node's mesh link
   models/                   GGUF files found by name (also $MESH_LLM_MODELS_DIR)
 """
 
@@ -41,14 +42,23 @@ class Home:
     def models_dir(self) -> Path:
         return self.root / "models"
 
-    @property
-    def node_socket(self) -> Path:
-        """The gRPC socket; moved under the temp dir if the home path is too long."""
-        path = self.run_dir / "node.sock"
+    def socket_path(self, name: str) -> Path:
+        """A unix socket in run/; moved under the temp dir if the home path is too long."""
+        path = self.run_dir / f"{name}.sock"
         if len(str(path)) <= MAX_UNIX_SOCKET_PATH:
             return path
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"mesh-llm-{os.getuid()}-{digest}.sock"
+        return Path(tempfile.gettempdir()) / f"mesh-llm-{os.getuid()}-{digest}-{name}.sock"
+
+    @property
+    def node_socket(self) -> Path:
+        """The node agent's gRPC API."""
+        return self.socket_path("node")
+
+    @property
+    def tunnel_socket(self) -> Path:
+        """Where the proxy asks the node agent for a stream to a remote model."""
+        return self.socket_path("tunnel")
 
     @property
     def grpc_target(self) -> str:

@@ -24,13 +24,10 @@ from mesh_node.agent import run
 
 
 async def main_async(config: NodeConfig) -> None:
-    task = asyncio.current_task()
-    assert task is not None
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        await run(config)
-    except asyncio.CancelledError:
-        pass
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    await run(config, stop)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
-"""The node agent: identity, the gRPC API on the home's unix socket, and one
-ModelRunner per model, all owned by one TaskGroup. Cancelling `run()` (SIGTERM,
-Ctrl-C) stops every llama-server before it returns."""
+"""The node agent: identity, the mesh link, the gRPC API on the home's unix
+socket, and one ModelRunner per model, all owned by one TaskGroup. Cancelling
+`run()` (SIGTERM, Ctrl-C) says goodbye to the mesh and stops every llama-server
+before it returns."""
 
 from __future__ import annotations
 
@@ -14,57 +15,88 @@ import grpc
 from meshcore import __version__
 from meshcore.api import node_pb2_grpc
 from meshcore.config import NodeConfig
-from meshcore.errors import ConfigError
+from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
-from meshcore.identity import load_or_create_identity, load_or_create_mesh_secret
+from meshcore.identity import MeshSecret, load_or_create_identity, load_or_create_mesh_secret, save_mesh_secret
+from meshcore.member import MeshMember
+from meshcore.membership import NodeRecord, next_version
 from meshcore.models import model_id_of
 from meshcore.netaddr import advertised_addresses
-from meshcore.process import free_udp_port, unix_socket_alive
+from meshcore.process import unix_socket_alive
 from meshcore.token import InviteToken
 
 from mesh_node.binaries import LLAMA_SERVER, llama_bin_dir
 from mesh_node.grpc_api import NodeAgentService
 from mesh_node.memory import offered_memory_bytes
+from mesh_node.mesh_link import MeshLink
 from mesh_node.model_runner import ModelRunner
 from mesh_node.state import ModelEntry, NodeState
 
 log = logging.getLogger(__name__)
 
 
-async def start_grpc(home: Home, state: NodeState) -> grpc.aio.Server:
+async def start_grpc(home: Home, service: NodeAgentService) -> grpc.aio.Server:
     sock = home.node_socket
     if unix_socket_alive(str(sock)):
         raise ConfigError(f"another mesh-llm node is already running with home {home.root}")
     sock.unlink(missing_ok=True)
     server = grpc.aio.server()
-    node_pb2_grpc.add_NodeAgentServicer_to_server(NodeAgentService(state), server)
+    node_pb2_grpc.add_NodeAgentServicer_to_server(service, server)
     server.add_insecure_port(home.grpc_target)
     await server.start()
     os.chmod(sock, 0o600)
     return server
 
 
-async def run(config: NodeConfig) -> None:
+def mesh_to_use(home: Home, join: tuple[str, ...]) -> tuple[MeshSecret, list[InviteToken]]:
+    """The mesh secret: the joined mesh's (from the tokens) or this node's own."""
+    try:
+        tokens = [InviteToken.decode(t) for t in join]
+    except TokenError as exc:
+        raise ConfigError(str(exc)) from exc
+    if not tokens:
+        return load_or_create_mesh_secret(home.root), []
+    if len({(t.mesh_id, t.secret) for t in tokens}) > 1:
+        raise ConfigError("the --join tokens belong to different meshes (or to one before and after rotate-key)")
+    mesh = MeshSecret(tokens[0].mesh_id, tokens[0].secret)
+    save_mesh_secret(home.root, mesh)
+    return mesh, tokens
+
+
+async def run(config: NodeConfig, stop: asyncio.Event) -> None:
+    """Serve until `stop` is set; then leave the mesh first (peers stop routing
+    here at once), then stop the models."""
     home = Home(Path(config.home)).ensure()
     identity = load_or_create_identity(home.root)
-    mesh = load_or_create_mesh_secret(home.root)
+    mesh, tokens = mesh_to_use(home, config.join)
     bin_dir = llama_bin_dir(config.llama_bin_dir)
     vram, source = offered_memory_bytes(config.max_vram_gb, config.device)
-    port = config.bind_port or free_udp_port()
-    token = InviteToken(mesh.mesh_id, mesh.secret, tuple(advertised_addresses(port)), identity.node_id)
-    state = NodeState(identity.node_id, mesh.mesh_id, token.encode(), vram, __version__)
-    log.info("node %s in mesh %s; offering %.1f GiB (%s memory); llama.cpp from %s",
-             identity.node_id[:12], mesh.mesh_id[:12], vram / (1 << 30), source, bin_dir)
-    server = await start_grpc(home, state)
+    paths = [Path(p) for p in config.models]
+    record = NodeRecord(node_id=identity.node_id, version=next_version(), role="node", vram_bytes=vram,
+                        models_on_disk=tuple(sorted(model_id_of(p) for p in paths)), app_version=__version__,
+                        mesh_name=config.mesh_name)
+    member = MeshMember(identity, mesh, record)
+    port = await member.endpoint.listen("0.0.0.0", config.bind_port)
+    member.publish(addrs=tuple(advertised_addresses(port)))
+    state = NodeState(identity.node_id, mesh.mesh_id, "", vram, __version__, member)
+    link = MeshLink(home, state, member, port)
+    link.refresh_token()
+    log.info("node %s in mesh %s; mesh endpoint on UDP port %d; offering %.1f GiB (%s memory); llama.cpp from %s",
+             identity.node_id[:12], mesh.mesh_id[:12], port, vram / (1 << 30), source, bin_dir)
+    server = await start_grpc(home, NodeAgentService(state, link))
     try:
         async with asyncio.TaskGroup() as tasks:
-            for path_text in config.models:
-                path = Path(path_text)
+            for path in paths:
                 entry = ModelEntry(model_id_of(path), path, path.stat().st_size)
                 state.add_model(entry)
                 runner = ModelRunner(entry, config, state, bin_dir / LLAMA_SERVER, home.root / "logs")
-                tasks.create_task(runner.run(), name=f"model {entry.model_id}")
-            tasks.create_task(asyncio.Event().wait(), name="until stopped")
+                state.runners[entry.model_id] = tasks.create_task(runner.run(), name=f"model {entry.model_id}")
+            mesh_task = tasks.create_task(link.run(tokens), name="mesh link")
+            await stop.wait()
+            log.info("stopping: leaving the mesh, then stopping the models")
+            await link.leave()
+            for task in [mesh_task, *state.runners.values()]:
+                task.cancel()
     finally:
         await server.stop(grace=0.5)
         home.node_socket.unlink(missing_ok=True)

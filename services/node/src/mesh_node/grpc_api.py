@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+import asyncio
+from typing import TYPE_CHECKING, AsyncIterator
 
 import grpc
 
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
+from meshcore.ids import ModelId
 
 from mesh_node.state import NodeState
 
+if TYPE_CHECKING:
+    from mesh_node.mesh_link import MeshLink
+
 
 class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
-    def __init__(self, state: NodeState) -> None:
+    def __init__(self, state: NodeState, link: "MeshLink") -> None:
         self.state = state
+        self.link = link
 
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.NodeStatus:
         return self.state.snapshot()
@@ -29,3 +35,22 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
 
     async def GetRoutes(self, request: pb.GetRoutesRequest, context: grpc.aio.ServicerContext) -> pb.RouteTable:
         return self.state.routes()
+
+    async def RotateKey(self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext) -> pb.RotateKeyReply:
+        told = await self.link.rotate_secret()
+        return pb.RotateKeyReply(token=self.state.token, members_told=told)
+
+    async def DropModel(self, request: pb.DropModelRequest, context: grpc.aio.ServicerContext) -> pb.DropModelReply:
+        model_id = ModelId(request.model_id)
+        task = self.state.runners.pop(model_id, None)
+        if task is None or model_id not in self.state.models:
+            served = ", ".join(sorted(self.state.runners)) or "none"
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"this node does not serve {request.model_id!r} (serving: {served})")
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.state.drop_model(model_id)
+        return pb.DropModelReply(message=f"stopped serving {model_id}")
+
+    async def ReportDemand(self, request: pb.DemandReport, context: grpc.aio.ServicerContext) -> pb.DemandAck:
+        self.link.report_demand(dict(request.requests))
+        return pb.DemandAck()

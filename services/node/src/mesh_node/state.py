@@ -7,13 +7,18 @@ all on one event loop, so no locks are needed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from meshcore.api import node_pb2 as pb
 from meshcore.changes import Changes
 from meshcore.ids import MeshId, ModelId, NodeId
+
+if TYPE_CHECKING:
+    from meshcore.member import MeshMember
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +42,28 @@ class ModelEntry:
 
 
 class NodeState:
-    def __init__(self, node_id: NodeId, mesh_id: MeshId, token: str, vram_bytes: int, version: str) -> None:
+    def __init__(self, node_id: NodeId, mesh_id: MeshId, token: str, vram_bytes: int, version: str,
+                 member: "MeshMember | None" = None) -> None:
         self.node_id = node_id
         self.mesh_id = mesh_id
         self.token = token
         self.vram_bytes = vram_bytes
         self.version = version
+        self.member = member  # the mesh view: peers and their routes
         self.models: dict[ModelId, ModelEntry] = {}
+        self.runners: dict[ModelId, asyncio.Task] = {}  # one task per model (mesh-llm drop cancels it)
         self.changes = Changes()
+
+    def set_identity(self, mesh_id: MeshId, token: str) -> None:
+        self.mesh_id, self.token = mesh_id, token
+        self._bump()
+
+    def mesh_changed(self) -> None:
+        self._bump()
+
+    def local_port(self, model_id: str) -> int | None:
+        entry = self.models.get(ModelId(model_id))
+        return entry.port if entry and entry.state == pb.MODEL_STATE_SERVING else None
 
     def add_model(self, entry: ModelEntry) -> None:
         self.models[entry.model_id] = entry
@@ -60,6 +79,11 @@ class NodeState:
             words = STATE_WORDS.get(new.state, "unknown")
             log.info("model %s is %s%s", model_id, words, f": {new.reason}" if new.reason else "")
         self._bump()
+
+    def drop_model(self, model_id: ModelId) -> None:
+        if self.models.pop(model_id, None) is not None:
+            log.info("model %s dropped", model_id)
+            self._bump()
 
     def _bump(self) -> None:
         self.changes.bump()
@@ -88,7 +112,19 @@ class NodeState:
                 table.routes.append(pb.Route(model_id=m.model_id, node_id=self.node_id, local=True,
                                              endpoint=f"127.0.0.1:{m.port}" if m.port else "",
                                              state=m.state))
+        for peer in self.member.membership.alive_peers(role="node") if self.member else []:
+            for model_id in peer.serving:
+                table.routes.append(pb.Route(model_id=model_id, node_id=peer.node_id, local=False,
+                                             state=pb.MODEL_STATE_SERVING))
         return table
+
+    def peers(self) -> list[pb.Peer]:
+        if self.member is None:
+            return []
+        rtt = self.member.rtt_ms
+        return [pb.Peer(node_id=r.node_id, role=r.role, state=r.state, vram_gb=r.vram_bytes / (1 << 30),
+                        serving=list(r.serving), rtt_ms=rtt.get(r.node_id, 0.0), version=r.app_version)
+                for nid, r in sorted(self.member.membership.records.items()) if nid != self.node_id]
 
     def snapshot(self) -> pb.NodeStatus:
         status = pb.NodeStatus(node_id=self.node_id, mesh_id=self.mesh_id, token=self.token,
@@ -99,4 +135,5 @@ class NodeState:
                                                 size_bytes=m.size_bytes, state=m.state, reason=m.reason,
                                                 port=m.port, restarts=m.restarts))
         status.routes.CopyFrom(self.routes())
+        status.peers.extend(self.peers())
         return status

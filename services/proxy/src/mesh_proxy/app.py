@@ -16,8 +16,8 @@ from meshcore.config import ProxyConfig
 from meshcore.home import Home
 
 from mesh_proxy.errors import ProxyError, error_response
-from mesh_proxy.forward import forward
-from mesh_proxy.node_link import follow_node
+from mesh_proxy.forward import BackendOpener, forward
+from mesh_proxy.node_link import follow_node, report_demand
 from mesh_proxy.routes import Router
 
 FORWARDED = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
@@ -26,16 +26,18 @@ FORWARDED = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 def create_app(config: ProxyConfig) -> FastAPI:
     router = Router()
     home = Home(Path(config.home))
+    opener = BackendOpener(str(home.tunnel_socket))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        follower = asyncio.create_task(follow_node(home, router), name="follow node")
+        tasks = [asyncio.create_task(follow_node(home, router), name="follow node"),
+                 asyncio.create_task(report_demand(home, router), name="report demand")]
         try:
             yield
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="Mesh LLM API", version=__version__, lifespan=lifespan)
     app.state.router = router
@@ -70,7 +72,7 @@ def create_app(config: ProxyConfig) -> FastAPI:
 
     def route_for(path: str):  # noqa: ANN202 - FastAPI endpoint factory
         async def endpoint(request: Request) -> Response:
-            return await forward(request, router, path, config.max_body_bytes)
+            return await forward(request, router, opener, path, config.max_body_bytes)
         endpoint.__name__ = path.strip("/").replace("/", "_")
         return endpoint
 

@@ -78,14 +78,31 @@ async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
     return None
 
 
-async def open_backend(endpoint: Endpoint) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    host, _, port = endpoint.address.rpartition(":")
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+class BackendOpener:
+    """A byte stream to whoever serves an endpoint: TCP to a local llama-server,
+    or the node agent's tunnel socket for a model served by another node."""
+
+    def __init__(self, tunnel_socket: str) -> None:
+        self.tunnel_socket = tunnel_socket
+
+    async def _connect(self, endpoint: Endpoint) -> Streams:
+        if endpoint.local:
+            host, _, port = endpoint.address.rpartition(":")
             return await asyncio.open_connection(host, int(port))
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
-                          f"it may be restarting") from exc
+        reader, writer = await asyncio.open_unix_connection(self.tunnel_socket)
+        writer.write(f"HTTP {endpoint.node_id} {endpoint.model_id}\n".encode())
+        return reader, writer
+
+    async def open(self, endpoint: Endpoint) -> Streams:
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                return await self._connect(endpoint)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
+                              f"it may be restarting") from exc
 
 
 async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, sse: bool) -> AsyncIterator[bytes]:
@@ -103,13 +120,13 @@ async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, 
         router.end(endpoint)
 
 
-async def forward(request: Request, router: Router, path: str, limit: int) -> Response:
+async def forward(request: Request, router: Router, opener: BackendOpener, path: str, limit: int) -> Response:
     body = await read_body(request, limit)
     endpoint = router.choose(model_of(body))
     router.begin(endpoint)
     handed_off = False
     try:
-        reader, writer = await open_backend(endpoint)
+        reader, writer = await opener.open(endpoint)
         try:
             response = await unless_disconnected(
                 request, send_request(reader, writer, "POST", path, endpoint.address, body))

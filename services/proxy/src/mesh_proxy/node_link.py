@@ -16,6 +16,7 @@ from mesh_proxy.routes import Router, endpoints_from_proto
 
 log = logging.getLogger(__name__)
 RECONNECT_S = 0.5
+DEMAND_REPORT_S = 5.0
 
 
 async def follow_node(home: Home, router: Router) -> None:
@@ -37,3 +38,19 @@ async def follow_node(home: Home, router: Router) -> None:
         router.node_connected = False
         router.update([])
         await asyncio.sleep(RECONNECT_S)
+
+
+async def report_demand(home: Home, router: Router) -> None:
+    """Tell the node agent this proxy's request counts; the node gossips them."""
+    sent: dict[str, int] = {}
+    while True:
+        await asyncio.sleep(DEMAND_REPORT_S)
+        counts = dict(router.requests)
+        if counts == sent or not router.node_connected:
+            continue
+        try:
+            async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+                await node_pb2_grpc.NodeAgentStub(channel).ReportDemand(pb.DemandReport(requests=counts), timeout=5)
+            sent = counts
+        except grpc.aio.AioRpcError as exc:
+            log.debug("could not report demand: %s", exc.code().name)

@@ -24,31 +24,47 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/node.proto\x12\x07mesh.v1\"\x12\n\x10GetStatusRequest\"\x14\n\x12WatchStatusRequest\"\x12\n\x10GetRoutesRequest\"\x95\x01\n\x0bModelStatus\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x10\n\x08restarts\x18\x07 \x01(\r\"o\n\x05Route\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05local\x18\x03 \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\"\n\x05state\x18\x05 \x01(\x0e\x32\x13.mesh.v1.ModelState\"=\n\nRouteTable\x12\x1e\n\x06routes\x18\x01 \x03(\x0b\x32\x0e.mesh.v1.Route\x12\x0f\n\x07version\x18\x02 \x01(\x04\"w\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07vram_gb\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\"\xec\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07mesh_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x12\n\nnode_state\x18\x04 \x01(\t\x12$\n\x06models\x18\x05 \x03(\x0b\x32\x14.mesh.v1.ModelStatus\x12\x12\n\nmy_vram_gb\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12#\n\x06routes\x18\x08 \x01(\x0b\x32\x13.mesh.v1.RouteTable\x12\x1c\n\x05peers\x18\t \x03(\x0b\x32\r.mesh.v1.Peer\x12\x0b\n\x03seq\x18\n \x01(\x04*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x17\n\x13MODEL_STATE_STOPPED\x10\x04\x32\xc8\x01\n\tNodeAgent\x12;\n\tGetStatus\x12\x19.mesh.v1.GetStatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x41\n\x0bWatchStatus\x12\x1b.mesh.v1.WatchStatusRequest\x1a\x13.mesh.v1.NodeStatus0\x01\x12;\n\tGetRoutes\x12\x19.mesh.v1.GetRoutesRequest\x1a\x13.mesh.v1.RouteTableb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/node.proto\x12\x07mesh.v1\"\x12\n\x10RotateKeyRequest\"5\n\x0eRotateKeyReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cmembers_told\x18\x02 \x01(\r\"$\n\x10\x44ropModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"!\n\x0e\x44ropModelReply\x12\x0f\n\x07message\x18\x01 \x01(\t\"v\n\x0c\x44\x65mandReport\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.mesh.v1.DemandReport.RequestsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x0b\n\tDemandAck\"\x12\n\x10GetStatusRequest\"\x14\n\x12WatchStatusRequest\"\x12\n\x10GetRoutesRequest\"\x95\x01\n\x0bModelStatus\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x10\n\x08restarts\x18\x07 \x01(\r\"o\n\x05Route\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05local\x18\x03 \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\"\n\x05state\x18\x05 \x01(\x0e\x32\x13.mesh.v1.ModelState\"=\n\nRouteTable\x12\x1e\n\x06routes\x18\x01 \x03(\x0b\x32\x0e.mesh.v1.Route\x12\x0f\n\x07version\x18\x02 \x01(\x04\"w\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07vram_gb\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\"\xec\x01\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07mesh_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x12\n\nnode_state\x18\x04 \x01(\t\x12$\n\x06models\x18\x05 \x03(\x0b\x32\x14.mesh.v1.ModelStatus\x12\x12\n\nmy_vram_gb\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12#\n\x06routes\x18\x08 \x01(\x0b\x32\x13.mesh.v1.RouteTable\x12\x1c\n\x05peers\x18\t \x03(\x0b\x32\r.mesh.v1.Peer\x12\x0b\n\x03seq\x18\n \x01(\x04*\x8c\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x17\n\x13MODEL_STATE_STOPPED\x10\x04\x32\x85\x03\n\tNodeAgent\x12;\n\tGetStatus\x12\x19.mesh.v1.GetStatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x41\n\x0bWatchStatus\x12\x1b.mesh.v1.WatchStatusRequest\x1a\x13.mesh.v1.NodeStatus0\x01\x12;\n\tGetRoutes\x12\x19.mesh.v1.GetRoutesRequest\x1a\x13.mesh.v1.RouteTable\x12?\n\tRotateKey\x12\x19.mesh.v1.RotateKeyRequest\x1a\x17.mesh.v1.RotateKeyReply\x12?\n\tDropModel\x12\x19.mesh.v1.DropModelRequest\x1a\x17.mesh.v1.DropModelReply\x12\x39\n\x0cReportDemand\x12\x15.mesh.v1.DemandReport\x1a\x12.mesh.v1.DemandAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mesh.v1.node_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MODELSTATE']._serialized_start=782
-  _globals['_MODELSTATE']._serialized_end=922
-  _globals['_GETSTATUSREQUEST']._serialized_start=31
-  _globals['_GETSTATUSREQUEST']._serialized_end=49
-  _globals['_WATCHSTATUSREQUEST']._serialized_start=51
-  _globals['_WATCHSTATUSREQUEST']._serialized_end=71
-  _globals['_GETROUTESREQUEST']._serialized_start=73
-  _globals['_GETROUTESREQUEST']._serialized_end=91
-  _globals['_MODELSTATUS']._serialized_start=94
-  _globals['_MODELSTATUS']._serialized_end=243
-  _globals['_ROUTE']._serialized_start=245
-  _globals['_ROUTE']._serialized_end=356
-  _globals['_ROUTETABLE']._serialized_start=358
-  _globals['_ROUTETABLE']._serialized_end=419
-  _globals['_PEER']._serialized_start=421
-  _globals['_PEER']._serialized_end=540
-  _globals['_NODESTATUS']._serialized_start=543
-  _globals['_NODESTATUS']._serialized_end=779
-  _globals['_NODEAGENT']._serialized_start=925
-  _globals['_NODEAGENT']._serialized_end=1125
+  _globals['_DEMANDREPORT_REQUESTSENTRY']._loaded_options = None
+  _globals['_DEMANDREPORT_REQUESTSENTRY']._serialized_options = b'8\001'
+  _globals['_MODELSTATE']._serialized_start=1063
+  _globals['_MODELSTATE']._serialized_end=1203
+  _globals['_ROTATEKEYREQUEST']._serialized_start=31
+  _globals['_ROTATEKEYREQUEST']._serialized_end=49
+  _globals['_ROTATEKEYREPLY']._serialized_start=51
+  _globals['_ROTATEKEYREPLY']._serialized_end=104
+  _globals['_DROPMODELREQUEST']._serialized_start=106
+  _globals['_DROPMODELREQUEST']._serialized_end=142
+  _globals['_DROPMODELREPLY']._serialized_start=144
+  _globals['_DROPMODELREPLY']._serialized_end=177
+  _globals['_DEMANDREPORT']._serialized_start=179
+  _globals['_DEMANDREPORT']._serialized_end=297
+  _globals['_DEMANDREPORT_REQUESTSENTRY']._serialized_start=250
+  _globals['_DEMANDREPORT_REQUESTSENTRY']._serialized_end=297
+  _globals['_DEMANDACK']._serialized_start=299
+  _globals['_DEMANDACK']._serialized_end=310
+  _globals['_GETSTATUSREQUEST']._serialized_start=312
+  _globals['_GETSTATUSREQUEST']._serialized_end=330
+  _globals['_WATCHSTATUSREQUEST']._serialized_start=332
+  _globals['_WATCHSTATUSREQUEST']._serialized_end=352
+  _globals['_GETROUTESREQUEST']._serialized_start=354
+  _globals['_GETROUTESREQUEST']._serialized_end=372
+  _globals['_MODELSTATUS']._serialized_start=375
+  _globals['_MODELSTATUS']._serialized_end=524
+  _globals['_ROUTE']._serialized_start=526
+  _globals['_ROUTE']._serialized_end=637
+  _globals['_ROUTETABLE']._serialized_start=639
+  _globals['_ROUTETABLE']._serialized_end=700
+  _globals['_PEER']._serialized_start=702
+  _globals['_PEER']._serialized_end=821
+  _globals['_NODESTATUS']._serialized_start=824
+  _globals['_NODESTATUS']._serialized_end=1060
+  _globals['_NODEAGENT']._serialized_start=1206
+  _globals['_NODEAGENT']._serialized_end=1595
 # @@protoc_insertion_point(module_scope)

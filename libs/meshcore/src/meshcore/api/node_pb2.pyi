@@ -20,6 +20,47 @@ MODEL_STATE_SERVING: ModelState
 MODEL_STATE_FAILED: ModelState
 MODEL_STATE_STOPPED: ModelState
 
+class RotateKeyRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateKeyReply(_message.Message):
+    __slots__ = ("token", "members_told")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MEMBERS_TOLD_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    members_told: int
+    def __init__(self, token: _Optional[str] = ..., members_told: _Optional[int] = ...) -> None: ...
+
+class DropModelRequest(_message.Message):
+    __slots__ = ("model_id",)
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    def __init__(self, model_id: _Optional[str] = ...) -> None: ...
+
+class DropModelReply(_message.Message):
+    __slots__ = ("message",)
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    message: str
+    def __init__(self, message: _Optional[str] = ...) -> None: ...
+
+class DemandReport(_message.Message):
+    __slots__ = ("requests",)
+    class RequestsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.ScalarMap[str, int]
+    def __init__(self, requests: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class DemandAck(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class GetStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -49,6 +49,21 @@ class NodeAgentStub:
                 request_serializer=mesh_dot_v1_dot_node__pb2.GetRoutesRequest.SerializeToString,
                 response_deserializer=mesh_dot_v1_dot_node__pb2.RouteTable.FromString,
                 _registered_method=True)
+        self.RotateKey = channel.unary_unary(
+                '/mesh.v1.NodeAgent/RotateKey',
+                request_serializer=mesh_dot_v1_dot_node__pb2.RotateKeyRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_node__pb2.RotateKeyReply.FromString,
+                _registered_method=True)
+        self.DropModel = channel.unary_unary(
+                '/mesh.v1.NodeAgent/DropModel',
+                request_serializer=mesh_dot_v1_dot_node__pb2.DropModelRequest.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_node__pb2.DropModelReply.FromString,
+                _registered_method=True)
+        self.ReportDemand = channel.unary_unary(
+                '/mesh.v1.NodeAgent/ReportDemand',
+                request_serializer=mesh_dot_v1_dot_node__pb2.DemandReport.SerializeToString,
+                response_deserializer=mesh_dot_v1_dot_node__pb2.DemandAck.FromString,
+                _registered_method=True)
 
 
 class NodeAgentServicer:
@@ -75,6 +90,27 @@ class NodeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RotateKey(self, request, context):
+        """A new mesh secret, shared with current members; old invite tokens stop working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DropModel(self, request, context):
+        """Stop serving a model on this node; the mesh stops routing to it here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportDemand(self, request, context):
+        """The proxy's request counts per model since it started (gossiped as demand).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -92,6 +128,21 @@ def add_NodeAgentServicer_to_server(servicer, server):
                     servicer.GetRoutes,
                     request_deserializer=mesh_dot_v1_dot_node__pb2.GetRoutesRequest.FromString,
                     response_serializer=mesh_dot_v1_dot_node__pb2.RouteTable.SerializeToString,
+            ),
+            'RotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateKey,
+                    request_deserializer=mesh_dot_v1_dot_node__pb2.RotateKeyRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_node__pb2.RotateKeyReply.SerializeToString,
+            ),
+            'DropModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.DropModel,
+                    request_deserializer=mesh_dot_v1_dot_node__pb2.DropModelRequest.FromString,
+                    response_serializer=mesh_dot_v1_dot_node__pb2.DropModelReply.SerializeToString,
+            ),
+            'ReportDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportDemand,
+                    request_deserializer=mesh_dot_v1_dot_node__pb2.DemandReport.FromString,
+                    response_serializer=mesh_dot_v1_dot_node__pb2.DemandAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -175,6 +226,87 @@ class NodeAgent:
             '/mesh.v1.NodeAgent/GetRoutes',
             mesh_dot_v1_dot_node__pb2.GetRoutesRequest.SerializeToString,
             mesh_dot_v1_dot_node__pb2.RouteTable.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.NodeAgent/RotateKey',
+            mesh_dot_v1_dot_node__pb2.RotateKeyRequest.SerializeToString,
+            mesh_dot_v1_dot_node__pb2.RotateKeyReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DropModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.NodeAgent/DropModel',
+            mesh_dot_v1_dot_node__pb2.DropModelRequest.SerializeToString,
+            mesh_dot_v1_dot_node__pb2.DropModelReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mesh.v1.NodeAgent/ReportDemand',
+            mesh_dot_v1_dot_node__pb2.DemandReport.SerializeToString,
+            mesh_dot_v1_dot_node__pb2.DemandAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,339 @@
+"""A member of a mesh: QUIC endpoint + gossip + failure detection + leave + rekey.
+
+The node agent runs one with role "node" (it listens, serves models); a
+client-only proxy runs one with role "client" (it dials members, never listens,
+is never chosen to serve). State converges by push-pull anti-entropy: every
+GOSSIP_INTERVAL_S each member exchanges digests with up to FANOUT random peers.
+Failure detection: every member pings its peers each PROBE_INTERVAL_S (this is
+also the RTT measurement); after SUSPECT_AFTER missed pings it asks up to
+INDIRECT_PROBES other peers to ping the suspect, and only if none can reach it
+marks it dead. A clean shutdown sends `leave` to every peer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from typing import Any, Awaitable, Callable
+
+from meshcore.changes import Changes
+from meshcore.identity import Identity, MeshSecret
+from meshcore.ids import MeshId, NodeId
+from meshcore.membership import ALIVE, DEAD, LEFT, Membership, NodeRecord, RecordError
+from meshcore.transport import AdmissionRefused, MeshConnection, MeshEndpoint
+from meshcore.wire import FrameError, Kind, encode_frame, read_frame
+
+log = logging.getLogger(__name__)
+GOSSIP_INTERVAL_S = 1.0
+FANOUT = 3
+PROBE_INTERVAL_S = 1.0
+PING_TIMEOUT_S = 1.0
+SUSPECT_AFTER = 3
+INDIRECT_PROBES = 2
+DIAL_TIMEOUT_S = 3.0
+
+
+class MeshMember:
+    def __init__(self, identity: Identity, mesh: MeshSecret, record: NodeRecord,
+                 on_rekey: Callable[[MeshSecret], None] = lambda m: None) -> None:
+        self.identity = identity
+        self.mesh = mesh
+        self.membership = Membership(record)
+        self.endpoint = MeshEndpoint(identity, lambda: self.mesh, self._on_admitted, self._on_closed)
+        self.endpoint.handlers[Kind.GOSSIP] = self._serve_gossip
+        self.endpoint.handlers[Kind.CONTROL] = self._serve_control
+        self.conns: dict[NodeId, MeshConnection] = {}
+        self.rtt_ms: dict[NodeId, float] = {}
+        self.missed: dict[NodeId, int] = {}
+        self.changes = Changes()
+        self.on_rekey = on_rekey
+        self.on_peer_gone: list[Callable[[NodeId], None]] = []
+        self._dialing: dict[NodeId, asyncio.Future[MeshConnection]] = {}
+
+    @property
+    def node_id(self) -> NodeId:
+        return self.identity.node_id
+
+    # -- connections ---------------------------------------------------------------
+
+    def _on_admitted(self, conn: MeshConnection) -> None:
+        assert conn.peer_id is not None
+        old = self.conns.get(conn.peer_id)
+        # Both sides dialled at once: keep the connection dialled by the lower id.
+        if old is not None and old is not conn and not old._closed.is_set():
+            keep_new = (conn.dialer and self.node_id < conn.peer_id) or (not conn.dialer and conn.peer_id < self.node_id)
+            if not keep_new:
+                return
+        self.conns[conn.peer_id] = conn
+
+    def _on_closed(self, conn: MeshConnection) -> None:
+        if conn.peer_id is not None and self.conns.get(conn.peer_id) is conn:
+            del self.conns[conn.peer_id]
+            record = self.membership.records.get(conn.peer_id)
+            if record is not None and record.role == "client" and record.state == ALIVE:
+                self._mark(conn.peer_id, LEFT, "client disconnected")
+
+    async def connection(self, node_id: NodeId) -> MeshConnection:
+        conn = self.conns.get(node_id)
+        if conn is not None and not conn._closed.is_set():
+            return conn
+        pending = self._dialing.get(node_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._dial_record(node_id))
+            self._dialing[node_id] = pending
+            pending.add_done_callback(lambda _: self._dialing.pop(node_id, None))
+        return await asyncio.shield(pending)
+
+    async def _dial_record(self, node_id: NodeId) -> MeshConnection:
+        record = self.membership.records.get(node_id)
+        if record is None or not record.addrs:
+            raise ConnectionError(f"no address known for node {node_id[:12]}")
+        last: BaseException | None = None
+        for addr in record.addrs:
+            try:
+                conn = await self.endpoint.dial(addr, DIAL_TIMEOUT_S)
+            except (OSError, TimeoutError, AdmissionRefused, ConnectionError) as exc:
+                last = exc
+                continue
+            if conn.peer_id != node_id:
+                conn.close()
+                last = ConnectionError(f"{addr} is node {conn.peer_id}, not {node_id}")
+                continue
+            self.conns[node_id] = conn
+            return conn
+        raise ConnectionError(f"node {node_id[:12]} is not reachable ({last})")
+
+    async def open_stream(self, node_id: NodeId, kind: Kind, header: dict[str, Any] | None = None
+                          ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        conn = await self.connection(node_id)
+        return await conn.open_stream(kind, header)
+
+    async def join(self, addrs: list[str]) -> NodeId:
+        """Dial the first address that admits us and pull the mesh state from it."""
+        errors = []
+        for addr in addrs:
+            try:
+                conn = await self.endpoint.dial(addr, DIAL_TIMEOUT_S)
+            except AdmissionRefused:
+                raise
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                errors.append(f"{addr}: {exc or 'no answer'}")
+                continue
+            assert conn.peer_id is not None
+            self.conns[conn.peer_id] = conn
+            await self._gossip_with(conn.peer_id)
+            return conn.peer_id
+        raise ConnectionError("no member answered: " + "; ".join(errors))
+
+    # -- gossip ----------------------------------------------------------------------
+
+    def _apply(self, records: list[NodeRecord]) -> None:
+        changed = self.membership.merge(records)
+        for record in changed:
+            if record.node_id == self.node_id:
+                log.info("refuted a report that this node was dead")
+            elif record.state != ALIVE:
+                self._peer_gone(record.node_id, f"{record.state} (heard from the mesh)")
+        if changed:
+            self.changes.bump()
+
+    async def _gossip_with(self, node_id: NodeId) -> None:
+        reader, writer = await self.open_stream(node_id, Kind.GOSSIP, {"digest": self.membership.digest()})
+        try:
+            reply = await read_frame(reader)
+            self._apply(parse_records(reply.get("records")))
+            want = reply.get("want", [])
+            mine = [self.membership.records[NodeId(n)].to_wire() for n in want
+                    if isinstance(n, str) and NodeId(n) in self.membership.records]
+            writer.write(encode_frame({"records": mine}))
+            writer.write_eof()
+        finally:
+            writer.close()
+
+    async def _serve_gossip(self, conn: MeshConnection, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        first = await read_frame(reader)  # the header frame: {digest}
+        digest = parse_digest(first.get("digest"))
+        writer.write(encode_frame({"records": [r.to_wire() for r in self.membership.newer_than(digest)],
+                                   "want": self.membership.wanted_from(digest)}))
+        with contextlib.suppress(FrameError):
+            self._apply(parse_records((await read_frame(reader)).get("records")))
+
+    def publish(self, **changes: Any) -> None:
+        """Change this node's own record (a new version, gossiped from the next round)."""
+        self.membership.update_own(**changes)
+        self.changes.bump()
+
+    async def gossip_loop(self) -> None:
+        while True:
+            await asyncio.sleep(GOSSIP_INTERVAL_S)
+            role = self.membership.own.role
+            peers = [r.node_id for r in self.membership.alive_peers(role="node")]
+            targets = random.sample(peers, min(1 if role == "client" else FANOUT, len(peers)))
+            await asyncio.gather(*(self._quietly(self._gossip_with(p)) for p in targets))
+
+    @staticmethod
+    async def _quietly(work: Awaitable[Any]) -> Any:
+        try:
+            return await work
+        except (OSError, TimeoutError, ConnectionError, FrameError, RecordError, AdmissionRefused) as exc:
+            log.debug("mesh exchange failed: %s", exc)
+            return None
+
+    # -- failure detection -------------------------------------------------------------
+
+    async def ping(self, node_id: NodeId, timeout: float = PING_TIMEOUT_S) -> float | None:
+        """Round-trip time in ms over the mesh, or None if no answer in time."""
+        try:
+            async with asyncio.timeout(timeout):
+                started = time.perf_counter()
+                reader, writer = await self.open_stream(node_id, Kind.CONTROL, {"t": "ping"})
+                reply = await read_frame(reader)
+                writer.close()
+            return (time.perf_counter() - started) * 1000 if reply.get("t") == "pong" else None
+        except (OSError, TimeoutError, ConnectionError, FrameError, AdmissionRefused):
+            return None
+
+    async def _probe(self, node_id: NodeId) -> None:
+        rtt = await self.ping(node_id)
+        if rtt is not None:
+            self.missed[node_id] = 0
+            old = self.rtt_ms.get(node_id)
+            self.rtt_ms[node_id] = rtt if old is None else 0.7 * old + 0.3 * rtt
+            return
+        self.missed[node_id] = self.missed.get(node_id, 0) + 1
+        if self.missed[node_id] < SUSPECT_AFTER:
+            return
+        helpers = [r.node_id for r in self.membership.alive_peers(role="node") if r.node_id != node_id]
+        helpers = [h for h in helpers if h in self.conns][:INDIRECT_PROBES]
+        answers = await asyncio.gather(*(self._indirect_ping(h, node_id) for h in helpers))
+        if any(answers):
+            self.missed[node_id] = 0
+            return
+        self._mark(node_id, DEAD, f"no answer to {self.missed[node_id]} pings"
+                   + (f" nor through {len(helpers)} other peers" if helpers else ""))
+
+    async def _indirect_ping(self, helper: NodeId, target: NodeId) -> bool:
+        try:
+            async with asyncio.timeout(2 * PING_TIMEOUT_S + 0.5):
+                reader, writer = await self.open_stream(helper, Kind.CONTROL, {"t": "ping_req", "target": target})
+                reply = await read_frame(reader)
+                writer.close()
+            return bool(reply.get("ok"))
+        except (OSError, TimeoutError, ConnectionError, FrameError, AdmissionRefused):
+            return False
+
+    def _mark(self, node_id: NodeId, state: str, why: str) -> None:
+        if self.membership.mark(node_id, state) is not None:
+            log.info("peer %s is %s: %s", node_id[:12], state, why)
+            self._peer_gone(node_id, why)
+            self.changes.bump()
+
+    def _peer_gone(self, node_id: NodeId, why: str) -> None:
+        self.missed.pop(node_id, None)
+        self.rtt_ms.pop(node_id, None)
+        conn = self.conns.pop(node_id, None)
+        if conn is not None:
+            conn.close()
+        for callback in self.on_peer_gone:
+            callback(node_id)
+
+    async def probe_loop(self) -> None:
+        last_published: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            peers = [r.node_id for r in self.membership.alive_peers()
+                     if r.role == "node" or r.node_id in self.conns]
+            if self.membership.own.role == "client":
+                peers = [p for p in peers if self.membership.records[p].role == "node"]
+            await asyncio.gather(*(self._probe(p) for p in peers))
+            rtt = {k: round(v, 2) for k, v in self.rtt_ms.items()}
+            if significant_change(last_published, rtt):
+                last_published = rtt
+                self.publish(rtt_ms=rtt)
+
+    async def _serve_control(self, conn: MeshConnection, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        message = await read_frame(reader)
+        kind = message.get("t")
+        if kind == "ping":
+            writer.write(encode_frame({"t": "pong"}))
+        elif kind == "ping_req" and isinstance(message.get("target"), str):
+            target = NodeId(message["target"])
+            ok = target in self.membership.records and await self.ping(target) is not None
+            writer.write(encode_frame({"t": "ack", "ok": ok}))
+        elif kind == "leave":
+            self._apply(parse_records([message.get("record")]))
+        elif kind == "rekey" and isinstance(message.get("secret"), bytes) and len(message["secret"]) == 32 \
+                and isinstance(message.get("mesh_id"), str):
+            self.mesh = MeshSecret(MeshId(message["mesh_id"]), message["secret"])
+            self.on_rekey(self.mesh)
+            log.info("the mesh secret was rotated by %s", (conn.peer_id or "?")[:12])
+            writer.write(encode_frame({"t": "ok"}))
+        else:
+            raise FrameError(f"unknown control message {kind!r}")
+        writer.write_eof()
+
+    async def _tell_all(self, message: dict[str, Any], timeout: float = 2.0) -> int:
+        async def tell(conn: MeshConnection) -> bool:
+            reader, writer = await conn.open_stream(Kind.CONTROL, message)
+            writer.write_eof()
+            with contextlib.suppress(FrameError):
+                await read_frame(reader)
+            return True
+        conns = [c for c in self.conns.values() if not c._closed.is_set()]
+        async with asyncio.timeout(timeout):
+            results = await asyncio.gather(*(self._quietly(tell(c)) for c in conns))
+        return sum(1 for r in results if r)
+
+    async def rotate_secret(self) -> int:
+        """A new secret for the whole mesh: tell every member, then use it.
+        Returns how many members confirmed."""
+        new = MeshSecret(self.mesh.mesh_id, MeshSecret.new().secret)
+        for record in self.membership.alive_peers(role="node"):
+            with contextlib.suppress(ConnectionError, OSError, TimeoutError, AdmissionRefused):
+                await self.connection(record.node_id)
+        told = await self._tell_all({"t": "rekey", "mesh_id": new.mesh_id, "secret": new.secret})
+        self.mesh = new
+        self.on_rekey(new)
+        log.info("rotated the mesh secret; told %d members", told)
+        return told
+
+    async def leave(self) -> None:
+        """Say goodbye so peers drop this node's routes at once."""
+        record = self.membership.update_own(state=LEFT)
+        with contextlib.suppress(TimeoutError):
+            await self._tell_all({"t": "leave", "record": record.to_wire()}, timeout=1.5)
+        self.endpoint.close()
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.gossip_loop(), name="gossip")
+            tasks.create_task(self.probe_loop(), name="probe")
+
+
+def significant_change(old: dict[str, float], new: dict[str, float]) -> bool:
+    if old.keys() != new.keys():
+        return True
+    return any(abs(new[k] - old[k]) > max(1.0, 0.25 * old[k]) for k in new)
+
+
+def parse_records(value: Any) -> list[NodeRecord]:
+    if not isinstance(value, list) or len(value) > 10000:
+        raise FrameError("gossip records are not a list")
+    try:
+        return [NodeRecord.from_wire(v) for v in value]
+    except RecordError as exc:
+        raise FrameError(f"bad gossip record: {exc}") from exc
+
+
+def parse_digest(value: Any) -> dict[str, list[int]]:
+    if not isinstance(value, dict) or len(value) > 10000:
+        raise FrameError("gossip digest is not a map")
+    for k, v in value.items():
+        if not (isinstance(k, str) and isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
+            raise FrameError("gossip digest entry is malformed")
+    return value

@@ -1,0 +1,183 @@
+"""The node agent's side of the mesh: the QUIC endpoint, joining, gossip of this
+node's record, HTTP streams to and from remote nodes.
+
+- Incoming HTTP streams (a remote proxy asking for a model served here) are
+  piped to the local llama-server for that model.
+- The local proxy reaches remote models through `run/tunnel.sock`: it sends one
+  line "HTTP <node_id> <model>\\n" and then raw HTTP; the link opens a QUIC HTTP
+  stream to that node and pipes both ways. When a peer dies or leaves, its open
+  tunnels are cut at once, so a client mid-stream gets an error, not a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections import defaultdict
+
+from meshcore.api import node_pb2 as pb
+from meshcore.errors import ConfigError
+from meshcore.home import Home
+from meshcore.identity import MeshSecret, save_mesh_secret
+from meshcore.ids import NodeId
+from meshcore.member import MeshMember
+from meshcore.netaddr import advertised_addresses
+from meshcore.pipe import splice
+from meshcore.token import InviteToken
+from meshcore.transport import AdmissionRefused, MeshConnection
+from meshcore.wire import MAX_HEADER_FRAME, Kind, read_frame
+
+from mesh_node.state import NodeState
+
+log = logging.getLogger(__name__)
+JOIN_RETRY_S = 2.0
+MAX_TUNNEL_LINE = 256
+
+
+def http_error(status: int, message: str, code: str) -> bytes:
+    body = json.dumps({"error": {"message": message, "type": "service_unavailable", "code": code}}).encode()
+    reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+class MeshLink:
+    def __init__(self, home: Home, state: NodeState, member: MeshMember, port: int) -> None:
+        self.home = home
+        self.state = state
+        self.member = member
+        self.port = port
+        self.tunnels: dict[NodeId, set[asyncio.Task]] = defaultdict(set)
+        member.endpoint.handlers[Kind.HTTP] = self._serve_http
+        member.on_peer_gone.append(self._cut_tunnels)
+        member.on_rekey = self._save_secret
+
+    def _save_secret(self, mesh: MeshSecret) -> None:
+        save_mesh_secret(self.home.root, mesh)
+        self.refresh_token()
+
+    def refresh_token(self) -> None:
+        mesh = self.member.mesh
+        token = InviteToken(mesh.mesh_id, mesh.secret, tuple(advertised_addresses(self.port)), self.member.node_id)
+        self.state.set_identity(mesh.mesh_id, token.encode())
+
+    async def rotate_secret(self) -> int:
+        return await self.member.rotate_secret()
+
+    def report_demand(self, requests: dict[str, int]) -> None:
+        if requests != self.member.membership.own.demand:
+            self.member.publish(demand=requests)
+
+    # -- joining -------------------------------------------------------------------
+
+    async def join(self, tokens: list[InviteToken]) -> None:
+        """Keep trying the members named in the tokens until one admits us."""
+        addrs = [a for t in tokens for a in t.addrs]
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                peer = await self.member.join(addrs)
+                log.info("joined mesh %s through node %s", self.member.mesh.mesh_id[:12], peer[:12])
+                return
+            except AdmissionRefused as exc:
+                raise ConfigError(f"the mesh refused this node: {exc} (the invite token may be old: "
+                                  f"ask a member for a new one)") from exc
+            except ConnectionError as exc:
+                if attempt == 1 or attempt % 15 == 0:
+                    log.warning("could not reach the mesh yet (%s); retrying every %.0f s", exc, JOIN_RETRY_S)
+                await asyncio.sleep(JOIN_RETRY_S)
+
+    # -- tunnels -------------------------------------------------------------------
+
+    def _cut_tunnels(self, node_id: NodeId) -> None:
+        for task in self.tunnels.pop(node_id, set()):
+            task.cancel()
+
+    def _track(self, node_id: NodeId) -> asyncio.Task:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tunnels[node_id].add(task)
+        return task
+
+    async def _serve_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await reader.readuntil(b"\n")
+            kind, node_id, model = line.decode().split()
+            if kind != "HTTP" or len(line) > MAX_TUNNEL_LINE:
+                raise ValueError(line)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, UnicodeDecodeError):
+            writer.close()
+            return
+        task = self._track(NodeId(node_id))
+        try:
+            remote = await self.member.open_stream(NodeId(node_id), Kind.HTTP, {"model": model})
+            await splice((reader, writer), remote)
+        except (ConnectionError, OSError, TimeoutError, AdmissionRefused) as exc:
+            log.warning("no stream to node %s for %s: %s", node_id[:12], model, exc)
+            writer.write(http_error(502, f"the node serving {model!r} is not reachable", "backend_unavailable"))
+        except asyncio.CancelledError:
+            log.info("cut the stream to node %s for %s: the node is gone", node_id[:12], model)
+        finally:
+            self.tunnels[NodeId(node_id)].discard(task)
+            writer.close()
+
+    async def _serve_http(self, conn: MeshConnection, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter) -> None:
+        header = await read_frame(reader, MAX_HEADER_FRAME)
+        model = header.get("model")
+        port = self.state.local_port(model) if isinstance(model, str) else None
+        if not port:
+            writer.write(http_error(503, f"model {model!r} is not served by this node right now", "model_not_ready"))
+            writer.write_eof()
+            return
+        try:
+            local = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            writer.write(http_error(502, f"the backend for {model!r} is not answering", "backend_unavailable"))
+            writer.write_eof()
+            return
+        await splice((reader, writer), local)
+
+    # -- running -------------------------------------------------------------------
+
+    async def _publish_local_changes(self) -> None:
+        seen = -1
+        while True:
+            seen = await self.state.changes.wait(seen)
+            serving = tuple(sorted(m.model_id for m in self.state.models.values()
+                                   if m.state == pb.MODEL_STATE_SERVING))
+            on_disk = tuple(sorted(self.state.models))
+            own = self.member.membership.own
+            if (own.serving, own.models_on_disk) != (serving, on_disk):
+                self.member.publish(serving=serving, models_on_disk=on_disk)
+
+    async def _follow_mesh(self) -> None:
+        seen = -1
+        while True:
+            seen = await self.member.changes.wait(seen)
+            self.state.mesh_changed()
+
+    async def run(self, tokens: list[InviteToken]) -> None:
+        sock = self.home.tunnel_socket
+        sock.unlink(missing_ok=True)
+        server = await asyncio.start_unix_server(self._serve_tunnel, path=str(sock))
+        os.chmod(sock, 0o600)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._follow_mesh(), name="follow mesh")
+                tasks.create_task(self._publish_local_changes(), name="publish")
+                if tokens:
+                    await self.join(tokens)
+                tasks.create_task(self.member.gossip_loop(), name="gossip")
+                tasks.create_task(self.member.probe_loop(), name="probe")
+        finally:
+            server.close()
+            sock.unlink(missing_ok=True)
+
+    async def leave(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.member.leave()
