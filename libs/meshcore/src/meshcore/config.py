@@ -33,6 +33,7 @@ class ProxyConfig:
     port: int = 9337                            # HTTP port of the OpenAI-compatible API
     listen_all: bool = False                    # bind 0.0.0.0 instead of 127.0.0.1
     max_body_bytes: int = 8 * 1024 * 1024       # larger request bodies get 413
+    join: tuple[str, ...] = ()                  # client-only mode: invite tokens; the proxy joins itself
 
 
 @dataclass(frozen=True)

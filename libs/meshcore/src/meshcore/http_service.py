@@ -1,6 +1,8 @@
 """Run an ASGI app (the proxy, the console) the way every Mesh LLM HTTP role does:
 bind first (a taken port is a one-line error and exit code 2, which the launcher
-reads as "do not restart"), then serve with uvicorn on that socket.
+reads as "do not restart"), then serve with uvicorn on that socket, optionally
+next to a companion coroutine (the client-mode proxy's mesh member): whichever
+ends first ends the other, and a MeshError from either is a one-line exit 2.
 
 uvicorn is imported here only when called: the roles that serve HTTP depend on it,
 meshcore itself does not."""
@@ -8,18 +10,35 @@ meshcore itself does not."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
-from meshcore.errors import MeshError
+from meshcore.errors import MeshError, find_mesh_error
 from meshcore.process import bind_tcp
 
 CONFIG_ERROR_EXIT = 2
 
 
+async def _serve(server: Any, sock: Any, companion: Callable[[], Awaitable[None]] | None) -> None:
+    tasks = [asyncio.ensure_future(server.serve(sockets=[sock]))]
+    if companion is not None:
+        tasks.append(asyncio.ensure_future(companion()))
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        for task in tasks[1:]:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+
+
 def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app: Callable[[], Any],
-                     graceful_s: float = 3.0) -> None:
+                     graceful_s: float = 3.0, companion: Callable[[], Awaitable[None]] | None = None) -> None:
     import uvicorn
 
     host = "0.0.0.0" if listen_all else "127.0.0.1"
@@ -31,4 +50,11 @@ def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app
     server = uvicorn.Server(uvicorn.Config(make_app(), log_level="warning", access_log=False,
                                            timeout_graceful_shutdown=graceful_s))
     logging.getLogger(f"mesh_{role}").info("%s on http://%s:%d/", what, host, port)
-    asyncio.run(server.serve(sockets=[sock]))
+    try:
+        asyncio.run(_serve(server, sock, companion))
+    except (MeshError, ExceptionGroup) as exc:
+        error = find_mesh_error(exc)
+        if error is None:
+            raise
+        print(f"mesh-llm {role}: {error}", file=sys.stderr)
+        sys.exit(CONFIG_ERROR_EXIT)

@@ -237,7 +237,7 @@ class MeshMember:
         self.rtt_ms.pop(node_id, None)
         conn = self.conns.pop(node_id, None)
         if conn is not None:
-            conn.close()
+            conn.cut(why)
         for callback in self.on_peer_gone:
             callback(node_id)
 

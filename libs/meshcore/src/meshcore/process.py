@@ -44,6 +44,7 @@ def check_udp_port_free(port: int, host: str, what: str) -> None:
 def setup_logging(role: str, level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s {role:<7} %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("quic").setLevel(logging.WARNING)  # aioquic's per-connection chatter
 
 
 def unix_socket_alive(path: str) -> bool:

@@ -95,6 +95,14 @@ class MeshConnection(QuicConnectionProtocol):
         writer.write(bytes([kind]) + (encode_frame(header) if header is not None else b""))
         return reader, writer
 
+    def cut(self, reason: str = "peer gone") -> None:
+        """End every open stream now (readers see EOF at once), then close."""
+        for reader in self._stream_readers.values():
+            reader.feed_eof()
+        self._stream_readers.clear()
+        self.abort()
+        self.close(reason_phrase=reason)
+
     def refuse(self, code: int, reason: str) -> None:
         log.warning("closing mesh connection from %s: %s", self.remote_addr, reason)
         self.close(error_code=code, reason_phrase=reason[:200])

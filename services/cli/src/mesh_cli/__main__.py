@@ -15,10 +15,14 @@ from meshcore.errors import MeshError, find_mesh_error
 from meshcore.process import setup_logging
 
 from mesh_cli.args import parser
+from mesh_cli.commands import COMMANDS, run_command
 from mesh_cli.launcher import launch
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        sys.exit(run_command(argv))
     args = parser().parse_args(argv)
     setup_logging("mesh-llm")
     try:

@@ -34,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"Example: mesh-llm --model {DEFAULT_MODEL}")
     p.add_argument("--model", action="append", default=[], metavar="NAME|PATH",
                    help="a GGUF file, or a model name found in the models folders; may repeat")
+    p.add_argument("--join", action="append", default=[], metavar="TOKEN",
+                   help="join the mesh of this invite token; may repeat (any live member)")
+    p.add_argument("--client", action="store_true",
+                   help="join as an API-only client: proxy and console, no models, never chosen to serve")
     p.add_argument("--port", type=port_number, default=9337, help="API port (default 9337)")
     p.add_argument("--console", type=port_number, default=3131, help="console port (default 3131)")
     p.add_argument("--home", default=str(default_home()),

@@ -26,6 +26,7 @@ from meshcore.errors import ConfigError
 from meshcore.home import Home
 from meshcore.models import resolve_model
 from meshcore.process import bind_tcp, unix_socket_alive
+from meshcore.token import InviteToken
 
 from mesh_cli.supervisor import Child, GiveUp, keep_running
 
@@ -35,6 +36,12 @@ NODE_START_TIMEOUT_S = 60.0
 
 def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, ConsoleConfig]:
     home = Home(Path(args.home).expanduser().resolve())
+    for token in args.join:
+        InviteToken.decode(token)  # a mistyped token is a one-line error before anything starts
+    if args.client and args.model:
+        raise ConfigError("a --client serves no models: drop --model, or drop --client")
+    if args.client and not args.join:
+        raise ConfigError("--client needs --join TOKEN (the invite token of the mesh to use)")
     models = tuple(str(resolve_model(spec, home)) for spec in args.model)
     host = "0.0.0.0" if args.listen_all else "127.0.0.1"
     for port, what in ((args.port, "API, --port"), (args.console, "console, --console")):
@@ -47,18 +54,21 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
                           f"(stop it, or pass another --home)")
     node = NodeConfig(home=str(home.root), models=models, max_vram_gb=args.max_vram, device=args.device,
                       bind_port=args.bind_port or 0, listen_all=args.listen_all,
-                      llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel)
-    proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all)
+                      llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel,
+                      join=tuple(args.join))
+    proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all,
+                        join=tuple(args.join) if args.client else ())
     console = ConsoleConfig(home=str(home.root), port=args.console, api_port=args.port,
                             listen_all=args.listen_all)
     return home, node, proxy, console
 
 
 async def wait_for_node(home: Home, node: Child) -> pb.NodeStatus:
+    """Wait for the status API (the node agent's, or a client proxy's)."""
     async with asyncio.timeout(NODE_START_TIMEOUT_S):
         while True:
             if not node.running():
-                raise GiveUp("the node agent could not start (see the message above)")
+                raise GiveUp(f"the {node.name} could not start (see the message above)")
             if unix_socket_alive(str(home.node_socket)):
                 async with grpc.aio.insecure_channel(home.grpc_target) as channel:
                     with contextlib.suppress(grpc.aio.AioRpcError):
@@ -69,6 +79,10 @@ async def wait_for_node(home: Home, node: Child) -> pb.NodeStatus:
 def banner(status: pb.NodeStatus, proxy: ProxyConfig, console: ConsoleConfig) -> str:
     shown = "127.0.0.1" if not proxy.listen_all else "<this machine>"
     example = status.models[0].model_id if status.models else "MODEL"
+    if proxy.join:
+        return "\n".join(["", f"  Mesh LLM client {status.node_id[:12]} of mesh {status.mesh_id[:12]} (API only)",
+                          f"  API      http://{shown}:{proxy.port}/v1   (OpenAI-compatible)",
+                          f"  Console  http://{shown}:{console.port}/", ""])
     return "\n".join([
         "",
         f"  Mesh LLM node {status.node_id[:12]} (mesh {status.mesh_id[:12]})",
@@ -92,14 +106,16 @@ async def launch(args: Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     code = 0
+    # A client machine runs no node agent: its proxy joins the mesh and serves the status API.
+    roles = [proxy, console] if proxy_cfg.join else [node, proxy, console]
     try:
-        await node.start()
-        status = await wait_for_node(home, node)
-        await proxy.start()
-        await console.start()
+        await roles[0].start()
+        status = await wait_for_node(home, roles[0])
+        for child in roles[1:]:
+            await child.start()
         print(banner(status, proxy_cfg, console_cfg), file=sys.stderr, flush=True)
         async with asyncio.TaskGroup() as tasks:
-            watchers = [tasks.create_task(keep_running(c)) for c in (node, proxy, console)]
+            watchers = [tasks.create_task(keep_running(c)) for c in roles]
             stopper = tasks.create_task(stop.wait())
             await asyncio.wait([*watchers, stopper], return_when=asyncio.FIRST_COMPLETED)
             for task in [*watchers, stopper]:

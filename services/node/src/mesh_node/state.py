@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from meshcore import mesh_view
 from meshcore.api import node_pb2 as pb
 from meshcore.changes import Changes
 from meshcore.ids import MeshId, ModelId, NodeId
@@ -112,19 +113,9 @@ class NodeState:
                 table.routes.append(pb.Route(model_id=m.model_id, node_id=self.node_id, local=True,
                                              endpoint=f"127.0.0.1:{m.port}" if m.port else "",
                                              state=m.state))
-        for peer in self.member.membership.alive_peers(role="node") if self.member else []:
-            for model_id in peer.serving:
-                table.routes.append(pb.Route(model_id=model_id, node_id=peer.node_id, local=False,
-                                             state=pb.MODEL_STATE_SERVING))
+        if self.member is not None:
+            table.routes.extend(mesh_view.remote_routes(self.member))
         return table
-
-    def peers(self) -> list[pb.Peer]:
-        if self.member is None:
-            return []
-        rtt = self.member.rtt_ms
-        return [pb.Peer(node_id=r.node_id, role=r.role, state=r.state, vram_gb=r.vram_bytes / (1 << 30),
-                        serving=list(r.serving), rtt_ms=rtt.get(r.node_id, 0.0), version=r.app_version)
-                for nid, r in sorted(self.member.membership.records.items()) if nid != self.node_id]
 
     def snapshot(self) -> pb.NodeStatus:
         status = pb.NodeStatus(node_id=self.node_id, mesh_id=self.mesh_id, token=self.token,
@@ -135,5 +126,6 @@ class NodeState:
                                                 size_bytes=m.size_bytes, state=m.state, reason=m.reason,
                                                 port=m.port, restarts=m.restarts))
         status.routes.CopyFrom(self.routes())
-        status.peers.extend(self.peers())
+        if self.member is not None:
+            status.peers.extend(mesh_view.peers(self.member))
         return status

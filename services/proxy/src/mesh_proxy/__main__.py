@@ -1,23 +1,52 @@
-"""Entry point of the API proxy: `mesh-llm-proxy --config JSON`."""
+"""Entry point of the API proxy.
+
+    mesh-llm-proxy --config JSON                 (started by mesh-llm)
+    mesh-llm-proxy --join TOKEN [--port 9337]    (a client machine: the proxy alone
+                                                  joins the mesh as an API-only member)
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from meshcore.config import ProxyConfig, from_json
+from meshcore.errors import MeshError
+from meshcore.home import Home, default_home
 from meshcore.http_service import run_http_service
 from meshcore.process import setup_logging
 
 from mesh_proxy.app import create_app
+from mesh_proxy.client_mode import MeshClient, tokens_from
+from mesh_proxy.routes import Router
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="mesh-llm-proxy", description="Mesh LLM OpenAI-compatible API")
-    parser.add_argument("--config", required=True, help="ProxyConfig as JSON")
+    parser.add_argument("--config", help="ProxyConfig as JSON (how mesh-llm starts it)")
+    parser.add_argument("--join", action="append", default=[], metavar="TOKEN", help="join as a client")
+    parser.add_argument("--port", type=int, default=9337)
+    parser.add_argument("--home", default=str(default_home()))
+    parser.add_argument("--listen-all", action="store_true")
     args = parser.parse_args()
     setup_logging("proxy")
-    config = from_json(ProxyConfig, args.config)
-    run_http_service("proxy", "OpenAI-compatible API", config.port, config.listen_all, lambda: create_app(config))
+    if args.config:
+        config = from_json(ProxyConfig, args.config)
+    elif args.join:
+        config = ProxyConfig(home=str(Path(args.home).expanduser().resolve()), port=args.port,
+                             listen_all=args.listen_all, join=tuple(args.join))
+    else:
+        parser.error("give --join TOKEN (client machine) or --config (started by mesh-llm)")
+    client = None
+    if config.join:
+        try:
+            client = MeshClient(Home(Path(config.home)), tokens_from(config.join), Router())
+        except MeshError as exc:
+            print(f"mesh-llm proxy: {exc}", file=sys.stderr)
+            sys.exit(2)
+    run_http_service("proxy", "OpenAI-compatible API", config.port, config.listen_all,
+                     lambda: create_app(config, client), companion=client.run if client else None)
 
 
 if __name__ == "__main__":

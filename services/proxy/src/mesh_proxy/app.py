@@ -15,6 +15,7 @@ from meshcore import __version__
 from meshcore.config import ProxyConfig
 from meshcore.home import Home
 
+from mesh_proxy.client_mode import MeshClient
 from mesh_proxy.errors import ProxyError, error_response
 from mesh_proxy.forward import BackendOpener, forward
 from mesh_proxy.node_link import follow_node, report_demand
@@ -23,15 +24,18 @@ from mesh_proxy.routes import Router
 FORWARDED = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
-def create_app(config: ProxyConfig) -> FastAPI:
-    router = Router()
+def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastAPI:
+    """The API app. With `client` (client-only mode) routes and streams come from
+    the proxy's own mesh member; otherwise from the local node agent."""
     home = Home(Path(config.home))
-    opener = BackendOpener(str(home.tunnel_socket))
+    router = client.router if client is not None else Router()
+    opener = client if client is not None else BackendOpener(str(home.tunnel_socket))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(follow_node(home, router), name="follow node"),
-                 asyncio.create_task(report_demand(home, router), name="report demand")]
+        tasks = [] if client is not None else [
+            asyncio.create_task(follow_node(home, router), name="follow node"),
+            asyncio.create_task(report_demand(home, router), name="report demand")]
         try:
             yield
         finally:

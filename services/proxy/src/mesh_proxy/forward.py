@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import AsyncIterator, Awaitable, TypeVar
+from typing import AsyncIterator, Awaitable, Protocol, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
@@ -120,7 +120,11 @@ async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, 
         router.end(endpoint)
 
 
-async def forward(request: Request, router: Router, opener: BackendOpener, path: str, limit: int) -> Response:
+class Opener(Protocol):
+    async def open(self, endpoint: Endpoint) -> Streams: ...
+
+
+async def forward(request: Request, router: Router, opener: Opener, path: str, limit: int) -> Response:
     body = await read_body(request, limit)
     endpoint = router.choose(model_of(body))
     router.begin(endpoint)

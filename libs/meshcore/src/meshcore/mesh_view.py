@@ -1,0 +1,19 @@
+"""The mesh as the gRPC API reports it: routes to models served by peers, and
+the peer list. Shared by the node agent and a client-only proxy."""
+
+from __future__ import annotations
+
+from meshcore.api import node_pb2 as pb
+from meshcore.member import MeshMember
+
+
+def remote_routes(member: MeshMember) -> list[pb.Route]:
+    return [pb.Route(model_id=model_id, node_id=peer.node_id, local=False, state=pb.MODEL_STATE_SERVING)
+            for peer in member.membership.alive_peers(role="node") for model_id in peer.serving]
+
+
+def peers(member: MeshMember) -> list[pb.Peer]:
+    me = member.node_id
+    return [pb.Peer(node_id=r.node_id, role=r.role, state=r.state, vram_gb=r.vram_bytes / (1 << 30),
+                    serving=list(r.serving), rtt_ms=member.rtt_ms.get(r.node_id, 0.0), version=r.app_version)
+            for nid, r in sorted(member.membership.records.items()) if nid != me]
