@@ -129,6 +129,7 @@ def start_node(tmp: Path, models: list[Path], *extra: str, env: dict[str, str] |
                wait: bool = True) -> MeshNode:
     home = tmp / "home"
     api_port, console_port = free_port(), free_port()
+    tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / "mesh-llm.log"
     argv = [sys.executable, "-m", "mesh_cli", "--home", str(home), "--port", str(api_port),
             "--console", str(console_port), "--ctx-size", "4096", "--parallel", "2", *extra]

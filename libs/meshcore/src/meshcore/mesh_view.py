@@ -15,5 +15,6 @@ def remote_routes(member: MeshMember) -> list[pb.Route]:
 def peers(member: MeshMember) -> list[pb.Peer]:
     me = member.node_id
     return [pb.Peer(node_id=r.node_id, role=r.role, state=r.state, vram_gb=r.vram_bytes / (1 << 30),
-                    serving=list(r.serving), rtt_ms=member.rtt_ms.get(r.node_id, 0.0), version=r.app_version)
+                    serving=list(r.serving), rtt_ms=member.rtt_ms.get(r.node_id, 0.0), version=r.app_version,
+                    demand=r.demand)
             for nid, r in sorted(member.membership.records.items()) if nid != me]

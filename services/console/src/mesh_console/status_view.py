@@ -43,5 +43,6 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "serving": list(p.serving),
             "rtt_ms": round(p.rtt_ms, 2),
             "version": p.version,
+            "demand": dict(p.demand),
         } for p in status.peers],
     }

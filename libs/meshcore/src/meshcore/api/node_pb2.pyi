@@ -114,7 +114,14 @@ class RouteTable(_message.Message):
     def __init__(self, routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class Peer(_message.Message):
-    __slots__ = ("node_id", "role", "state", "vram_gb", "serving", "rtt_ms", "version")
+    __slots__ = ("node_id", "role", "state", "vram_gb", "serving", "rtt_ms", "version", "demand")
+    class DemandEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -122,6 +129,7 @@ class Peer(_message.Message):
     SERVING_FIELD_NUMBER: _ClassVar[int]
     RTT_MS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     state: str
@@ -129,7 +137,8 @@ class Peer(_message.Message):
     serving: _containers.RepeatedScalarFieldContainer[str]
     rtt_ms: float
     version: str
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., vram_gb: _Optional[float] = ..., serving: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ..., version: _Optional[str] = ...) -> None: ...
+    demand: _containers.ScalarMap[str, int]
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., vram_gb: _Optional[float] = ..., serving: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ..., version: _Optional[str] = ..., demand: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq")
