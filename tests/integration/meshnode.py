@@ -126,12 +126,13 @@ class MeshNode:
 
 
 def start_node(tmp: Path, models: list[Path], *extra: str, env: dict[str, str] | None = None,
-               wait: bool = True) -> MeshNode:
+               wait: bool = True, prefix: tuple[str, ...] = ()) -> MeshNode:
+    """Start `mesh-llm` (under `prefix`, e.g. `ip netns exec NS`) with its own home and ports."""
     home = tmp / "home"
     api_port, console_port = free_port(), free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     log_path = tmp / "mesh-llm.log"
-    argv = [sys.executable, "-m", "mesh_cli", "--home", str(home), "--port", str(api_port),
+    argv = [*prefix, sys.executable, "-m", "mesh_cli", "--home", str(home), "--port", str(api_port),
             "--console", str(console_port), "--ctx-size", "4096", "--parallel", "2", *extra]
     for m in models:
         argv += ["--model", str(m)]

@@ -1,0 +1,105 @@
+"""Two nodes in separate network namespaces (their own addresses, joined by a
+veth pair): the invite token carries a routable address and requests cross."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from meshcore.api import node_pb2 as pb
+from meshcore.token import InviteToken
+from meshnode import MeshNode, start_node
+
+TINY, EMBED = "mesh-tiny-F16", "mesh-embed-F16"
+SUBNET = "10.201.{}.{}"
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def namespaces() -> Iterator[tuple[str, str, str, str]]:
+    tag = str(os.getpid() % 10000)
+    a, b = f"mla{tag}", f"mlb{tag}"
+    try:
+        sh("ip", "netns", "add", a)
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        reason = getattr(exc, "stderr", "") or str(exc)
+        print(f"network namespaces are not allowed here: {reason.strip()}")
+        pytest.skip(f"this machine forbids network namespaces ({reason.strip()})")
+    net = int(tag) % 250
+    ip_a, ip_b = SUBNET.format(net, 1), SUBNET.format(net, 2)
+    try:
+        sh("ip", "netns", "add", b)
+        sh("ip", "link", "add", f"va{tag}", "type", "veth", "peer", "name", f"vb{tag}")
+        sh("ip", "link", "set", f"va{tag}", "netns", a)
+        sh("ip", "link", "set", f"vb{tag}", "netns", b)
+        for ns, dev, ip in ((a, f"va{tag}", ip_a), (b, f"vb{tag}", ip_b)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield a, b, ip_a, ip_b
+    finally:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def wait_routes(node: MeshNode, models: set[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node.proc.poll() is not None:
+            raise AssertionError(node.log()[-2000:])
+        try:
+            serving = {r.model_id for r in node.node_status().routes.routes if r.state == pb.MODEL_STATE_SERVING}
+            if models <= serving:
+                return
+        except Exception:  # noqa: BLE001 - the node is still starting
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{models} not routed:\n{node.log()[-2000:]}")
+
+
+def curl_in(ns: str, url: str, body: dict, timeout: float = 30) -> dict:
+    """POST from inside a namespace, retrying while the API is not listening yet."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "20", url, "-H",
+                              "Content-Type: application/json", "-d", json.dumps(body)],
+                             capture_output=True, text=True)
+        if out.returncode != 7 or time.monotonic() > deadline:  # 7: could not connect
+            assert out.returncode == 0, out.stderr
+            return json.loads(out.stdout)
+        time.sleep(0.3)
+
+
+def test_nodes_in_separate_namespaces_form_a_mesh(tmp_path: Path, models: dict[str, Path],
+                                                  namespaces: tuple[str, str, str, str]) -> None:
+    ns_a, ns_b, ip_a, ip_b = namespaces
+    a = start_node(tmp_path / "a", [models[TINY]], wait=False, prefix=("ip", "netns", "exec", ns_a))
+    b = None
+    try:
+        wait_routes(a, {TINY})
+        token = InviteToken.decode(a.node_status().token)
+        assert token.addrs[0].startswith(ip_a + ":"), token.addrs
+        b = start_node(tmp_path / "b", [models[EMBED]], "--join", a.node_status().token, wait=False,
+                       prefix=("ip", "netns", "exec", ns_b))
+        wait_routes(b, {TINY, EMBED})
+        wait_routes(a, {TINY, EMBED})
+        reply = curl_in(ns_b, f"http://127.0.0.1:{b.api_port}/v1/completions",
+                        {"model": TINY, "prompt": "hi", "max_tokens": 3, "ignore_eos": True})
+        assert reply["usage"]["completion_tokens"] == 3, reply
+        reply = curl_in(ns_a, f"http://127.0.0.1:{a.api_port}/v1/embeddings", {"model": EMBED, "input": "hi"})
+        assert len(reply["data"][0]["embedding"]) == 256
+        peer = a.node_status().peers[0]
+        assert peer.state == "alive" and peer.rtt_ms > 0
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()
