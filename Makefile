@@ -29,3 +29,4 @@ clean:
 
 bench: setup
 	.venv/bin/python bench/proxy_local.py $(if $(QUICK),--quick,)
+	.venv/bin/python bench/remote.py $(if $(QUICK),--quick,)
