@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +16,8 @@ import openai
 import psutil
 import pytest
 
+from meshcore.process import free_udp_port
+from meshcore.token import InviteToken
 from meshnode import MeshNode, free_port, http_json, start_node
 
 TINY, EMBED, SMALL = "mesh-tiny-F16", "mesh-embed-F16", "mesh-small-F16"
@@ -30,7 +33,7 @@ class Mesh:
 @pytest.fixture(scope="module")
 def mesh(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Iterator[Mesh]:
     tmp = tmp_path_factory.mktemp("mesh")
-    a = start_node(tmp / "a", [models[TINY]])
+    a = start_node(tmp / "a", [models[TINY]], "--bind-port", str(free_udp_port()))
     token = a.node_status().token
     b = start_node(tmp / "b", [models[EMBED]], "--join", token, wait=False)
     c = start_node(tmp / "c", [models[SMALL]], "--join", token, wait=False)
@@ -155,3 +158,44 @@ def test_rotate_key_keeps_members_and_refuses_the_old_token(mesh: Mesh, tmp_path
         newcomer.wait_serving(ALL)
     finally:
         newcomer.stop()
+
+
+def test_bind_port_is_the_port_in_the_token(mesh: Mesh) -> None:
+    status = mesh.a.node_status()
+    ports = {addr.rsplit(":", 1)[1] for addr in InviteToken.decode(status.token).addrs}
+    bound = [c.laddr.port for p in mesh.a.descendants() if "mesh_node" in " ".join(p.cmdline())
+             for c in p.net_connections(kind="udp")]
+    assert len(ports) == 1 and int(ports.pop()) in bound
+
+
+def test_the_proxy_package_alone_joins_as_a_client(mesh: Mesh, tmp_path: Path) -> None:
+    """Install only meshcore + the proxy into a fresh venv, as on a client machine."""
+    root = Path(__file__).resolve().parents[2]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    uv = shutil.which("uv") or str(Path.home() / ".cache" / "mesh-llm" / "uv-bootstrap" / "bin" / "uv")
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                    str(root / "libs" / "meshcore"), str(root / "services" / "proxy")], check=True, timeout=300)
+    listed = subprocess.run([uv, "pip", "list", "--python", str(venv / "bin" / "python")],
+                            capture_output=True, text=True, check=True).stdout
+    assert "mesh-llm-proxy" in listed and "mesh-llm-node" not in listed and "gguf" not in listed
+    port = free_port()
+    proc = subprocess.Popen([str(venv / "bin" / "mesh-llm-proxy"), "--join", mesh.a.node_status().token,
+                             "--port", str(port), "--home", str(tmp_path / "home")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        ids: set[str] = set()
+        while time.monotonic() < deadline and ids != set(ALL):
+            try:
+                ids = {m["id"] for m in http_json(f"http://127.0.0.1:{port}/v1/models", timeout=2)[1]["data"]}
+            except OSError:
+                pass
+            time.sleep(0.3)
+        assert ids == set(ALL)
+        status, reply, _ = http_json(f"http://127.0.0.1:{port}/v1/completions",
+                                     json.dumps({"model": SMALL, "prompt": "x", "max_tokens": 2}).encode())
+        assert status == 200 and reply["usage"]["completion_tokens"] >= 1
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, proc.stderr.read() if proc.stderr else ""

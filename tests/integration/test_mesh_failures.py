@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -85,9 +87,27 @@ def test_hard_kill_mid_stream_ends_the_stream_with_an_error_and_drops_the_route(
             x.stop()
 
 
+def collect_change_events(node: MeshNode, into: list[str]) -> threading.Thread:
+    def read() -> None:
+        with httpx.Client(timeout=None) as http, http.stream("GET", f"{node.console}/api/events") as resp:
+            kind = ""
+            for line in resp.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: ") and kind == "change":
+                    into.append(json.loads(line[6:])["text"])
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_clean_leave_and_rejoin(tmp_path: Path, models: dict[str, Path]) -> None:
     x, y = pair(tmp_path, models)
+    changes: list[str] = []
     try:
+        collect_change_events(y, changes)
+        time.sleep(0.5)
+        x_id = x.node_status().node_id[:12]
         x.stop()
         gone_after = wait_until(lambda: SMALL not in served_models(y), timeout=5)
         print(f"\nclean leave: route gone after {gone_after:.2f} s")
@@ -96,6 +116,8 @@ def test_clean_leave_and_rejoin(tmp_path: Path, models: dict[str, Path]) -> None
         try:
             wait_until(lambda: SMALL in served_models(y), timeout=15)
             assert [p.state for p in y.node_status().peers] == ["alive"]
+            wait_until(lambda: f"node {x_id} is alive" in changes, timeout=5)
+            assert f"node {x_id} is left" in changes and f"route removed: {SMALL} on {x_id}" in changes
         finally:
             again.stop()
     finally:

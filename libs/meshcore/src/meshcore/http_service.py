@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 from typing import Any, Awaitable, Callable
 
@@ -47,8 +48,23 @@ def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app
     except MeshError as exc:
         print(f"mesh-llm {role}: {exc}", file=sys.stderr)
         sys.exit(CONFIG_ERROR_EXIT)
-    server = uvicorn.Server(uvicorn.Config(make_app(), log_level="warning", access_log=False,
-                                           timeout_graceful_shutdown=graceful_s))
+    class Server(uvicorn.Server):
+        """SIGTERM/SIGINT stop the server gracefully and the process exits 0
+        (stock uvicorn re-raises the signal after shutting down)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self.handle_exit, sig, None)
+            try:
+                yield
+            finally:
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+
+    server = Server(uvicorn.Config(make_app(), log_level="warning", access_log=False,
+                                   timeout_graceful_shutdown=graceful_s))
     logging.getLogger(f"mesh_{role}").info("%s on http://%s:%d/", what, host, port)
     try:
         asyncio.run(_serve(server, sock, companion))

@@ -59,6 +59,9 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             seen = -1
             while True:
                 if seen != feed.changes.seq:
+                    for seq, text in feed.events:
+                        if seen >= 0 and seq > seen:
+                            yield f"event: change\ndata: {json.dumps({'text': text})}\n\n".encode()
                     seen = feed.changes.seq
                     payload = json.dumps(feed.latest or {"node_state": "unreachable"})
                     yield f"event: status\ndata: {payload}\n\n".encode()

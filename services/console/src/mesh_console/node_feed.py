@@ -14,10 +14,12 @@ from meshcore.api import node_pb2_grpc
 from meshcore.changes import Changes
 from meshcore.home import Home
 
+from mesh_console.changes_view import describe_changes
 from mesh_console.status_view import status_json
 
 log = logging.getLogger(__name__)
 RECONNECT_S = 0.5
+MAX_EVENTS = 100
 
 
 class NodeFeed:
@@ -26,6 +28,13 @@ class NodeFeed:
         self.api_port = api_port
         self.latest: dict | None = None
         self.changes = Changes()
+        self.events: list[tuple[int, str]] = []  # (seq, what changed), the last MAX_EVENTS
+
+    def _set(self, view: dict | None) -> None:
+        described = describe_changes(self.latest, view)
+        self.latest = view
+        self.changes.bump()
+        self.events = (self.events + [(self.changes.seq, text) for text in described])[-MAX_EVENTS:]
 
     async def run(self) -> None:
         while True:
@@ -33,12 +42,10 @@ class NodeFeed:
                 async with grpc.aio.insecure_channel(self.home.grpc_target) as channel:
                     stub = node_pb2_grpc.NodeAgentStub(channel)
                     async for status in stub.WatchStatus(pb.WatchStatusRequest()):
-                        self.latest = status_json(status, self.api_port)
-                        self.changes.bump()
+                        self._set(status_json(status, self.api_port))
             except grpc.aio.AioRpcError as exc:
                 if self.latest is not None:
                     log.warning("lost the node agent (%s); reconnecting", exc.code().name)
             if self.latest is not None:
-                self.latest = None
-                self.changes.bump()
+                self._set(None)
             await asyncio.sleep(RECONNECT_S)

@@ -71,6 +71,12 @@ function connect() {
     $("conn").className = "pill live";
     render(JSON.parse(e.data));
   });
+  events.addEventListener("change", (e) => {
+    const li = document.createElement("li");
+    li.textContent = new Date().toLocaleTimeString() + "  " + JSON.parse(e.data).text;
+    $("changes").prepend(li);
+    while ($("changes").children.length > 20) $("changes").lastChild.remove();
+  });
   events.onerror = () => { $("conn").textContent = "reconnecting…"; $("conn").className = "pill down"; };
 }
 
