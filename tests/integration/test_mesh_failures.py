@@ -89,13 +89,16 @@ def test_hard_kill_mid_stream_ends_the_stream_with_an_error_and_drops_the_route(
 
 def collect_change_events(node: MeshNode, into: list[str]) -> threading.Thread:
     def read() -> None:
-        with httpx.Client(timeout=None) as http, http.stream("GET", f"{node.console}/api/events") as resp:
-            kind = ""
-            for line in resp.iter_lines():
-                if line.startswith("event: "):
-                    kind = line[7:]
-                elif line.startswith("data: ") and kind == "change":
-                    into.append(json.loads(line[6:])["text"])
+        try:
+            with httpx.Client(timeout=None) as http, http.stream("GET", f"{node.console}/api/events") as resp:
+                kind = ""
+                for line in resp.iter_lines():
+                    if line.startswith("event: "):
+                        kind = line[7:]
+                    elif line.startswith("data: ") and kind == "change":
+                        into.append(json.loads(line[6:])["text"])
+        except httpx.HTTPError:  # the console stopped with the node at the end of the test
+            pass
     thread = threading.Thread(target=read, daemon=True)
     thread.start()
     return thread

@@ -1,0 +1,100 @@
+"""Election and split planning, pure: every node computes the same plan from the
+same gossiped records.
+
+For one model of `model_bytes`:
+- candidates are alive nodes (never clients) that have it on disk;
+- host = the candidate offering the most memory (ties: lowest node id);
+- solo on the host if its memory >= FIT_FACTOR x model bytes, unless forced to split;
+- otherwise workers are added, lowest RTT from the host first (ties: node id),
+  skipping peers whose RTT is over MAX_RTT_MS and peers not ready (their weights
+  not prepared for zero-transfer loading), until the total memory fits;
+- the layer split follows the memory fractions.
+A plan that is serving stays while its members are alive (`keep_or_replan`), so
+small changes in RTT or memory never re-plan a model that works.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meshcore.membership import ALIVE, NodeRecord
+
+FIT_FACTOR = 1.1
+MAX_RTT_MS = 80.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    model_id: str
+    host: str | None                   # None: no candidate has the model
+    workers: tuple[str, ...] = ()      # empty: solo
+    fractions: tuple[float, ...] = ()  # host first, then workers, summing to 1
+    fits: bool = True
+    reason: str = ""                   # in words, when it does not fit
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return ((self.host,) if self.host else ()) + self.workers
+
+
+def choose_host(records: list[NodeRecord], model_id: str) -> NodeRecord | None:
+    candidates = [r for r in records if r.state == ALIVE and r.role == "node" and model_id in r.models_on_disk]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda r: (-r.vram_bytes, r.node_id))
+
+
+def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force_split: bool = False,
+               ready: set[str] | None = None) -> Plan:
+    """`ready`: ids of nodes prepared to serve this model's weights as workers
+    (None: every node with the file)."""
+    host = choose_host(records, model_id)
+    if host is None:
+        return Plan(model_id, None, fits=False, reason=f"no node has {model_id} on disk")
+    need = FIT_FACTOR * model_bytes
+    if host.vram_bytes >= need and not force_split:
+        return Plan(model_id, host.node_id, fractions=(1.0,))
+    chosen: list[NodeRecord] = []
+    total = host.vram_bytes
+    others = [r for r in records if r.state == ALIVE and r.role == "node" and r.node_id != host.node_id
+              and model_id in r.models_on_disk and r.vram_bytes > 0
+              and (ready is None or r.node_id in ready)]
+    for peer in sorted(others, key=lambda r: (host.rtt_ms.get(r.node_id, float("inf")), r.node_id)):
+        if host.rtt_ms.get(peer.node_id, float("inf")) > MAX_RTT_MS:
+            continue
+        if total >= need and chosen:
+            break
+        chosen.append(peer)
+        total += peer.vram_bytes
+    if total < need:
+        gib = 1 << 30
+        return Plan(model_id, host.node_id, tuple(p.node_id for p in chosen), fits=False,
+                    reason=f"{model_id} needs {need / gib:.2f} GiB; the nodes that can take part offer "
+                           f"{total / gib:.2f} GiB together")
+    fractions = tuple(v / total for v in [host.vram_bytes, *(p.vram_bytes for p in chosen)])
+    return Plan(model_id, host.node_id, tuple(p.node_id for p in chosen), fractions)
+
+
+def keep_or_replan(current: Plan | None, records: list[NodeRecord], model_id: str, model_bytes: int,
+                   force_split: bool = False, ready: set[str] | None = None) -> Plan:
+    """Keep a working plan while all its members are alive; otherwise plan anew."""
+    alive = {r.node_id for r in records if r.state == ALIVE and r.role == "node"}
+    if current is not None and current.fits and current.host and set(current.members) <= alive:
+        return current
+    return plan_model(records, model_id, model_bytes, force_split, ready)
+
+
+def layer_split(n_layers: int, fractions: tuple[float, ...]) -> tuple[int, ...]:
+    """Whole layers per member (host first), proportional to `fractions`, each
+    member at least one layer when there are enough layers."""
+    counts = [int(n_layers * f) for f in fractions]
+    for i in sorted(range(len(fractions)), key=lambda i: -(n_layers * fractions[i] - counts[i])):
+        if sum(counts) >= n_layers:
+            break
+        counts[i] += 1
+    for i, c in enumerate(counts):
+        if c == 0 and n_layers >= len(counts):
+            donor = max(range(len(counts)), key=lambda j: counts[j])
+            counts[donor] -= 1
+            counts[i] = 1
+    return tuple(counts)
