@@ -11,6 +11,8 @@ the source digest, every patch and the build flags, so a rebuild happens only wh
 one of them changes. `$MESH_LLM_CACHE/llama.cpp/current` records the last build; the
 node agent reads it (unless MESH_LLM_LLAMA_BIN_DIR points at binaries the user has).
 
+Our helpers in llama.cpp/tools/*.c (mesh-fnv1a) are compiled next to the binaries.
+
 Backend choice: CUDA when `nvcc` is found (PATH or /usr/local/cuda/bin), Metal on
 macOS (llama.cpp's default there), otherwise CPU. Binaries are linked statically
 against ggml/llama (BUILD_SHARED_LIBS=OFF) so the bin folder can be copied as is
@@ -196,8 +198,22 @@ def build() -> Path:
         (out / "flags.txt").write_text("\n".join(flags) + "\n")
         shutil.rmtree(out / "build", ignore_errors=True)
         log(f"built in {time.monotonic() - started:.0f} s")
+    build_tools(bin_dir)
     (root / "current").write_text(str(bin_dir) + "\n")
     return bin_dir
+
+
+def build_tools(bin_dir: Path) -> None:
+    """Our own small helpers (llama.cpp/tools/*.c), rebuilt when their source changes."""
+    for source in sorted((HERE / "tools").glob("*.c")):
+        target = bin_dir / source.stem
+        stamp = bin_dir / f".{source.stem}.sha256"
+        digest = file_sha256(source)
+        if target.exists() and stamp.exists() and stamp.read_text() == digest:
+            continue
+        log(f"compiling {source.name}")
+        subprocess.run(["cc", "-O2", "-o", str(target), str(source)], check=True)
+        stamp.write_text(digest)
 
 
 def main() -> None:

@@ -145,6 +145,7 @@ def test_loading_model_is_503_with_retry_after(tmp_path: Path, models: dict[str,
     wrapper = slow / "llama-server"
     wrapper.write_text(f"#!/bin/sh\nsleep 4\nexec {llama_bin / 'llama-server'} \"$@\"\n")
     wrapper.chmod(0o755)
+    (slow / "ggml-rpc-server").symlink_to(llama_bin / "ggml-rpc-server")
     n = start_node(tmp_path, [models[TINY]], "--llama-bin-dir", str(slow), wait=False)
     try:
         deadline = time.monotonic() + 20

@@ -25,6 +25,7 @@ class NodeConfig:
     extra_llama_args: tuple[str, ...] = ()      # appended to every llama-server command line
     join: tuple[str, ...] = ()                  # invite tokens of meshes to join (any live member)
     mesh_name: str = ""                         # a name for the mesh (shown in the console)
+    split: bool = False                         # split models across nodes even when they fit one
 
 
 @dataclass(frozen=True)

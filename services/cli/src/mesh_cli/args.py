@@ -45,6 +45,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--listen-all", action="store_true",
                    help="serve the API and console on all interfaces, not only 127.0.0.1")
     p.add_argument("--max-vram", type=positive_float, metavar="GB", help="cap the memory this node offers")
+    p.add_argument("--split", action="store_true", help="split models across nodes even when one node could hold them")
     p.add_argument("--device", metavar="DEV", help="llama.cpp device to use (e.g. CUDA0, Metal, CPU)")
     p.add_argument("--bind-port", type=port_number, metavar="UDP", help="UDP port of the mesh endpoint")
     p.add_argument("--llama-bin-dir", metavar="DIR", help="folder with llama-server (else the built one)")

@@ -55,7 +55,7 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
     node = NodeConfig(home=str(home.root), models=models, max_vram_gb=args.max_vram, device=args.device,
                       bind_port=args.bind_port or 0, listen_all=args.listen_all,
                       llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel,
-                      join=tuple(args.join))
+                      join=tuple(args.join), split=args.split)
     proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all,
                         join=tuple(args.join) if args.client else ())
     console = ConsoleConfig(home=str(home.root), port=args.console, api_port=args.port,

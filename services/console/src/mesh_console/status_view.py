@@ -28,7 +28,10 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "size_bytes": m.size_bytes,
             "path": m.path,
             "restarts": m.restarts,
+            "split": [{"node_id": p.node_id, "layers": p.layers, "fraction": round(p.fraction, 4)} for p in m.split],
         } for m in status.models],
+        "rpc_links": [{"peer": link.peer, "model": link.model, "bytes_to_worker": link.bytes_to_worker,
+                       "bytes_from_worker": link.bytes_from_worker} for link in status.rpc_links],
         "routes": [{
             "model": r.model_id,
             "node_id": r.node_id,

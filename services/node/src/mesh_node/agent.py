@@ -22,10 +22,12 @@ from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version
 from meshcore.models import model_id_of
 from meshcore.netaddr import advertised_addresses
-from meshcore.process import unix_socket_alive
+from meshcore.process import free_tcp_port, unix_socket_alive
 from meshcore.token import InviteToken
 
-from mesh_node.binaries import LLAMA_SERVER, llama_bin_dir
+from mesh_node.binaries import RPC_SERVER, llama_bin_dir
+from mesh_node.llama_server import LlamaServerFailed, RpcServer
+from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.grpc_api import NodeAgentService
 from mesh_node.memory import offered_memory_bytes
 from mesh_node.mesh_link import MeshLink
@@ -63,6 +65,25 @@ def mesh_to_use(home: Home, join: tuple[str, ...]) -> tuple[MeshSecret, list[Inv
     return mesh, tokens
 
 
+async def run_rpc_server(bin_dir: Path, port: int, home: Home, device: str | None) -> None:
+    """This node's ggml-rpc-server (127.0.0.1 only), restarted if it dies: split
+    hosts reach it through the mesh."""
+    if not (bin_dir / RPC_SERVER).exists():
+        log.warning("no %s in %s: this node cannot take part in splits", RPC_SERVER, bin_dir)
+        return
+    while True:
+        server = RpcServer(bin_dir / RPC_SERVER, port, home.root / "logs" / "rpc-server.log",
+                           home.root / "rpc-cache", device)
+        async with server:
+            try:
+                await server.wait_healthy(60)
+            except (LlamaServerFailed, TimeoutError) as exc:
+                log.warning("rpc-server did not start: %s", exc)
+            code = await server.wait_exit()
+            log.warning("%s; restarting it in 2 s", server.exit_reason(code))
+        await asyncio.sleep(2)
+
+
 async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     """Serve until `stop` is set; then leave the mesh first (peers stop routing
     here at once), then stop the models."""
@@ -83,19 +104,24 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     link.refresh_token()
     log.info("node %s in mesh %s; mesh endpoint on UDP port %d; offering %.1f GiB (%s memory); llama.cpp from %s",
              identity.node_id[:12], mesh.mesh_id[:12], port, vram / (1 << 30), source, bin_dir)
+    rpc_port = free_tcp_port()
+    tunnels = RpcTunnels(member, lambda: rpc_port)
+    state.rpc_links = tunnels.links
     server = await start_grpc(home, NodeAgentService(state, link))
     try:
         async with asyncio.TaskGroup() as tasks:
+            rpc_task = tasks.create_task(run_rpc_server(bin_dir, rpc_port, home, config.device), name="rpc-server")
             for path in paths:
                 entry = ModelEntry(model_id_of(path), path, path.stat().st_size)
                 state.add_model(entry)
-                runner = ModelRunner(entry, config, state, bin_dir / LLAMA_SERVER, home.root / "logs")
+                runner = ModelRunner(entry, config, state, bin_dir, home.root / "logs", tunnels,
+                                     home.root / "rpc-cache" / "rpc", gpu=source in ("nvidia", "apple"))
                 state.runners[entry.model_id] = tasks.create_task(runner.run(), name=f"model {entry.model_id}")
             mesh_task = tasks.create_task(link.run(tokens), name="mesh link")
             await stop.wait()
             log.info("stopping: leaving the mesh, then stopping the models")
             await link.leave()
-            for task in [mesh_task, *state.runners.values()]:
+            for task in [mesh_task, rpc_task, *state.runners.values()]:
                 task.cancel()
     finally:
         await server.stop(grace=0.5)

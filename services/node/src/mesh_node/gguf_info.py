@@ -16,3 +16,12 @@ def is_embedding_model(path: Path) -> bool:
         return False
     arch = arch_field.contents()
     return reader.get_field(f"{arch}.pooling_type") is not None
+
+
+def block_count(path: Path) -> int:
+    """The model's number of layers (`<arch>.block_count`)."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path)
+    arch = reader.get_field("general.architecture").contents()
+    return int(reader.get_field(f"{arch}.block_count").contents())

@@ -1,4 +1,4 @@
-"""One `llama-server` process as an async context manager.
+"""`llama-server` and `ggml-rpc-server` processes as async context managers.
 
 Entering starts it bound to 127.0.0.1 on the given port (never another address)
 with its output going to a log file in the node's home; `wait_healthy()` polls its
@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import signal
 from pathlib import Path
@@ -55,29 +56,30 @@ async def http_status(host: str, port: int, path: str, timeout: float = 2.0) -> 
         return None
 
 
-class LlamaServer:
-    def __init__(self, binary: Path, model_path: Path, model_id: str, port: int, log_path: Path,
-                 ctx_size: int, parallel: int, device: str | None = None,
-                 extra_args: Sequence[str] = ()) -> None:
+class ChildServer:
+    """A llama.cpp server process bound to 127.0.0.1:port, output to a log file."""
+
+    name = "server"
+
+    def __init__(self, cmd: list[str], port: int, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.cmd = cmd
         self.port = port
         self.log_path = log_path
-        self.cmd = [str(binary), "--model", str(model_path), "--alias", model_id,
-                    "--host", "127.0.0.1", "--port", str(port),
-                    "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--no-webui"]
-        if device:
-            self.cmd += ["--device", device]
-        self.cmd += list(extra_args)
+        self.env = env
         self.proc: asyncio.subprocess.Process | None = None
 
-    async def __aenter__(self) -> "LlamaServer":
+    async def __aenter__(self) -> "ChildServer":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as out:
             out.write(("\n$ " + " ".join(self.cmd) + "\n").encode())
             out.flush()
             self.proc = await asyncio.create_subprocess_exec(
                 *self.cmd, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-                preexec_fn=die_with_parent)
+                preexec_fn=die_with_parent, env={**os.environ, **(self.env or {})})
         return self
+
+    async def ready(self) -> bool:
+        return await http_status("127.0.0.1", self.port, "/health") == 200
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
@@ -92,7 +94,7 @@ class LlamaServer:
             while True:
                 if self.proc.returncode is not None:
                     raise LlamaServerFailed(self.exit_reason(self.proc.returncode))
-                if await http_status("127.0.0.1", self.port, "/health") == 200:
+                if await self.ready():
                     return
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.1):
@@ -105,7 +107,7 @@ class LlamaServer:
     def exit_reason(self, code: int) -> str:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
         tail = self.log_tail()
-        return f"llama-server {how}" + (f": {tail}" if tail else "")
+        return f"{self.name} {how}" + (f": {tail}" if tail else "")
 
     def log_tail(self, lines: int = 2) -> str:
         """llama-server's last error lines (or last lines), without its timestamps."""
@@ -131,3 +133,38 @@ class LlamaServer:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             await proc.wait()
+
+
+class LlamaServer(ChildServer):
+    name = "llama-server"
+
+    def __init__(self, binary: Path, model_path: Path, model_id: str, port: int, log_path: Path,
+                 ctx_size: int, parallel: int, device: str | None = None,
+                 extra_args: Sequence[str] = ()) -> None:
+        cmd = [str(binary), "--model", str(model_path), "--alias", model_id,
+               "--host", "127.0.0.1", "--port", str(port),
+               "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--no-webui"]
+        if device:
+            cmd += ["--device", device]
+        super().__init__(cmd + list(extra_args), port, log_path)
+
+
+class RpcServer(ChildServer):
+    """ggml-rpc-server with its tensor cache (-c) in `cache_root`/rpc."""
+
+    name = "rpc-server"
+
+    def __init__(self, binary: Path, port: int, log_path: Path, cache_root: Path, device: str | None = None) -> None:
+        cmd = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--cache",
+               "--threads", str(os.cpu_count() or 1)]
+        if device:
+            cmd += ["--device", device]
+        super().__init__(cmd, port, log_path, env={"LLAMA_CACHE": str(cache_root)})
+
+    async def ready(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        writer.close()
+        return True

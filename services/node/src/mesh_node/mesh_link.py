@@ -150,7 +150,7 @@ class MeshLink:
             seen = await self.state.changes.wait(seen)
             serving = tuple(sorted(m.model_id for m in self.state.models.values()
                                    if m.state == pb.MODEL_STATE_SERVING))
-            on_disk = tuple(sorted(self.state.models))
+            on_disk = tuple(sorted(m for m in self.state.models if m in self.state.ready_models))
             own = self.member.membership.own
             if (own.serving, own.models_on_disk) != (serving, on_disk):
                 self.member.publish(serving=serving, models_on_disk=on_disk)

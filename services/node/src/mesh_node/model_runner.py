@@ -1,8 +1,15 @@
-"""Keeps one model served: start llama-server, wait for health, watch it, restart it.
+"""Keeps one model served: alone when it fits this node, split across nodes when not.
 
-A llama-server that dies is restarted after a backoff (1, 2, 4 ... 30 s). After
-MAX_FAILED_STARTS starts in a row that never became healthy, the runner gives up
-and leaves the model failed, with llama-server's own last words as the reason.
+- Fits (memory >= 1.1 x file size, no --split): run llama-server here.
+- Does not fit: first prepare the weights for zero-transfer loading (so this
+  node can be a worker) and only then advertise the model on disk. Then, from
+  the gossiped records: if some node already serves it, stand by; else the
+  planner elects a host; the host runs llama-server with `--rpc` through local
+  tunnel ports to its workers; every other node stands by (its rpc-server works
+  for the host). A plan whose member dies is replaced at once.
+- A llama-server that dies is restarted after a backoff (1, 2, 4 ... 30 s); after
+  MAX_FAILED_STARTS starts in a row that never became healthy the runner gives
+  up and leaves the model failed, with llama-server's last words as the reason.
 """
 
 from __future__ import annotations
@@ -14,10 +21,14 @@ from pathlib import Path
 
 from meshcore.api import node_pb2 as pb
 from meshcore.config import NodeConfig
+from meshcore.membership import ALIVE
 from meshcore.process import free_tcp_port
 
-from mesh_node.gguf_info import is_embedding_model
+from mesh_node import weights_cache
+from mesh_node.gguf_info import block_count, is_embedding_model
 from mesh_node.llama_server import LlamaServer, LlamaServerFailed
+from mesh_node.planner import FIT_FACTOR, Plan, keep_or_replan, layer_split
+from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.state import ModelEntry, NodeState
 
 log = logging.getLogger(__name__)
@@ -31,46 +42,162 @@ class ModelRunner:
     entry: ModelEntry
     config: NodeConfig
     state: NodeState
-    llama_server: Path
+    bin_dir: Path
     logs_dir: Path
+    tunnels: RpcTunnels | None = None
+    cache_dir: Path | None = None  # rpc-server's tensor cache (zero-transfer weights)
+    gpu: bool = False              # the host offloads to its own GPU as well
+
+    @property
+    def model_id(self) -> str:
+        return self.entry.model_id
+
+    def fits_here(self) -> bool:
+        return self.state.vram_bytes >= FIT_FACTOR * self.entry.size_bytes and not self.config.split
 
     async def run(self) -> None:
-        model_id = self.entry.model_id
         extra = list(self.config.extra_llama_args)
         try:
             if await asyncio.to_thread(is_embedding_model, self.entry.path):
                 extra += ["--embeddings"]
         except (ValueError, OSError) as exc:  # gguf-py could not read it; let llama-server say why
             log.warning("could not read the metadata of %s (%s)", self.entry.path, exc)
-        failed_starts = 0
-        restarts = 0
+        if self.fits_here() or self.state.member is None or self.tunnels is None:
+            self.state.ready_models.add(self.model_id)
+            self.state.mesh_changed()
+            await self.keep_serving(extra, None)
+            return
+        await self.prepare_weights()
+        await self.serve_split(extra)
+
+    # -- alone ---------------------------------------------------------------------
+
+    async def keep_serving(self, args: list[str], split: "Plan | None",
+                           plan_broken: "asyncio.Future[str] | None" = None) -> str | None:
+        """Run llama-server with `args` until it fails for good (returns None) or
+        `plan_broken` resolves (returns why)."""
+        failed_starts = restarts = 0
         while True:
             port = free_tcp_port()
-            self.state.update_model(model_id, state=pb.MODEL_STATE_LOADING, port=port, restarts=restarts,
+            self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING, port=port, restarts=restarts,
                                     reason=f"starting llama-server on 127.0.0.1:{port}")
-            server = LlamaServer(self.llama_server, self.entry.path, model_id, port,
-                                 self.logs_dir / f"llama-server-{model_id}.log",
+            server = LlamaServer(self.bin_dir / "llama-server", self.entry.path, self.model_id, port,
+                                 self.logs_dir / f"llama-server-{self.model_id}.log",
                                  ctx_size=self.config.ctx_size * self.config.parallel,
-                                 parallel=self.config.parallel, device=self.config.device, extra_args=extra)
+                                 parallel=self.config.parallel, device=self.config.device, extra_args=args)
             try:
                 async with server:
                     await server.wait_healthy(LOAD_TIMEOUT_S)
                     failed_starts = 0
-                    self.state.update_model(model_id, state=pb.MODEL_STATE_SERVING, reason="")
-                    code = await server.wait_exit()
-                    reason = server.exit_reason(code)
+                    self.state.update_model(self.model_id, state=pb.MODEL_STATE_SERVING, reason="")
+                    exited = asyncio.ensure_future(server.wait_exit())
+                    waiters = {exited} | ({plan_broken} if plan_broken is not None else set())
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    if plan_broken is not None and plan_broken.done():
+                        exited.cancel()
+                        return plan_broken.result()
+                    reason = server.exit_reason(exited.result())
             except LlamaServerFailed as exc:
                 failed_starts += 1
                 reason = str(exc)
             except TimeoutError:
                 failed_starts += 1
                 reason = f"llama-server did not become healthy within {LOAD_TIMEOUT_S:.0f} s"
+            if plan_broken is not None and plan_broken.done():
+                return plan_broken.result()
             if failed_starts >= MAX_FAILED_STARTS:
-                self.state.update_model(model_id, state=pb.MODEL_STATE_FAILED, port=0,
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0,
                                         reason=f"gave up after {failed_starts} failed starts: {reason}")
-                return
+                return None
             restarts += 1
             delay = min(MAX_BACKOFF_S, 2.0 ** (restarts - 1))
-            self.state.update_model(model_id, state=pb.MODEL_STATE_FAILED, port=0, restarts=restarts,
+            self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, restarts=restarts,
                                     reason=f"{reason}; restarting in {delay:.0f} s")
             await asyncio.sleep(delay)
+
+    # -- split ---------------------------------------------------------------------
+
+    async def prepare_weights(self) -> None:
+        assert self.cache_dir is not None
+        self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING,
+                                reason="preparing weights for zero-transfer loading (hashing big tensors)")
+        stats = await asyncio.to_thread(weights_cache.prepare, self.entry.path, self.cache_dir,
+                                        self.bin_dir / weights_cache.HASHER)
+        log.info("prepared %s for splits: %d big tensors, %d cache files written (%.0f MB) in %.1f s",
+                 self.model_id, stats.tensors, stats.written, stats.bytes_written / 1e6, stats.seconds)
+        self.state.ready_models.add(self.model_id)
+        self.state.mesh_changed()
+
+    def records(self) -> list:
+        assert self.state.member is not None
+        return list(self.state.member.membership.records.values())
+
+    def served_elsewhere(self) -> str | None:
+        assert self.state.member is not None
+        for peer in self.state.member.membership.alive_peers(role="node"):
+            if self.model_id in peer.serving:
+                return peer.node_id
+        return None
+
+    async def serve_split(self, extra: list[str]) -> None:
+        assert self.state.member is not None and self.tunnels is not None
+        member, me = self.state.member, self.state.node_id
+        plan: Plan | None = None
+        seen = -1
+        while True:
+            other = self.served_elsewhere()
+            plan = None if other else keep_or_replan(plan, self.records(), self.model_id, self.entry.size_bytes,
+                                                     self.config.split)
+            if other:
+                self.idle(f"standing by: node {other[:12]} serves it")
+            elif not plan.fits:
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, split=(),
+                                        reason=f"cannot serve: {plan.reason}")
+            elif plan.host != me:
+                role = "a worker of" if me in plan.workers else "standing by for"
+                self.idle(f"{role} the split hosted by node {plan.host[:12]}")
+            else:
+                await self.host_split(plan, extra)
+                seen = -1
+                continue
+            seen = await member.changes.wait(seen)
+
+    def idle(self, reason: str) -> None:
+        self.state.update_model(self.model_id, state=pb.MODEL_STATE_STOPPED, port=0, split=(), reason=reason)
+
+    async def host_split(self, plan: Plan, extra: list[str]) -> None:
+        assert self.tunnels is not None and self.state.member is not None
+        n_layers = await asyncio.to_thread(block_count, self.entry.path)
+        layers = layer_split(n_layers, plan.fractions)
+        split = tuple(zip(plan.members, layers, plan.fractions))
+        log.info("hosting %s split across %d nodes: %s", self.model_id, len(plan.members),
+                 ", ".join(f"{n[:12]} {c} layers" for n, c, _ in split))
+        async with self.tunnels.open_links(self.model_id, plan.workers) as ports:
+            args = extra + ["--rpc", ",".join(f"127.0.0.1:{p}" for p in ports)]
+            if self.gpu:  # every layer offloaded: workers' devices first, then this host's GPU
+                args += ["--n-gpu-layers", "999", "--tensor-split", ",".join(str(c) for c in (*layers[1:], layers[0]))]
+            else:  # CPU host: it keeps the first layers; the workers take the rest
+                args += ["--n-gpu-layers", str(sum(layers[1:])), "--tensor-split", ",".join(str(c) for c in layers[1:])]
+            self.state.update_model(self.model_id, split=split)
+            broken = asyncio.ensure_future(self.wait_plan_broken(plan))
+            try:
+                why = await self.keep_serving(args, plan, broken)
+            finally:
+                broken.cancel()
+        if why:
+            log.warning("re-planning %s: %s", self.model_id, why)
+            self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING, port=0, split=(),
+                                    reason=f"re-planning: {why}")
+        else:
+            await self.state.member.changes.wait(self.state.member.changes.seq)
+
+    async def wait_plan_broken(self, plan: Plan) -> str:
+        assert self.state.member is not None
+        member = self.state.member
+        seen = -1
+        while True:
+            seen = await member.changes.wait(seen)
+            records = member.membership.records
+            gone = [n for n in plan.members if n not in records or records[n].state != ALIVE]
+            if gone:
+                return f"node {gone[0][:12]} of its split is {records[gone[0]].state if gone[0] in records else 'gone'}"

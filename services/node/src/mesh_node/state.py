@@ -40,6 +40,7 @@ class ModelEntry:
     reason: str = ""
     port: int = 0
     restarts: int = 0
+    split: tuple[tuple[str, int, float], ...] = ()  # (node id, layers, fraction) when hosting a split
 
 
 class NodeState:
@@ -53,6 +54,8 @@ class NodeState:
         self.member = member  # the mesh view: peers and their routes
         self.models: dict[ModelId, ModelEntry] = {}
         self.runners: dict[ModelId, asyncio.Task] = {}  # one task per model (mesh-llm drop cancels it)
+        self.ready_models: set[str] = set()  # on disk and ready to serve or to be a split worker for
+        self.rpc_links: list = []             # RpcLink objects of the splits this node hosts
         self.changes = Changes()
 
     def set_identity(self, mesh_id: MeshId, token: str) -> None:
@@ -82,6 +85,7 @@ class NodeState:
         self._bump()
 
     def drop_model(self, model_id: ModelId) -> None:
+        self.ready_models.discard(model_id)
         if self.models.pop(model_id, None) is not None:
             log.info("model %s dropped", model_id)
             self._bump()
@@ -122,9 +126,13 @@ class NodeState:
                                node_state=self.node_state, my_vram_gb=self.vram_bytes / (1 << 30),
                                version=self.version, seq=self.seq)
         for m in sorted(self.models.values(), key=lambda m: m.model_id):
-            status.models.append(pb.ModelStatus(model_id=m.model_id, path=str(m.path),
-                                                size_bytes=m.size_bytes, state=m.state, reason=m.reason,
-                                                port=m.port, restarts=m.restarts))
+            status.models.append(pb.ModelStatus(
+                model_id=m.model_id, path=str(m.path), size_bytes=m.size_bytes, state=m.state, reason=m.reason,
+                port=m.port, restarts=m.restarts,
+                split=[pb.SplitPart(node_id=n, layers=c, fraction=f) for n, c, f in m.split]))
+        for link in self.rpc_links:
+            status.rpc_links.append(pb.RpcLink(peer=link.peer, model=link.model, bytes_to_worker=link.to_worker[0],
+                                               bytes_from_worker=link.from_worker[0]))
         status.routes.CopyFrom(self.routes())
         if self.member is not None:
             status.peers.extend(mesh_view.peers(self.member))

@@ -74,7 +74,7 @@ class GetRoutesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("model_id", "path", "size_bytes", "state", "reason", "port", "restarts")
+    __slots__ = ("model_id", "path", "size_bytes", "state", "reason", "port", "restarts", "split")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +82,7 @@ class ModelStatus(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     path: str
     size_bytes: int
@@ -89,7 +90,30 @@ class ModelStatus(_message.Message):
     reason: str
     port: int
     restarts: int
-    def __init__(self, model_id: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., reason: _Optional[str] = ..., port: _Optional[int] = ..., restarts: _Optional[int] = ...) -> None: ...
+    split: _containers.RepeatedCompositeFieldContainer[SplitPart]
+    def __init__(self, model_id: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., reason: _Optional[str] = ..., port: _Optional[int] = ..., restarts: _Optional[int] = ..., split: _Optional[_Iterable[_Union[SplitPart, _Mapping]]] = ...) -> None: ...
+
+class SplitPart(_message.Message):
+    __slots__ = ("node_id", "layers", "fraction")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    FRACTION_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    layers: int
+    fraction: float
+    def __init__(self, node_id: _Optional[str] = ..., layers: _Optional[int] = ..., fraction: _Optional[float] = ...) -> None: ...
+
+class RpcLink(_message.Message):
+    __slots__ = ("peer", "model", "bytes_to_worker", "bytes_from_worker")
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    BYTES_TO_WORKER_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FROM_WORKER_FIELD_NUMBER: _ClassVar[int]
+    peer: str
+    model: str
+    bytes_to_worker: int
+    bytes_from_worker: int
+    def __init__(self, peer: _Optional[str] = ..., model: _Optional[str] = ..., bytes_to_worker: _Optional[int] = ..., bytes_from_worker: _Optional[int] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("model_id", "node_id", "local", "endpoint", "state")
@@ -141,7 +165,7 @@ class Peer(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., vram_gb: _Optional[float] = ..., serving: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ..., version: _Optional[str] = ..., demand: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq")
+    __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq", "rpc_links")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     MESH_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +176,7 @@ class NodeStatus(_message.Message):
     ROUTES_FIELD_NUMBER: _ClassVar[int]
     PEERS_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    RPC_LINKS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     mesh_id: str
     token: str
@@ -162,4 +187,5 @@ class NodeStatus(_message.Message):
     routes: RouteTable
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
     seq: int
-    def __init__(self, node_id: _Optional[str] = ..., mesh_id: _Optional[str] = ..., token: _Optional[str] = ..., node_state: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., my_vram_gb: _Optional[float] = ..., version: _Optional[str] = ..., routes: _Optional[_Union[RouteTable, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., seq: _Optional[int] = ...) -> None: ...
+    rpc_links: _containers.RepeatedCompositeFieldContainer[RpcLink]
+    def __init__(self, node_id: _Optional[str] = ..., mesh_id: _Optional[str] = ..., token: _Optional[str] = ..., node_state: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., my_vram_gb: _Optional[float] = ..., version: _Optional[str] = ..., routes: _Optional[_Union[RouteTable, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., seq: _Optional[int] = ..., rpc_links: _Optional[_Iterable[_Union[RpcLink, _Mapping]]] = ...) -> None: ...
