@@ -28,3 +28,13 @@ def llama_bin() -> Path:
 def models(tmp_path_factory: pytest.TempPathFactory, llama_bin: Path) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("models")
     return {spec.name: generate(spec, folder) for spec in (TINY, EMBED, SMALL)}
+
+
+# Weight tensors over 10 MiB (2304 x 2304 x 2 bytes = 10.6 MB), so every matrix of a
+# worker's layers takes the zero-transfer path; 3 layers, 386 MB.
+SPLIT = TinySpec(name="mesh-split-F16", width=2304, layers=3, heads=18, ff=6144)
+
+
+@pytest.fixture(scope="session")
+def split_model(tmp_path_factory: pytest.TempPathFactory, llama_bin: Path) -> Path:
+    return generate(SPLIT, tmp_path_factory.mktemp("split-model"))

@@ -74,3 +74,11 @@ def test_no_flapping_while_members_live() -> None:
 def test_layer_split(layers: int, fractions: tuple, expected: tuple) -> None:
     counts = layer_split(layers, fractions)
     assert counts == expected and sum(counts) == layers
+
+
+def test_offload_args_place_the_output_layer_with_the_last_device() -> None:
+    from mesh_node.model_runner import offload_args
+
+    assert offload_args((2, 1), gpu=False) == ["--n-gpu-layers", "2", "--tensor-split", "2"]
+    assert offload_args((1, 1, 1), gpu=False) == ["--n-gpu-layers", "3", "--tensor-split", "1,2"]
+    assert offload_args((2, 1, 1), gpu=True) == ["--n-gpu-layers", "999", "--tensor-split", "1,1,3"]

@@ -27,7 +27,7 @@ from meshcore.process import free_tcp_port
 from mesh_node import weights_cache
 from mesh_node.gguf_info import block_count, is_embedding_model
 from mesh_node.llama_server import LlamaServer, LlamaServerFailed
-from mesh_node.planner import FIT_FACTOR, Plan, keep_or_replan, layer_split
+from mesh_node.planner import FIT_FACTOR, Plan, choose_host, keep_or_replan, layer_split
 from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.state import ModelEntry, NodeState
 
@@ -35,6 +35,23 @@ log = logging.getLogger(__name__)
 MAX_FAILED_STARTS = 3
 LOAD_TIMEOUT_S = 900.0
 MAX_BACKOFF_S = 30.0
+SETTLE_S = 2.0
+
+
+def offload_args(layers: tuple[int, ...], gpu: bool) -> list[str]:
+    """llama-server flags placing `layers` (host first, then workers in --rpc order).
+
+    llama.cpp offloads the *last* --n-gpu-layers layers, the output layer counting
+    as one more after the last block, and lists RPC devices before local GPUs;
+    --tensor-split weights give each device its share of the offloaded layers. The
+    output layer goes with the last device, so that device's weight includes it."""
+    workers = list(layers[1:])
+    if gpu:  # everything offloaded: the workers' devices, then this host's GPU (with the output layer)
+        weights = workers + [layers[0] + 1]
+        return ["--n-gpu-layers", "999", "--tensor-split", ",".join(map(str, weights))]
+    # CPU host: it keeps the first layers; the last worker also takes the output layer.
+    workers[-1] += 1
+    return ["--n-gpu-layers", str(sum(workers)), "--tensor-split", ",".join(map(str, workers))]
 
 
 @dataclass
@@ -144,11 +161,15 @@ class ModelRunner:
         member, me = self.state.member, self.state.node_id
         plan: Plan | None = None
         seen = -1
+        while self.model_id not in member.membership.own.models_on_disk:  # our readiness is gossiped first
+            seen = await member.changes.wait(seen)
+        await asyncio.sleep(SETTLE_S)  # let a round of gossip bring the other candidates' readiness
         while True:
             other = self.served_elsewhere()
-            plan = None if other else keep_or_replan(plan, self.records(), self.model_id, self.entry.size_bytes,
-                                                     self.config.split)
-            if other:
+            plan = keep_or_replan(plan, self.records(), self.model_id, self.entry.size_bytes, self.config.split)
+            if other and plan.host == other and me in plan.workers:
+                self.idle(f"a worker of the split hosted by node {other[:12]}")
+            elif other:
                 self.idle(f"standing by: node {other[:12]} serves it")
             elif not plan.fits:
                 self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, split=(),
@@ -174,10 +195,7 @@ class ModelRunner:
                  ", ".join(f"{n[:12]} {c} layers" for n, c, _ in split))
         async with self.tunnels.open_links(self.model_id, plan.workers) as ports:
             args = extra + ["--rpc", ",".join(f"127.0.0.1:{p}" for p in ports)]
-            if self.gpu:  # every layer offloaded: workers' devices first, then this host's GPU
-                args += ["--n-gpu-layers", "999", "--tensor-split", ",".join(str(c) for c in (*layers[1:], layers[0]))]
-            else:  # CPU host: it keeps the first layers; the workers take the rest
-                args += ["--n-gpu-layers", str(sum(layers[1:])), "--tensor-split", ",".join(str(c) for c in layers[1:])]
+            args += offload_args(layers, self.gpu)
             self.state.update_model(self.model_id, split=split)
             broken = asyncio.ensure_future(self.wait_plan_broken(plan))
             try:
@@ -201,3 +219,6 @@ class ModelRunner:
             gone = [n for n in plan.members if n not in records or records[n].state != ALIVE]
             if gone:
                 return f"node {gone[0][:12]} of its split is {records[gone[0]].state if gone[0] in records else 'gone'}"
+            elected = choose_host(list(records.values()), self.model_id)
+            if elected is not None and elected.node_id != self.state.node_id:
+                return f"node {elected.node_id[:12]} is the better host (two nodes planned at once)"
