@@ -70,7 +70,9 @@ def test_remote_stream_arrives_token_by_token(mesh: Mesh) -> None:
         model=SMALL, prompt="go", max_tokens=120, stream=True, extra_body={"ignore_eos": True})
     for chunk in stream:
         arrivals.append(time.monotonic() - started)
-    assert len(arrivals) > 100
+    # Byte-fallback tokens that are not whole UTF-8 characters yet are held back by
+    # llama-server, so there are somewhat fewer events than tokens.
+    assert len(arrivals) > 50
     assert arrivals[0] < arrivals[-1] / 3
 
 

@@ -173,3 +173,45 @@ def test_a_dead_worker_is_replaced_and_the_model_comes_back(tmp_path: Path, spli
         assert greedy(survivor) == solo_output
     finally:
         stop_all(nodes)
+
+
+def test_a_peer_over_80_ms_rtt_is_left_out_of_the_split(tmp_path: Path, split_model: Path) -> None:
+    first = start_node(tmp_path / "n0", [split_model], "--max-vram", TWO_WAY_CAP, wait=False)
+    nodes = [first]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                token = first.node_status().token
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        # Enough memory to complete the split, but 150 ms away.
+        far = start_node(tmp_path / "far", [split_model], "--max-vram", "0.29", "--join", token, wait=False,
+                         env={"MESH_LLM_INJECT_DELAY_MS": "150"})
+        nodes.append(far)
+        far_id = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                far_id = far.node_status().node_id
+                status = first.node_status()
+            except Exception:  # noqa: BLE001 - not up yet
+                time.sleep(0.3)
+                continue
+            peer = next((p for p in status.peers if p.node_id == far_id), None)
+            if peer and peer.rtt_ms > 80 and "cannot serve" in status.models[0].reason:
+                break
+            time.sleep(0.3)
+        assert peer is not None and peer.state == "alive" and peer.rtt_ms > 80, status
+        assert "cannot serve" in status.models[0].reason and "offer 0.30 GiB" in status.models[0].reason
+        far.wait_serving([], timeout=30)  # still a member with a working API
+        # A near node with less memory completes the split instead.
+        near = start_node(tmp_path / "near", [split_model], "--max-vram", "0.12", "--join", token, wait=False)
+        nodes.append(near)
+        near.wait_serving([MODEL], timeout=120)
+        members = [p.node_id for p in host_of(nodes).node_status().models[0].split]
+        assert far_id not in members and near.node_status().node_id in members
+    finally:
+        stop_all(nodes)

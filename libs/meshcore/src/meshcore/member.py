@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from typing import Any, Awaitable, Callable
@@ -34,6 +35,9 @@ PING_TIMEOUT_S = 1.0
 SUSPECT_AFTER = 3
 INDIRECT_PROBES = 2
 DIAL_TIMEOUT_S = 3.0
+# Test hook: answer pings this much later, as if this node were far away (the kernel
+# here has no netem, so latency is injected in user space). Never set in production.
+INJECTED_DELAY_S = float(os.environ.get("MESH_LLM_INJECT_DELAY_MS", "0")) / 1000
 
 
 class MeshMember:
@@ -260,6 +264,8 @@ class MeshMember:
         message = await read_frame(reader)
         kind = message.get("t")
         if kind == "ping":
+            if INJECTED_DELAY_S:
+                await asyncio.sleep(INJECTED_DELAY_S)
             writer.write(encode_frame({"t": "pong"}))
         elif kind == "ping_req" and isinstance(message.get("target"), str):
             target = NodeId(message["target"])

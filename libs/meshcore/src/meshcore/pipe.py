@@ -9,10 +9,14 @@ CHUNK = 65536
 
 
 async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, counter: list[int] | None) -> None:
+    """counter: [bytes] or [bytes, reads] (reads approximate messages: the RPC
+    tunnel's round trips)."""
     while data := await reader.read(CHUNK):
         writer.write(data)
         if counter is not None:
             counter[0] += len(data)
+            if len(counter) > 1:
+                counter[1] += 1
         await writer.drain()
 
 

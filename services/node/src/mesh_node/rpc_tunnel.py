@@ -24,8 +24,8 @@ from meshcore.wire import MAX_HEADER_FRAME, Kind, read_frame
 class RpcLink:
     peer: str
     model: str
-    to_worker: list[int] = field(default_factory=lambda: [0])
-    from_worker: list[int] = field(default_factory=lambda: [0])
+    to_worker: list[int] = field(default_factory=lambda: [0, 0])    # [bytes, reads]
+    from_worker: list[int] = field(default_factory=lambda: [0, 0])  # [bytes, reads]
 
 
 class RpcTunnels:

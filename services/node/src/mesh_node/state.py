@@ -132,7 +132,8 @@ class NodeState:
                 split=[pb.SplitPart(node_id=n, layers=c, fraction=f) for n, c, f in m.split]))
         for link in self.rpc_links:
             status.rpc_links.append(pb.RpcLink(peer=link.peer, model=link.model, bytes_to_worker=link.to_worker[0],
-                                               bytes_from_worker=link.from_worker[0]))
+                                               bytes_from_worker=link.from_worker[0],
+                                               reads_from_worker=link.from_worker[1]))
         status.routes.CopyFrom(self.routes())
         if self.member is not None:
             status.peers.extend(mesh_view.peers(self.member))

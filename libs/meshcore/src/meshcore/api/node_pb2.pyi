@@ -104,16 +104,18 @@ class SplitPart(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., layers: _Optional[int] = ..., fraction: _Optional[float] = ...) -> None: ...
 
 class RpcLink(_message.Message):
-    __slots__ = ("peer", "model", "bytes_to_worker", "bytes_from_worker")
+    __slots__ = ("peer", "model", "bytes_to_worker", "bytes_from_worker", "reads_from_worker")
     PEER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BYTES_TO_WORKER_FIELD_NUMBER: _ClassVar[int]
     BYTES_FROM_WORKER_FIELD_NUMBER: _ClassVar[int]
+    READS_FROM_WORKER_FIELD_NUMBER: _ClassVar[int]
     peer: str
     model: str
     bytes_to_worker: int
     bytes_from_worker: int
-    def __init__(self, peer: _Optional[str] = ..., model: _Optional[str] = ..., bytes_to_worker: _Optional[int] = ..., bytes_from_worker: _Optional[int] = ...) -> None: ...
+    reads_from_worker: int
+    def __init__(self, peer: _Optional[str] = ..., model: _Optional[str] = ..., bytes_to_worker: _Optional[int] = ..., bytes_from_worker: _Optional[int] = ..., reads_from_worker: _Optional[int] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("model_id", "node_id", "local", "endpoint", "state")

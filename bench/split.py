@@ -1,0 +1,181 @@
+"""A 2-node split through the mesh vs stock llama.cpp RPC over plain TCP, same run.
+
+- mesh: two real nodes on loopback, each capped with --max-vram so the model fits
+  neither alone; the host's llama-server reaches the worker's rpc-server through
+  the mesh (local port -> QUIC RPC stream -> worker agent -> rpc-server), and the
+  worker serves the big weights from its own copy (zero-transfer).
+- reference: a stock ggml-rpc-server on 127.0.0.1 (no cache) and a llama-server
+  with the same --n-gpu-layers / --tensor-split pointing at it over plain TCP.
+- solo: the same model in one llama-server, for the load-time ratio.
+Decode tokens/s are measured straight against each llama-server (no proxy), with
+alternating streaming requests.
+
+    .venv/bin/python bench/split.py [--runs 5] [--tokens 48] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
+from meshnode import free_port, start_node  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from stream_timing import median_spread, stream_completion  # noqa: E402
+
+from meshcore.api import node_pb2 as pb  # noqa: E402
+from mesh_node.binaries import llama_bin_dir  # noqa: E402
+from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
+
+# Every weight matrix over 10 MiB (2304 x 2304 x 2 bytes), 4 layers, 508 MB: about
+# 30 ms a decoded token here.
+SPLIT_BENCH = TinySpec(name="mesh-splitbench-F16", width=2304, layers=4, heads=18, ff=6144)
+CAP = "0.35"  # GiB per node: 1.1 x 508 MB needs 0.52 GiB, so two nodes are needed
+
+
+def wait_health(port: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama-server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError("llama-server did not become healthy")
+
+
+def timed_llama(bin_dir: Path, model: Path, args: list[str], log: Path) -> tuple[subprocess.Popen, int, float]:
+    port = free_port()
+    started = time.monotonic()
+    proc = subprocess.Popen([str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port",
+                             str(port), "-c", "4096", "-np", "1", "--no-webui", *args],
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+    wait_health(port, proc)
+    return proc, port, time.monotonic() - started
+
+
+def mesh_load(nodes: list, model_id: str) -> tuple[object, float]:
+    """(host node, seconds from its llama-server start to serving), by watching status."""
+    started = None
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for node in nodes:
+            try:
+                m = node.node_status().models[0]
+            except Exception:  # noqa: BLE001 - still starting
+                continue
+            if m.split and m.state == pb.MODEL_STATE_LOADING and m.reason.startswith("starting llama-server"):
+                started = started or time.monotonic()
+            if m.split and m.state == pb.MODEL_STATE_SERVING:
+                return node, time.monotonic() - (started or time.monotonic())
+        time.sleep(0.02)
+    raise TimeoutError("the split did not come up")
+
+
+def measure(runs: int, tokens: int) -> dict:
+    bin_dir = llama_bin_dir()
+    with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp_text:
+        tmp = Path(tmp_text)
+        model = generate(SPLIT_BENCH, tmp / "models")
+        size = model.stat().st_size
+        solo, _, solo_load = timed_llama(bin_dir, model, [], tmp / "solo.log")
+        solo.terminate()
+        solo.wait()
+
+        a = start_node(tmp / "a", [model], "--max-vram", CAP, "--parallel", "1", wait=False)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                token = a.node_status().token
+                break
+            except Exception:  # noqa: BLE001
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        b = start_node(tmp / "b", [model], "--max-vram", CAP, "--parallel", "1", "--join", token, wait=False)
+        rpc = ref = None
+        try:
+            host, mesh_load_s = mesh_load([a, b], model.stem)
+            status = host.node_status()
+            link = status.rpc_links[0]
+            load_bytes = link.bytes_to_worker
+            layers = [p.layers for p in status.models[0].split]
+            mesh_port = status.models[0].port
+            offload = json.loads(json.dumps(_offload(layers)))
+
+            rpc_port = free_port()
+            rpc = subprocess.Popen([str(bin_dir / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port),
+                                    "-t", "2"], stdout=open(tmp / "rpc.log", "wb"), stderr=subprocess.STDOUT)
+            time.sleep(0.5)
+            ref, ref_port, ref_load = timed_llama(bin_dir, model, ["--rpc", f"127.0.0.1:{rpc_port}", *offload],
+                                                  tmp / "ref.log")
+            mesh_runs, ref_runs, per_token = [], [], []
+            with httpx.Client(timeout=300) as client:
+                for url in (f"http://127.0.0.1:{mesh_port}", f"http://127.0.0.1:{ref_port}"):
+                    stream_completion(client, url, model.stem, "warm up", 4)
+                for i in range(runs):
+                    prompt = f"run {i}: the split mesh"
+                    before = host.node_status().rpc_links[0]
+                    mesh_runs.append(stream_completion(client, f"http://127.0.0.1:{mesh_port}", model.stem, prompt, tokens))
+                    after = host.node_status().rpc_links[0]
+                    n = mesh_runs[-1].tokens
+                    per_token.append(((after.bytes_to_worker - before.bytes_to_worker) / n,
+                                      (after.bytes_from_worker - before.bytes_from_worker) / n,
+                                      (after.reads_from_worker - before.reads_from_worker) / n))
+                    ref_runs.append(stream_completion(client, f"http://127.0.0.1:{ref_port}", model.stem, prompt, tokens))
+        finally:
+            for proc in (ref, rpc):
+                if proc is not None:
+                    proc.terminate()
+                    proc.wait()
+            b.stop()
+            a.stop()
+    ratios = [m.tokens_per_s / r.tokens_per_s for m, r in zip(mesh_runs, ref_runs)]
+    return {
+        "split_tunnel_tokps_ratio": statistics.median(ratios),
+        "split_tunnel_tokps_ratio_spread": median_spread(ratios),
+        "split_round_trips_per_token": statistics.median(p[2] for p in per_token),
+        "split_bytes_per_token": {"to_worker": statistics.median(p[0] for p in per_token),
+                                  "from_worker": statistics.median(p[1] for p in per_token)},
+        "split_load_bytes_fraction": load_bytes / size,
+        "split_load_time_ratio": mesh_load_s / solo_load,
+        "stock_rpc_load_time_ratio": ref_load / solo_load,
+        "load_seconds": {"solo": solo_load, "mesh_split": mesh_load_s, "stock_rpc_split": ref_load},
+        "mesh_ms_per_token": 1000 / statistics.median(m.tokens_per_s for m in mesh_runs),
+        "stock_rpc_ms_per_token": 1000 / statistics.median(r.tokens_per_s for r in ref_runs),
+        "layers": layers,
+        "model_bytes": size,
+        "runs": runs,
+        "tokens": tokens,
+    }
+
+
+def _offload(layers: list[int]) -> list[str]:
+    from mesh_node.model_runner import offload_args
+    return offload_args(tuple(layers), gpu=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--quick", action="store_true", help="3 runs of 16 tokens")
+    args = parser.parse_args()
+    runs, tokens = (3, 16) if args.quick else (args.runs, args.tokens)
+    print(json.dumps(measure(runs, tokens), indent=2))
+
+
+if __name__ == "__main__":
+    main()
