@@ -103,6 +103,15 @@ def test_two_node_split_gives_the_same_tokens_with_almost_no_weight_transfer(
         assert load_fraction < 0.02
         assert greedy(nodes[0]) == solo_output
         assert greedy(nodes[1]) == solo_output
+        worker = nodes[1] if host is nodes[0] else nodes[0]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the split layout reaches the other node by gossip
+            listed = http_json(f"{worker.api}/v1/models")[1]["data"][0]
+            if listed["split"]:
+                break
+            time.sleep(0.2)
+        assert [(p["node_id"], p["layers"]) for p in listed["split"]] == [(p.node_id, p.layers) for p in split]
+        assert abs(sum(p["fraction"] for p in listed["split"]) - 1) < 1e-3
         _, console, _ = http_json(f"{host.console}/api/status")
         assert console["rpc_links"][0]["bytes_from_worker"] > 0
         assert [p["layers"] for p in console["models"][0]["split"]] == [p.layers for p in split]

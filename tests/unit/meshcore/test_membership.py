@@ -61,7 +61,8 @@ def test_update_own_raises_the_version() -> None:
     "x", {}, {"node_id": "a"}, {"node_id": "a", "version": -1}, {"node_id": "a", "version": 1, "state": "zombie"},
     {"node_id": "a", "version": 1, "addrs": "1.2.3.4:5"}, {"node_id": "a", "version": 1, "serving": ["x"] * 1000},
     {"node_id": "a" * 100, "version": 1}, {"node_id": "a", "version": 1, "rtt_ms": {"b": "fast"}},
-    {"node_id": "a", "version": True},
+    {"node_id": "a", "version": True}, {"node_id": "a", "version": 1, "splits": {"m": [["b"]]}},
+    {"node_id": "a", "version": 1, "splits": {"m": [["b", -1]]}},
 ])
 def test_absurd_records_are_refused(data: object) -> None:
     with pytest.raises(RecordError):
@@ -69,5 +70,6 @@ def test_absurd_records_are_refused(data: object) -> None:
 
 
 def test_wire_round_trip() -> None:
-    r = rec("a", 3, addrs=("1.2.3.4:5",), serving=("m",), demand={"m": 4}, rtt_ms={"b": 1.5}, role="client")
+    r = rec("a", 3, addrs=("1.2.3.4:5",), serving=("m",), demand={"m": 4}, rtt_ms={"b": 1.5}, role="client",
+            splits={"m": [["a", 2], ["b", 1]]})
     assert NodeRecord.from_wire(r.to_wire()) == r

@@ -40,6 +40,7 @@ class NodeRecord:
     app_version: str = ""
     state: str = ALIVE
     mesh_name: str = ""
+    splits: dict[str, list] = field(default_factory=dict)  # model -> [[node_id, layers], ...] it hosts
 
     def to_wire(self) -> dict[str, Any]:
         data = asdict(self)
@@ -58,7 +59,8 @@ class NodeRecord:
                 vram_bytes=_int(data.get("vram_bytes", 0)), models_on_disk=_strs(data.get("models_on_disk", [])),
                 serving=_strs(data.get("serving", [])), demand=_counts(data.get("demand", {}), int),
                 rtt_ms=_counts(data.get("rtt_ms", {}), float), app_version=_str(data.get("app_version", ""), 64),
-                state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128))
+                state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128),
+                splits=_splits(data.get("splits", {})))
         except KeyError as exc:
             raise RecordError(f"record has no {exc.args[0]}") from exc
         if record.state not in STATE_RANK or record.role not in ROLES:
@@ -92,6 +94,18 @@ def _counts(value: Any, kind: type) -> dict:
         if not isinstance(v, (int, float)) or isinstance(v, bool):
             raise RecordError("a map value is not a number")
         out[_str(k, 256)] = kind(v)
+    return out
+
+
+def _splits(value: Any) -> dict[str, list]:
+    if not isinstance(value, dict) or len(value) > MAX_LIST:
+        raise RecordError("splits is not a map or is too long")
+    out = {}
+    for model, parts in value.items():
+        if not isinstance(parts, list) or len(parts) > 64 or \
+                not all(isinstance(p, list) and len(p) == 2 for p in parts):
+            raise RecordError("a split is not a list of [node_id, layers]")
+        out[_str(model, 256)] = [[_str(node_id, 64), _int(layers)] for node_id, layers in parts]
     return out
 
 

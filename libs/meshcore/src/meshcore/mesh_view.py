@@ -7,8 +7,14 @@ from meshcore.api import node_pb2 as pb
 from meshcore.member import MeshMember
 
 
+def split_parts(parts: list) -> list[pb.SplitPart]:
+    total = sum(layers for _, layers in parts) or 1
+    return [pb.SplitPart(node_id=node_id, layers=layers, fraction=layers / total) for node_id, layers in parts]
+
+
 def remote_routes(member: MeshMember) -> list[pb.Route]:
-    return [pb.Route(model_id=model_id, node_id=peer.node_id, local=False, state=pb.MODEL_STATE_SERVING)
+    return [pb.Route(model_id=model_id, node_id=peer.node_id, local=False, state=pb.MODEL_STATE_SERVING,
+                     split=split_parts(peer.splits.get(model_id, [])))
             for peer in member.membership.alive_peers(role="node") for model_id in peer.serving]
 
 

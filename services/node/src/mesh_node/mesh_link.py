@@ -151,9 +151,11 @@ class MeshLink:
             serving = tuple(sorted(m.model_id for m in self.state.models.values()
                                    if m.state == pb.MODEL_STATE_SERVING))
             on_disk = tuple(sorted(m for m in self.state.models if m in self.state.ready_models))
+            splits = {m.model_id: [[n, c] for n, c, _ in m.split] for m in self.state.models.values()
+                      if m.split and m.state == pb.MODEL_STATE_SERVING}
             own = self.member.membership.own
-            if (own.serving, own.models_on_disk) != (serving, on_disk):
-                self.member.publish(serving=serving, models_on_disk=on_disk)
+            if (own.serving, own.models_on_disk, own.splits) != (serving, on_disk, splits):
+                self.member.publish(serving=serving, models_on_disk=on_disk, splits=splits)
 
     async def _follow_mesh(self) -> None:
         seen = -1

@@ -113,10 +113,11 @@ class NodeState:
     def routes(self) -> pb.RouteTable:
         table = pb.RouteTable(version=self.seq)
         for m in sorted(self.models.values(), key=lambda m: m.model_id):
-            if m.state != pb.MODEL_STATE_STOPPED:
+            if m.state != pb.MODEL_STATE_STOPPED:  # stand-by models are served elsewhere
                 table.routes.append(pb.Route(model_id=m.model_id, node_id=self.node_id, local=True,
-                                             endpoint=f"127.0.0.1:{m.port}" if m.port else "",
-                                             state=m.state))
+                                             endpoint=f"127.0.0.1:{m.port}" if m.port else "", state=m.state,
+                                             split=[pb.SplitPart(node_id=n, layers=c, fraction=f)
+                                                    for n, c, f in m.split]))
         if self.member is not None:
             table.routes.extend(mesh_view.remote_routes(self.member))
         return table

@@ -71,7 +71,8 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
             eps = [e for e in router.endpoints if e.model_id == model_id]
             data.append({"id": model_id, "object": "model", "created": 0, "owned_by": "mesh-llm",
                          "status": "serving" if any(e.serving for e in eps) else eps[0].state,
-                         "nodes": sorted({e.node_id for e in eps})})
+                         "nodes": sorted({e.node_id for e in eps}),
+                         "split": [{"node_id": n, "layers": c, "fraction": f} for e in eps[:1] for n, c, f in e.split]})
         return {"object": "list", "data": data}
 
     def route_for(path: str):  # noqa: ANN202 - FastAPI endpoint factory

@@ -25,6 +25,7 @@ class Endpoint:
     local: bool
     address: str  # "127.0.0.1:PORT" for a local llama-server
     state: str    # "loading" | "serving" | "failed" (restarting or given up)
+    split: tuple[tuple[str, int, float], ...] = ()  # (node id, layers, fraction) of a split model
 
     @property
     def serving(self) -> bool:
@@ -40,7 +41,8 @@ STATES = {pb.MODEL_STATE_LOADING: "loading", pb.MODEL_STATE_SERVING: "serving",
 
 
 def endpoints_from_proto(table: pb.RouteTable) -> list[Endpoint]:
-    return [Endpoint(r.model_id, r.node_id, r.local, r.endpoint, STATES.get(r.state, "failed"))
+    return [Endpoint(r.model_id, r.node_id, r.local, r.endpoint, STATES.get(r.state, "failed"),
+                     tuple((p.node_id, p.layers, round(p.fraction, 4)) for p in r.split))
             for r in table.routes]
 
 

@@ -118,18 +118,20 @@ class RpcLink(_message.Message):
     def __init__(self, peer: _Optional[str] = ..., model: _Optional[str] = ..., bytes_to_worker: _Optional[int] = ..., bytes_from_worker: _Optional[int] = ..., reads_from_worker: _Optional[int] = ...) -> None: ...
 
 class Route(_message.Message):
-    __slots__ = ("model_id", "node_id", "local", "endpoint", "state")
+    __slots__ = ("model_id", "node_id", "local", "endpoint", "state", "split")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     LOCAL_FIELD_NUMBER: _ClassVar[int]
     ENDPOINT_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    SPLIT_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     node_id: str
     local: bool
     endpoint: str
     state: ModelState
-    def __init__(self, model_id: _Optional[str] = ..., node_id: _Optional[str] = ..., local: _Optional[bool] = ..., endpoint: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ...) -> None: ...
+    split: _containers.RepeatedCompositeFieldContainer[SplitPart]
+    def __init__(self, model_id: _Optional[str] = ..., node_id: _Optional[str] = ..., local: _Optional[bool] = ..., endpoint: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., split: _Optional[_Iterable[_Union[SplitPart, _Mapping]]] = ...) -> None: ...
 
 class RouteTable(_message.Message):
     __slots__ = ("routes", "version")
