@@ -30,3 +30,4 @@ clean:
 bench: setup
 	.venv/bin/python bench/proxy_local.py $(if $(QUICK),--quick,)
 	.venv/bin/python bench/remote.py $(if $(QUICK),--quick,)
+	.venv/bin/python bench/split.py $(if $(QUICK),--quick,)
