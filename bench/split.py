@@ -15,8 +15,6 @@ alternating streaming requests.
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -30,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from meshnode import free_port, start_node  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_timing import median_spread, stream_completion  # noqa: E402
+from stream_timing import bench_main, median_spread, stream_completion  # noqa: E402
 
 from meshcore.api import node_pb2 as pb  # noqa: E402
 from mesh_node.binaries import llama_bin_dir  # noqa: E402
+from mesh_node.model_runner import offload_args  # noqa: E402
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 
 # Every weight matrix over 10 MiB (2304 x 2304 x 2 bytes), 4 layers, 508 MB: about
@@ -95,16 +94,7 @@ def measure(runs: int, tokens: int) -> dict:
         solo.wait()
 
         a = start_node(tmp / "a", [model], "--max-vram", CAP, "--parallel", "1", wait=False)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                token = a.node_status().token
-                break
-            except Exception:  # noqa: BLE001
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-        b = start_node(tmp / "b", [model], "--max-vram", CAP, "--parallel", "1", "--join", token, wait=False)
+        b = start_node(tmp / "b", [model], "--max-vram", CAP, "--parallel", "1", "--join", a.wait_token(), wait=False)
         rpc = ref = None
         try:
             host, mesh_load_s = mesh_load([a, b], model.stem)
@@ -113,7 +103,7 @@ def measure(runs: int, tokens: int) -> dict:
             load_bytes = link.bytes_to_worker
             layers = [p.layers for p in status.models[0].split]
             mesh_port = status.models[0].port
-            offload = json.loads(json.dumps(_offload(layers)))
+            offload = offload_args(tuple(layers), gpu=False)
 
             rpc_port = free_port()
             rpc = subprocess.Popen([str(bin_dir / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port),
@@ -162,19 +152,8 @@ def measure(runs: int, tokens: int) -> dict:
     }
 
 
-def _offload(layers: list[int]) -> list[str]:
-    from mesh_node.model_runner import offload_args
-    return offload_args(tuple(layers), gpu=False)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--tokens", type=int, default=48)
-    parser.add_argument("--quick", action="store_true", help="3 runs of 16 tokens")
-    args = parser.parse_args()
-    runs, tokens = (3, 16) if args.quick else (args.runs, args.tokens)
-    print(json.dumps(measure(runs, tokens), indent=2))
+    bench_main(__doc__, measure, runs=5, tokens=48)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,12 @@ this same client code, so client overhead cancels out of the ratios.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import httpx
 
@@ -47,3 +49,40 @@ def stream_completion(client: httpx.Client, base_url: str, model: str, prompt: s
 
 def median_spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def alternate(client: httpx.Client, reference_url: str, mesh_url: str, model: str, runs: int,
+              tokens: int) -> tuple[list[StreamTiming], list[StreamTiming]]:
+    """Warm up, then alternate reference and mesh requests with the same prompts."""
+    stream_completion(client, mesh_url, model, "warm up", 8)
+    reference, mesh = [], []
+    for i in range(runs):
+        prompt = f"run {i}: the mesh serves tokens"
+        reference.append(stream_completion(client, reference_url, model, prompt, tokens))
+        mesh.append(stream_completion(client, mesh_url, model, prompt, tokens))
+    return reference, mesh
+
+
+def compare(prefix: str, reference: list[StreamTiming], mesh: list[StreamTiming]) -> dict:
+    """<prefix>_tokps_ratio (mesh / reference) and <prefix>_ttft_added_ms_p50, with spreads."""
+    ratios = [m.tokens_per_s / r.tokens_per_s for m, r in zip(mesh, reference)]
+    added = [(m.ttft_s - r.ttft_s) * 1000 for m, r in zip(mesh, reference)]
+    return {
+        f"{prefix}_tokps_ratio": statistics.median(ratios),
+        f"{prefix}_tokps_ratio_spread": median_spread(ratios),
+        f"{prefix}_ttft_added_ms_p50": statistics.median(added),
+        f"{prefix}_ttft_added_ms_spread": median_spread(added),
+        "reference_ms_per_token": 1000 / statistics.median([r.tokens_per_s for r in reference]),
+        "reference_ttft_ms": median_spread([r.ttft_s * 1000 for r in reference]),
+    }
+
+
+def bench_main(doc: str, measure: Callable[[int, int], dict], runs: int, tokens: int) -> None:
+    """The command line every benchmark shares: --runs, --tokens, --quick."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=runs)
+    parser.add_argument("--tokens", type=int, default=tokens)
+    parser.add_argument("--quick", action="store_true", help="3 short runs")
+    args = parser.parse_args()
+    quick_runs, quick_tokens = 3, max(8, tokens // 3)
+    print(json.dumps(measure(*((quick_runs, quick_tokens) if args.quick else (args.runs, args.tokens))), indent=2))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,9 +25,18 @@ from meshcore.home import Home
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port below the kernel's ephemeral range (32768+), where the ports the
+    nodes pick for llama-server and rpc-server come from, so the two never collide
+    between choosing a port here and the node binding it."""
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def http_json(url: str, body: bytes | None = None, timeout: float = 30,
@@ -103,6 +113,26 @@ class MeshNode:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"models {models} not serving after {timeout} s:\n{self.log()[-3000:]}")
+
+    def wait_token(self, timeout: float = 60) -> str:
+        """The invite token, once the node agent answers."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.node_status().token
+            except grpc.RpcError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise AssertionError(f"node agent not answering:\n{self.log()[-2000:]}") from None
+                time.sleep(0.1)
+
+    def kill_hard(self) -> None:
+        """SIGKILL every process of the node at once, as if the machine lost power."""
+        procs = [psutil.Process(self.proc.pid), *self.descendants()]
+        for proc in procs:
+            proc.send_signal(signal.SIGSTOP)
+        for proc in procs:
+            proc.kill()
+        self.proc.wait()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40) -> int:
         self.descendants()

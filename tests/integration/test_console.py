@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -55,7 +55,7 @@ def test_chat_relay_streams_from_the_api(node: MeshNode) -> None:
 
 
 @pytest.fixture
-def browser(tmp_path: Path) -> Iterator["webdriver.Chrome"]:
+def browser(tmp_path: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -73,7 +73,7 @@ def browser(tmp_path: Path) -> Iterator["webdriver.Chrome"]:
     drv.quit()
 
 
-def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: "webdriver.Chrome") -> None:
+def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait

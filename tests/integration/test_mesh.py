@@ -13,7 +13,6 @@ from typing import Iterator
 
 import msgpack
 import openai
-import psutil
 import pytest
 
 from meshcore.process import free_udp_port

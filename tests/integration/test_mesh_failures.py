@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -11,8 +10,6 @@ import time
 from pathlib import Path
 
 import httpx
-import psutil
-import pytest
 
 from meshnode import MeshNode, http_json, start_node
 
@@ -32,16 +29,6 @@ def wait_until(check, timeout: float, step: float = 0.1) -> float:  # noqa: ANN0
             raise AssertionError(f"not true after {timeout} s")
         time.sleep(step)
     return time.monotonic() - started
-
-
-def hard_kill(node: MeshNode) -> None:
-    """SIGKILL every process of the node at once, as if the machine lost power."""
-    procs = [psutil.Process(node.proc.pid), *node.descendants()]
-    for proc in procs:
-        proc.send_signal(signal.SIGSTOP)
-    for proc in procs:
-        proc.kill()
-    node.proc.wait()
 
 
 def pair(tmp: Path, models: dict[str, Path]) -> tuple[MeshNode, MeshNode]:
@@ -67,7 +54,7 @@ def test_hard_kill_mid_stream_ends_the_stream_with_an_error_and_drops_the_route(
                         events.append(line)
                     if len(events) == 5:
                         break
-                hard_kill(x)
+                x.kill_hard()
                 killed_at = time.monotonic()
                 for line in lines:
                     if line.startswith("data: "):

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import time
 from pathlib import Path
-from typing import Iterator
 
-import psutil
+
 import pytest
 
 from meshcore.api import node_pb2 as pb
@@ -52,15 +50,7 @@ def start_split(tmp: Path, model: Path, cap: str, count: int, models: list[Path]
     first = start_node(tmp / "n0", [paths[0]], "--max-vram", cap, wait=False)
     nodes = [first]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                token = first.node_status().token
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        token = first.wait_token()
         for i, path in enumerate(paths[1:], start=1):
             nodes.append(start_node(tmp / f"n{i}", [path], "--max-vram", cap, "--join", token, wait=False))
         for node in nodes:
@@ -160,9 +150,7 @@ def test_a_dead_worker_is_replaced_and_the_model_comes_back(tmp_path: Path, spli
         worker_id = host.node_status().models[0].split[1].node_id
         worker = next(n for n in nodes if n.node_status().node_id == worker_id)
         survivor = next(n for n in nodes if n is not host and n is not worker)
-        procs = [psutil.Process(worker.proc.pid), *worker.descendants()]
-        for proc in procs:
-            proc.send_signal(signal.SIGKILL)
+        worker.kill_hard()
         killed = time.monotonic()
         saw_503 = False
         split: list = []
@@ -188,14 +176,7 @@ def test_a_peer_over_80_ms_rtt_is_left_out_of_the_split(tmp_path: Path, split_mo
     first = start_node(tmp_path / "n0", [split_model], "--max-vram", TWO_WAY_CAP, wait=False)
     nodes = [first]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                token = first.node_status().token
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+        token = first.wait_token()
         # Enough memory to complete the split, but 150 ms away.
         far = start_node(tmp_path / "far", [split_model], "--max-vram", "0.29", "--join", token, wait=False,
                          env={"MESH_LLM_INJECT_DELAY_MS": "150"})

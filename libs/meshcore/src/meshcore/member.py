@@ -132,6 +132,19 @@ class MeshMember:
             return conn.peer_id
         raise ConnectionError("no member answered: " + "; ".join(errors))
 
+    async def join_until_admitted(self, addrs: list[str], retry_s: float = 2.0) -> NodeId:
+        """Keep trying the addresses until a member admits us (the mesh may not be
+        up yet); AdmissionRefused (wrong or old secret) is final and propagates."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self.join(addrs)
+            except ConnectionError as exc:
+                if attempt == 1 or attempt % 15 == 0:
+                    log.warning("could not reach the mesh yet (%s); retrying every %.0f s", exc, retry_s)
+                await asyncio.sleep(retry_s)
+
     # -- gossip ----------------------------------------------------------------------
 
     def _apply(self, records: list[NodeRecord]) -> None:

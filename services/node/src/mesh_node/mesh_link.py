@@ -33,7 +33,6 @@ from meshcore.wire import MAX_HEADER_FRAME, Kind, read_frame
 from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
-JOIN_RETRY_S = 2.0
 MAX_TUNNEL_LINE = 256
 
 
@@ -74,22 +73,12 @@ class MeshLink:
     # -- joining -------------------------------------------------------------------
 
     async def join(self, tokens: list[InviteToken]) -> None:
-        """Keep trying the members named in the tokens until one admits us."""
-        addrs = [a for t in tokens for a in t.addrs]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                peer = await self.member.join(addrs)
-                log.info("joined mesh %s through node %s", self.member.mesh.mesh_id[:12], peer[:12])
-                return
-            except AdmissionRefused as exc:
-                raise ConfigError(f"the mesh refused this node: {exc} (the invite token may be old: "
-                                  f"ask a member for a new one)") from exc
-            except ConnectionError as exc:
-                if attempt == 1 or attempt % 15 == 0:
-                    log.warning("could not reach the mesh yet (%s); retrying every %.0f s", exc, JOIN_RETRY_S)
-                await asyncio.sleep(JOIN_RETRY_S)
+        try:
+            peer = await self.member.join_until_admitted([a for t in tokens for a in t.addrs])
+        except AdmissionRefused as exc:
+            raise ConfigError(f"the mesh refused this node: {exc} (the invite token may be old: "
+                              f"ask a member for a new one)") from exc
+        log.info("joined mesh %s through node %s", self.member.mesh.mesh_id[:12], peer[:12])
 
     # -- tunnels -------------------------------------------------------------------
 

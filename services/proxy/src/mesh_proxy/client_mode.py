@@ -33,7 +33,6 @@ from mesh_proxy.forward import CONNECT_TIMEOUT_S, Streams
 from mesh_proxy.routes import Endpoint, Router, endpoints_from_proto
 
 log = logging.getLogger(__name__)
-JOIN_RETRY_S = 2.0
 
 
 class MeshClient:
@@ -67,20 +66,11 @@ class MeshClient:
             raise BackendGone(f"the node serving {endpoint.model_id!r} is not reachable") from exc
 
     async def _join(self) -> None:
-        addrs = [a for t in self.tokens for a in t.addrs]
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                peer = await self.member.join(addrs)
-                log.info("joined mesh %s as a client through node %s", self.member.mesh.mesh_id[:12], peer[:12])
-                return
-            except AdmissionRefused as exc:
-                raise ConfigError(f"the mesh refused this client: {exc} (the invite token may be old)") from exc
-            except ConnectionError as exc:
-                if attempt == 1 or attempt % 15 == 0:
-                    log.warning("could not reach the mesh yet (%s); retrying every %.0f s", exc, JOIN_RETRY_S)
-                await asyncio.sleep(JOIN_RETRY_S)
+        try:
+            peer = await self.member.join_until_admitted([a for t in self.tokens for a in t.addrs])
+        except AdmissionRefused as exc:
+            raise ConfigError(f"the mesh refused this client: {exc} (the invite token may be old)") from exc
+        log.info("joined mesh %s as a client through node %s", self.member.mesh.mesh_id[:12], peer[:12])
 
     async def _follow(self) -> None:
         seen = -1

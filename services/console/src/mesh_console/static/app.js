@@ -130,6 +130,7 @@ async function send(event) {
         if (delta && delta.content) { reply += delta.content; out.textContent = reply; }
       }
     }
+    if (!reply) out.textContent = "(the model ended its reply at once)";
     history.push({ role: "assistant", content: reply });
   } catch (err) {
     out.className = "msg error";
