@@ -205,3 +205,28 @@ def test_a_peer_over_80_ms_rtt_is_left_out_of_the_split(tmp_path: Path, split_mo
         assert far_id not in members and near.node_status().node_id in members
     finally:
         stop_all(nodes)
+
+
+def test_a_dead_host_is_replaced_and_the_model_comes_back(tmp_path: Path, split_model: Path,
+                                                         solo_output: list[str]) -> None:
+    nodes = start_split(tmp_path, split_model, TWO_WAY_CAP, 3)
+    try:
+        host = host_of(nodes)
+        host_id = host.node_status().node_id
+        host.kill_hard()
+        killed = time.monotonic()
+        rest = [n for n in nodes if n is not host]
+        new_host = None
+        while time.monotonic() - killed < 60 and new_host is None:
+            try:
+                new_host = host_of(rest)
+            except AssertionError:
+                time.sleep(0.2)
+        back_after = time.monotonic() - killed
+        print(f"\nhost killed: the model was back after {back_after:.1f} s")
+        assert new_host is not None
+        split = [p.node_id for p in new_host.node_status().models[0].split]
+        assert host_id not in split and len(split) == 2
+        assert greedy(rest[0]) == solo_output
+    finally:
+        stop_all(nodes)
