@@ -39,10 +39,11 @@ async def _serve(server: Any, sock: Any, companion: Callable[[], Awaitable[None]
 
 
 def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app: Callable[[], Any],
-                     graceful_s: float = 3.0, companion: Callable[[], Awaitable[None]] | None = None) -> None:
+                     graceful_s: float = 3.0, companion: Callable[[], Awaitable[None]] | None = None,
+                     bind_host: str | None = None) -> None:
     import uvicorn
 
-    host = "0.0.0.0" if listen_all else "127.0.0.1"
+    host = bind_host or ("0.0.0.0" if listen_all else "127.0.0.1")
     try:
         sock = bind_tcp(host, port, what)
     except MeshError as exc:

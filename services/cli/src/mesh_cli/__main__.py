@@ -21,6 +21,8 @@ from mesh_cli.launcher import launch
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "directory":  # the public directory service, as its own process image
+        os.execv(sys.executable, [sys.executable, "-m", "mesh_directory", *argv[1:]])
     if argv and argv[0] in COMMANDS:
         sys.exit(run_command(argv))
     args = parser().parse_args(argv)

@@ -1,0 +1,93 @@
+"""What a listing is, and how a publisher signs it.
+
+A publish request is {listing, public_key, signed_at, signature}: the publishing
+node's Ed25519 public key (hex), the time it signed (unix seconds), and its
+signature over `signing_bytes(listing, signed_at)` (canonical JSON). The listing
+id is derived from the key, so only that key can refresh or remove it; a
+signature older or newer than SIGNATURE_WINDOW_S is refused (no replays).
+Field limits keep absurd values out (422), and nothing here is ever HTML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Annotated
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+SIGNATURE_WINDOW_S = 300
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\w.\-+:@/]+$")]
+Hex64 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+Hex128 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{128}$")]
+
+
+class Listing(BaseModel):
+    """A mesh as it is shown to the world."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=20, max_length=4096, pattern=r"^[A-Za-z0-9_\-]+$",
+                       description="invite token (base64url) that joins the mesh")
+    mesh_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[\w .\-]+$")
+    region: str = Field(default="", max_length=32, pattern=r"^[\w\-]*$")
+    models_served: list[ModelName] = Field(default_factory=list, max_length=64)
+    models_wanted: list[ModelName] = Field(default_factory=list, max_length=64)
+    models_on_disk: list[ModelName] = Field(default_factory=list, max_length=256)
+    total_vram_gb: float = Field(ge=0, le=1_000_000)
+    node_count: int = Field(ge=1, le=100_000)
+    client_count: int = Field(ge=0, le=1_000_000)
+    max_clients: int = Field(default=0, ge=0, le=1_000_000, description="0: no limit")
+    version: str = Field(max_length=32, pattern=r"^[\w.\-+]*$")
+
+
+class PublishRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    listing: Listing
+    public_key: Hex64
+    signed_at: int = Field(ge=0, le=10**11)
+    signature: Hex128
+
+
+class DeleteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    public_key: Hex64
+    signed_at: int = Field(ge=0, le=10**11)
+    signature: Hex128
+
+
+def signing_bytes(listing: dict | None, signed_at: int, action: str) -> bytes:
+    return json.dumps({"action": action, "listing": listing, "signed_at": signed_at},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def listing_id(public_key_hex: str) -> str:
+    return hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()[:32]
+
+
+def verify(public_key_hex: str, signature_hex: str, message: bytes, signed_at: int, now: float | None = None) -> str | None:
+    """None if valid, else why not (in words)."""
+    now = time.time() if now is None else now
+    if abs(now - signed_at) > SIGNATURE_WINDOW_S:
+        return "the signature is too old or from the future (check the clock)"
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key_hex)).verify(bytes.fromhex(signature_hex), message)
+    except (InvalidSignature, ValueError):
+        return "the signature does not match the listing and key"
+    return None
+
+
+def sign(key: Ed25519PrivateKey, listing: dict | None, action: str, now: float | None = None) -> dict:
+    """What a publisher sends (besides the listing itself)."""
+    from cryptography.hazmat.primitives import serialization
+
+    signed_at = int(time.time() if now is None else now)
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"public_key": public.hex(), "signed_at": signed_at,
+            "signature": key.sign(signing_bytes(listing, signed_at, action)).hex()}

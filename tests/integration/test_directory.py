@@ -1,0 +1,156 @@
+"""The directory service as a real process: publish, discover, expiry, restart,
+ownership, and hostile input (including a property-based fuzz run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from mesh_directory.listing import sign
+from meshnode import free_port
+
+
+def listing(name: str = "alpha", **overrides: object) -> dict:
+    body = {"token": "haF2AadtZXNoX2lk2SA" + "A" * 40, "mesh_id": "ab" * 16, "name": name, "region": "eu",
+            "models_served": ["Qwen2.5-3B-Instruct-Q4_K_M"], "models_wanted": ["Llama-3-70B"],
+            "models_on_disk": ["Qwen2.5-3B-Instruct-Q4_K_M"], "total_vram_gb": 48.0, "node_count": 3,
+            "client_count": 1, "max_clients": 0, "version": "0.1.0"}
+    body.update(overrides)
+    return body
+
+
+def publish_body(key: Ed25519PrivateKey, body: dict, now: float | None = None) -> dict:
+    return {"listing": body, **sign(key, body, "publish", now)}
+
+
+class Directory:
+    def __init__(self, db: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, "-m", "mesh_cli", "directory", "--port", str(self.port),
+                                      "--db", str(db), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError("directory did not start")
+
+    def stop(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(10)
+
+
+@pytest.fixture
+def directory(tmp_path: Path) -> Iterator[Directory]:
+    d = Directory(tmp_path / "dir.sqlite3", "--write-rate", "0", "--read-rate", "0")
+    yield d
+    d.stop()
+
+
+def test_publish_discover_filter_refresh_and_delete(directory: Directory) -> None:
+    a, b = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    with httpx.Client(base_url=directory.url) as http:
+        r = http.post("/v1/meshes", json=publish_body(a, listing("alpha")))
+        assert r.status_code == 200, r.text
+        lid = r.json()["id"]
+        assert http.post("/v1/meshes", json=publish_body(b, listing("beta", mesh_id="cd" * 16, region="us",
+                                                                     models_served=["Other"], models_wanted=[]))).status_code == 200
+        names = lambda **q: [m["name"] for m in http.get("/v1/meshes", params=q).json()["meshes"]]  # noqa: E731
+        assert sorted(names()) == ["alpha", "beta"]
+        assert names(model="Qwen2.5-3B-Instruct-Q4_K_M") == ["alpha"]
+        assert names(model="Llama-3-70B") == ["alpha"]  # wanted counts too
+        assert names(model="Qwen2.5") == []  # whole names only
+        assert names(region="us") == ["beta"] and names(name="alpha") == ["alpha"]
+        # Refresh by the same key replaces the listing.
+        assert http.post("/v1/meshes", json=publish_body(a, listing("alpha", node_count=5))).json()["id"] == lid
+        [alpha] = [m for m in http.get("/v1/meshes").json()["meshes"] if m["name"] == "alpha"]
+        assert alpha["node_count"] == 5 and 0 < alpha["expires_in"] <= 120
+        # Another key cannot remove it; the owner can.
+        assert http.request("DELETE", f"/v1/meshes/{lid}", json=sign(b, None, f"delete:{lid}")).status_code == 403
+        forged = {**sign(b, None, f"delete:{lid}"), "public_key": sign(a, None, "x")["public_key"]}
+        assert http.request("DELETE", f"/v1/meshes/{lid}", json=forged).status_code == 403
+        assert http.request("DELETE", f"/v1/meshes/{lid}", json=sign(a, None, f"delete:{lid}")).status_code == 200
+        assert names() == ["beta"]
+
+
+def test_listings_expire_and_survive_a_restart(tmp_path: Path) -> None:
+    db = tmp_path / "dir.sqlite3"
+    short = Directory(db, "--ttl", "2", "--write-rate", "0")
+    key = Ed25519PrivateKey.generate()
+    try:
+        assert httpx.post(f"{short.url}/v1/meshes", json=publish_body(key, listing())).status_code == 200
+        assert len(httpx.get(f"{short.url}/v1/meshes").json()["meshes"]) == 1
+        time.sleep(2.5)
+        assert httpx.get(f"{short.url}/v1/meshes").json()["meshes"] == []
+    finally:
+        assert short.stop() == 0
+    kept = Directory(db)
+    try:
+        assert httpx.post(f"{kept.url}/v1/meshes", json=publish_body(key, listing("kept"))).status_code == 200
+    finally:
+        kept.stop()
+    restarted = Directory(db)
+    try:
+        assert [m["name"] for m in httpx.get(f"{restarted.url}/v1/meshes").json()["meshes"]] == ["kept"]
+    finally:
+        restarted.stop()
+
+
+@pytest.mark.parametrize("mutate,status", [
+    (lambda b: {**b, "signature": "00" * 64}, 403),
+    (lambda b: {**b, "listing": {**b["listing"], "node_count": 99}}, 403),  # signed something else
+    (lambda b: {**b, "listing": {**b["listing"], "name": "<script>alert(1)</script>"}}, 422),
+    (lambda b: {**b, "listing": {**b["listing"], "node_count": -1}}, 422),
+    (lambda b: {**b, "listing": {**b["listing"], "total_vram_gb": 1e12}}, 422),
+    (lambda b: {**b, "listing": {**b["listing"], "models_served": ["m"] * 1000}}, 422),
+    (lambda b: {**b, "listing": {**b["listing"], "surprise": 1}}, 422),
+    (lambda b: {**b, "public_key": "zz"}, 422),
+])
+def test_bad_publishes_are_4xx(directory: Directory, mutate, status: int) -> None:  # noqa: ANN001
+    body = mutate(publish_body(Ed25519PrivateKey.generate(), listing()))
+    r = httpx.post(f"{directory.url}/v1/meshes", json=body)
+    assert r.status_code == status, r.text
+    assert "error" in r.json() and r.headers["content-type"] == "application/json"
+
+
+def test_old_signatures_malformed_json_and_big_bodies(directory: Directory) -> None:
+    key = Ed25519PrivateKey.generate()
+    old = publish_body(key, listing(), now=time.time() - 3600)
+    assert httpx.post(f"{directory.url}/v1/meshes", json=old).status_code == 403
+    assert httpx.post(f"{directory.url}/v1/meshes", content=b"{nope", headers={"content-type": "application/json"}).status_code == 422
+    assert httpx.post(f"{directory.url}/v1/meshes", content=b"x" * 200_000).status_code == 413
+    chunked = httpx.post(f"{directory.url}/v1/meshes", content=iter([b"x" * 50_000] * 4))
+    assert chunked.status_code == 413
+    assert httpx.get(f"{directory.url}/v1/meshes", params={"limit": 100000}).status_code == 422
+    assert httpx.get(f"{directory.url}/v1/meshes", params={"name": "x" * 1000}).status_code == 422
+    assert httpx.get(f"{directory.url}/nothing").status_code == 404
+
+
+def test_floods_get_429(tmp_path: Path) -> None:
+    d = Directory(tmp_path / "dir.sqlite3", "--read-rate", "5", "--write-rate", "1")
+    try:
+        codes = [httpx.get(f"{d.url}/v1/meshes").status_code for _ in range(120)]
+        assert 429 in codes and codes[0] == 200
+        limited = next(r for r in (httpx.get(f"{d.url}/v1/meshes") for _ in range(5)) if r.status_code == 429)
+        assert int(limited.headers["retry-after"]) >= 1
+        key = Ed25519PrivateKey.generate()
+        writes = [httpx.post(f"{d.url}/v1/meshes", json=publish_body(key, listing())).status_code for _ in range(20)]
+        assert writes[0] == 200 and 429 in writes
+    finally:
+        d.stop()
+
+
+def test_openapi_document_is_served(directory: Directory) -> None:
+    spec = httpx.get(f"{directory.url}/openapi.json").json()
+    assert {"/v1/meshes", "/v1/meshes/{lid}", "/healthz"} <= set(spec["paths"])

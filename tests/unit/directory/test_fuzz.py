@@ -1,0 +1,58 @@
+"""Property-based fuzzing of every directory endpoint, in process (the real app and
+a real SQLite file): whatever arrives, the answer is a 2xx/4xx JSON body, never a 5xx."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import quote
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from mesh_directory.app import DirectoryConfig, create_app
+from mesh_directory.store import SqliteStore
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=50),
+                    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=20), inner, max_size=6),
+                    max_leaves=25)
+FIELDS = ["token", "mesh_id", "name", "region", "models_served", "models_wanted", "models_on_disk",
+          "total_vram_gb", "node_count", "client_count", "max_clients", "version"]
+LISTINGISH = st.fixed_dictionaries({}, optional={f: JSON for f in FIELDS})
+PUBLISHISH = st.fixed_dictionaries({}, optional={"listing": LISTINGISH | JSON, "public_key": JSON, "signed_at": JSON,
+                                                 "signature": JSON})
+
+
+def client(tmp_path: Path) -> TestClient:
+    app = create_app(SqliteStore(tmp_path / "fuzz.sqlite3"), DirectoryConfig(read_rate=0, write_rate=0))
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def check(response) -> None:  # noqa: ANN001
+    assert response.status_code < 500, response.text
+    json.loads(response.text)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=PUBLISHISH | JSON)
+def test_publish_never_5xx(tmp_path: Path, body: object) -> None:
+    check(client(tmp_path).post("/v1/meshes", json=body))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lid=st.text(max_size=40), body=JSON)
+def test_delete_never_5xx(tmp_path: Path, lid: str, body: object) -> None:
+    check(client(tmp_path).request("DELETE", f"/v1/meshes/{quote(lid, safe='') or 'x'}", json=body))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(params=st.dictionaries(st.sampled_from(["model", "region", "name", "limit", "other"]), st.text(max_size=300)))
+def test_list_never_5xx(tmp_path: Path, params: dict) -> None:
+    check(client(tmp_path).get("/v1/meshes", params=params))
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=3000))
+def test_raw_bytes_never_5xx(tmp_path: Path, raw: bytes) -> None:
+    check(client(tmp_path).post("/v1/meshes", content=raw, headers={"content-type": "application/json"}))
