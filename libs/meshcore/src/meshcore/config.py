@@ -26,6 +26,12 @@ class NodeConfig:
     join: tuple[str, ...] = ()                  # invite tokens of meshes to join (any live member)
     mesh_name: str = ""                         # a name for the mesh (shown in the console)
     split: bool = False                         # split models across nodes even when they fit one
+    publish: bool = False                       # list this mesh in the directory
+    directory: str = ""                         # directory URL (publishing, buddy mode)
+    region: str = ""                            # region tag of the listing
+    max_clients: int = 0                        # delist while this many clients are connected (0: never)
+    buddy: bool = False                         # --auto --mesh-name created this mesh: merge into an older
+                                                # mesh of the same name if one appears
 
 
 @dataclass(frozen=True)

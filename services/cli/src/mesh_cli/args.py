@@ -38,6 +38,15 @@ def parser() -> argparse.ArgumentParser:
                    help="join the mesh of this invite token; may repeat (any live member)")
     p.add_argument("--client", action="store_true",
                    help="join as an API-only client: proxy and console, no models, never chosen to serve")
+    p.add_argument("--auto", action="store_true",
+                   help="join the best public mesh from the directory (with --mesh-name: that mesh, "
+                        "created and published if it does not exist yet)")
+    p.add_argument("--publish", action="store_true", help="list this mesh in the public directory")
+    p.add_argument("--mesh-name", metavar="NAME", help="name the mesh (implies --publish)")
+    p.add_argument("--region", default="", metavar="REGION", help="region tag for the directory listing")
+    p.add_argument("--max-clients", type=number(int, -1, 1 << 30, "a whole number"), default=0, metavar="N",
+                   help="delist the mesh while N clients are connected")
+    p.add_argument("--directory", metavar="URL", help="directory to use (default $MESH_LLM_DIRECTORY or the public one)")
     p.add_argument("--port", type=port_number, default=9337, help="API port (default 9337)")
     p.add_argument("--console", type=port_number, default=3131, help="console port (default 3131)")
     p.add_argument("--home", default=str(default_home()),

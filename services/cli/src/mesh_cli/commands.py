@@ -1,13 +1,16 @@
-"""`mesh-llm rotate-key` and `mesh-llm drop MODEL`: talk to the running node."""
+"""`mesh-llm rotate-key` and `mesh-llm drop MODEL` (talk to the running node), and
+`mesh-llm discover` (asks the directory)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 import grpc
 
+from meshcore import directory_client as dc
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.home import Home, default_home
@@ -24,15 +27,54 @@ def node_stub(home_arg: str) -> tuple[grpc.Channel, node_pb2_grpc.NodeAgentStub]
     return channel, node_pb2_grpc.NodeAgentStub(channel)
 
 
+def discover(args: argparse.Namespace) -> int:
+    try:
+        meshes = dc.list_meshes(dc.directory_url(args.directory), args.model, args.region, args.mesh_name)
+    except dc.DirectoryError as exc:
+        print(f"mesh-llm: {exc}", file=sys.stderr)
+        return 1
+    if args.auto:
+        choice = dc.best_mesh(meshes, [args.model] if args.model else [], args.region)
+        if choice is None:
+            print("mesh-llm: --auto would find no mesh with room", file=sys.stderr)
+            return 1
+        print(json.dumps({"mesh": choice.mesh, "score": choice.score, "why": choice.why}) if args.json
+              else f"--auto would join {choice.mesh['name']!r} ({choice.mesh['mesh_id'][:12]}): {choice.why}")
+        return 0
+    if args.json:
+        print(json.dumps(meshes, indent=2))
+        return 0
+    rows = [("NAME", "REGION", "MODELS", "NODES", "VRAM GB", "CLIENTS")]
+    for m in meshes:
+        clients = f"{m['client_count']}/{m['max_clients']}" if m.get("max_clients") else str(m["client_count"])
+        rows.append((m["name"], m.get("region") or "-", ", ".join(m["models_served"]) or "-", str(m["node_count"]),
+                     f"{m['total_vram_gb']:.0f}", clients))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    if not meshes:
+        print("(no public meshes match)", file=sys.stderr)
+    return 0
+
+
 def run_command(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="mesh-llm")
     sub = parser.add_subparsers(dest="command", required=True)
+    find = sub.add_parser("discover", help="list public meshes from the directory")
+    find.add_argument("--model")
+    find.add_argument("--region")
+    find.add_argument("--mesh-name")
+    find.add_argument("--directory")
+    find.add_argument("--json", action="store_true")
+    find.add_argument("--auto", action="store_true", help="print the mesh --auto would join, and why")
     rotate = sub.add_parser("rotate-key", help="replace the mesh secret; old invite tokens stop working")
     rotate.add_argument("--home", default=str(default_home()))
     drop = sub.add_parser("drop", help="stop serving a model on the running node")
     drop.add_argument("model")
     drop.add_argument("--home", default=str(default_home()))
     args = parser.parse_args(argv)
+    if args.command == "discover":
+        return discover(args)
     channel, stub = node_stub(args.home)
     with channel:
         try:
@@ -50,4 +92,4 @@ def run_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"rotate-key", "drop"}
+COMMANDS = {"rotate-key", "drop", "discover"}

@@ -22,6 +22,7 @@ import grpc
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.config import ConsoleConfig, NodeConfig, ProxyConfig, to_json
+from meshcore.directory_client import best_mesh, directory_url, list_meshes
 from meshcore.errors import ConfigError
 from meshcore.home import Home
 from meshcore.models import resolve_model
@@ -34,15 +35,36 @@ log = logging.getLogger("mesh_cli")
 NODE_START_TIMEOUT_S = 60.0
 
 
+def choose_mesh(args: Namespace, models: tuple[str, ...]) -> bool:
+    """--auto: put the best mesh's token in args.join. Returns True for buddy mode
+    (a named mesh that does not exist yet: this node creates and publishes it)."""
+    base = directory_url(args.directory)
+    meshes = list_meshes(base, name=args.mesh_name)
+    choice = best_mesh(meshes, [Path(m).stem for m in models], args.region or None)
+    if choice is not None:
+        print(f"mesh-llm: joining mesh {choice.mesh['name']!r} ({choice.why})", file=sys.stderr)
+        args.join = [choice.mesh["token"]]
+        return False
+    if args.client:
+        raise ConfigError(f"no mesh with room for a client was found in the directory {base}"
+                          + (f" under the name {args.mesh_name!r}" if args.mesh_name else ""))
+    if args.mesh_name:
+        print(f"mesh-llm: no mesh named {args.mesh_name!r} yet: creating it and publishing it", file=sys.stderr)
+        return True
+    print("mesh-llm: no public mesh found: starting a new mesh of your own", file=sys.stderr)
+    return False
+
+
 def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, ConsoleConfig]:
     home = Home(Path(args.home).expanduser().resolve())
     for token in args.join:
         InviteToken.decode(token)  # a mistyped token is a one-line error before anything starts
     if args.client and args.model:
         raise ConfigError("a --client serves no models: drop --model, or drop --client")
-    if args.client and not args.join:
-        raise ConfigError("--client needs --join TOKEN (the invite token of the mesh to use)")
+    if args.client and not args.join and not args.auto:
+        raise ConfigError("--client needs --join TOKEN or --auto (the mesh to use)")
     models = tuple(str(resolve_model(spec, home)) for spec in args.model)
+    buddy = choose_mesh(args, models) if args.auto else False
     host = "0.0.0.0" if args.listen_all else "127.0.0.1"
     for port, what in ((args.port, "API, --port"), (args.console, "console, --console")):
         bind_tcp(host, port, what).close()
@@ -55,7 +77,9 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
     node = NodeConfig(home=str(home.root), models=models, max_vram_gb=args.max_vram, device=args.device,
                       bind_port=args.bind_port or 0, listen_all=args.listen_all,
                       llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel,
-                      join=tuple(args.join), split=args.split)
+                      join=tuple(args.join), split=args.split, mesh_name=args.mesh_name or "",
+                      publish=args.publish or bool(args.mesh_name) or buddy, directory=args.directory or "",
+                      region=args.region, max_clients=args.max_clients, buddy=buddy)
     proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all,
                         join=tuple(args.join) if args.client else ())
     console = ConsoleConfig(home=str(home.root), port=args.console, api_port=args.port,

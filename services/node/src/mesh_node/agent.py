@@ -32,6 +32,7 @@ from mesh_node.grpc_api import NodeAgentService
 from mesh_node.memory import offered_memory_bytes
 from mesh_node.mesh_link import MeshLink
 from mesh_node.model_runner import ModelRunner
+from mesh_node.publisher import Publisher
 from mesh_node.state import ModelEntry, NodeState
 
 log = logging.getLogger(__name__)
@@ -118,8 +119,13 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
                                      home.root / "rpc-cache" / "rpc", gpu=source in ("nvidia", "apple"))
                 state.runners[entry.model_id] = tasks.create_task(runner.run(), name=f"model {entry.model_id}")
             mesh_task = tasks.create_task(link.run(tokens), name="mesh link")
+            publisher = Publisher(config, identity, link) if config.publish else None
+            publish_task = tasks.create_task(publisher.run(), name="publish") if publisher else None
             await stop.wait()
             log.info("stopping: leaving the mesh, then stopping the models")
+            if publisher is not None and publish_task is not None:
+                publish_task.cancel()
+                await publisher.withdraw()
             await link.leave()
             for task in [mesh_task, rpc_task, *state.runners.values()]:
                 task.cancel()

@@ -80,6 +80,13 @@ class MeshLink:
                               f"ask a member for a new one)") from exc
         log.info("joined mesh %s through node %s", self.member.mesh.mesh_id[:12], peer[:12])
 
+    async def switch_mesh(self, token: InviteToken) -> None:
+        """Leave a mesh this node is alone in and join another one (buddy mode)."""
+        self.member.mesh = MeshSecret(token.mesh_id, token.secret)
+        self._save_secret(self.member.mesh)
+        await self.join([token])
+        self.member.changes.bump()
+
     # -- tunnels -------------------------------------------------------------------
 
     def _cut_tunnels(self, node_id: NodeId) -> None:

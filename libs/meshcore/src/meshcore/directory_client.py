@@ -1,0 +1,102 @@
+"""Talking to a directory (services/directory) from a node or the CLI: list,
+publish (signed with the node's Ed25519 key), withdraw, and how to score a mesh
+for `--auto`. Plain urllib, called from a thread: no extra dependency."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from meshcore.errors import MeshError
+
+DEFAULT_DIRECTORY = "https://directory.mesh-llm.org"
+TIMEOUT_S = 10.0
+
+
+class DirectoryError(MeshError):
+    """The directory could not be reached or refused the request."""
+
+
+def directory_url(explicit: str | None = None) -> str:
+    return (explicit or os.environ.get("MESH_LLM_DIRECTORY") or DEFAULT_DIRECTORY).rstrip("/")
+
+
+def _request(method: str, url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        try:
+            message = json.loads(err.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = err.reason
+        raise DirectoryError(f"the directory answered {err.code}: {message}") from err
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DirectoryError(f"the directory at {url.split('/v1')[0]} is not reachable ({exc})") from exc
+
+
+def list_meshes(base: str, model: str | None = None, region: str | None = None,
+                name: str | None = None) -> list[dict]:
+    query = urllib.parse.urlencode({k: v for k, v in (("model", model), ("region", region), ("name", name)) if v})
+    return _request("GET", f"{base}/v1/meshes" + (f"?{query}" if query else ""))["meshes"]
+
+
+def _signature(key: Ed25519PrivateKey, listing: dict | None, action: str) -> dict:
+    signed_at = int(time.time())
+    message = json.dumps({"action": action, "listing": listing, "signed_at": signed_at},
+                         sort_keys=True, separators=(",", ":")).encode()
+    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return {"public_key": public.hex(), "signed_at": signed_at, "signature": key.sign(message).hex()}
+
+
+def publish(base: str, key: Ed25519PrivateKey, listing: dict) -> dict:
+    """{"id", "expires_in"}."""
+    return _request("POST", f"{base}/v1/meshes", {"listing": listing, **_signature(key, listing, "publish")})
+
+
+def withdraw(base: str, key: Ed25519PrivateKey, listing_id: str) -> None:
+    _request("DELETE", f"{base}/v1/meshes/{listing_id}", _signature(key, None, f"delete:{listing_id}"))
+
+
+@dataclass(frozen=True)
+class Choice:
+    mesh: dict
+    score: float
+    why: str
+
+
+def has_room(mesh: dict) -> bool:
+    return not mesh.get("max_clients") or mesh.get("client_count", 0) < mesh["max_clients"]
+
+
+def score(mesh: dict, models: list[str], region: str | None) -> Choice:
+    """Prefer meshes serving or wanting what we bring, with room, more nodes and
+    memory, in our region. Never a full one (score -inf)."""
+    if not has_room(mesh):
+        return Choice(mesh, float("-inf"), "full (max clients reached)")
+    offered = set(mesh.get("models_served", [])) | set(mesh.get("models_wanted", []))
+    matches = sorted(offered & set(models))
+    points = 50.0 * len(matches) + min(mesh.get("node_count", 0), 20) + min(mesh.get("total_vram_gb", 0), 1000) / 50
+    reasons = [f"serves or wants {', '.join(matches)}"] if matches else []
+    if region and mesh.get("region") == region:
+        points += 5
+        reasons.append(f"in region {region}")
+    reasons.append(f"{mesh.get('node_count', 0)} nodes, {mesh.get('total_vram_gb', 0):.0f} GB")
+    return Choice(mesh, points, "; ".join(reasons))
+
+
+def best_mesh(meshes: list[dict], models: list[str], region: str | None) -> Choice | None:
+    choices = [score(m, models, region) for m in meshes]
+    choices = [c for c in choices if c.score != float("-inf")]
+    return max(choices, key=lambda c: (c.score, c.mesh.get("mesh_id", ""))) if choices else None
