@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from typing import Annotated, AsyncIterator
 
-from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi import FastAPI, Path as PathParam, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,6 +25,7 @@ from mesh_directory.listing import DeleteRequest, PublishRequest, listing_id, si
 from mesh_directory.store import ListingStore
 
 TTL_S = 120.0
+CACHE_S = 1.0
 PURGE_EVERY_S = 30.0
 
 
@@ -43,6 +45,9 @@ def error(status: int, message: str, code: str, headers: dict[str, str] | None =
 
 def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig()) -> BodyLimit:
     readers = RateLimiter(config.read_rate, config.read_burst)
+    # GET answers, kept for up to CACHE_S and dropped on any publish or removal: listings
+    # change far less often than they are read.
+    cache: dict[tuple, tuple[float, bytes]] = {}
     writers = RateLimiter(config.write_rate, config.write_burst)
 
     @contextlib.asynccontextmanager
@@ -90,9 +95,13 @@ def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig())
     async def list_meshes(model: Annotated[str | None, Query(max_length=200)] = None,
                           region: Annotated[str | None, Query(max_length=32)] = None,
                           name: Annotated[str | None, Query(max_length=64)] = None,
-                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict:
+                          limit: Annotated[int, Query(ge=1, le=500)] = 100) -> Response:
         now = time.time()
-        rows = await asyncio.to_thread(store.query, now, model, region, name, limit * 4)
+        key = (model, region, name, limit)
+        hit = cache.get(key)
+        if hit is not None and hit[0] > now:
+            return Response(hit[1], media_type="application/json")
+        rows = await asyncio.to_thread(store.query, now, model, region, name, limit * 2)
         seen, meshes = set(), []
         for row in rows:  # newest first: keep one listing per mesh
             if row.body["mesh_id"] in seen:
@@ -102,7 +111,11 @@ def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig())
                            "expires_in": round(row.expires_at - now, 1)})
             if len(meshes) == limit:
                 break
-        return {"meshes": meshes}
+        body = json.dumps({"meshes": meshes}).encode()
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[key] = (now + CACHE_S, body)
+        return Response(body, media_type="application/json")
 
     @app.post("/v1/meshes")
     async def publish(request: PublishRequest) -> JSONResponse:
@@ -114,6 +127,7 @@ def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig())
         now = time.time()
         lid = listing_id(request.public_key)
         await asyncio.to_thread(store.put, lid, body, now, now + config.ttl_s)
+        cache.clear()
         return JSONResponse({"id": lid, "expires_in": config.ttl_s})
 
     @app.delete("/v1/meshes/{lid}")
@@ -126,6 +140,7 @@ def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig())
             return error(403, why, "bad_signature")
         if not await asyncio.to_thread(store.delete, lid):
             return error(404, "no such listing", "not_found")
+        cache.clear()
         return JSONResponse({"deleted": lid})
 
     return BodyLimit(app)

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS listings (
 );
 CREATE INDEX IF NOT EXISTS listings_expiry ON listings (expires_at);
 CREATE INDEX IF NOT EXISTS listings_name ON listings (name);
+CREATE INDEX IF NOT EXISTS listings_published ON listings (published_at);
 """
 
 
