@@ -217,16 +217,22 @@ def test_a_dead_host_is_replaced_and_the_model_comes_back(tmp_path: Path, split_
         killed = time.monotonic()
         rest = [n for n in nodes if n is not host]
         new_host = None
+        statuses = set()
         while time.monotonic() - killed < 60 and new_host is None:
+            status, _, _ = http_json(f"{rest[0].api}/v1/completions", json.dumps(
+                {"model": MODEL, "prompt": "x", "max_tokens": 1}).encode(), timeout=30)
+            statuses.add(status)
             try:
                 new_host = host_of(rest)
             except AssertionError:
                 time.sleep(0.2)
+        assert statuses <= {200, 503}, f"answers while re-planning: {statuses}"
         back_after = time.monotonic() - killed
         print(f"\nhost killed: the model was back after {back_after:.1f} s")
         assert new_host is not None
         split = [p.node_id for p in new_host.node_status().models[0].split]
         assert host_id not in split and len(split) == 2
+        rest[0].wait_serving([MODEL], timeout=10)
         assert greedy(rest[0]) == solo_output
     finally:
         stop_all(nodes)

@@ -13,9 +13,17 @@ def split_parts(parts: list) -> list[pb.SplitPart]:
 
 
 def remote_routes(member: MeshMember) -> list[pb.Route]:
-    return [pb.Route(model_id=model_id, node_id=peer.node_id, local=False, state=pb.MODEL_STATE_SERVING,
-                     split=split_parts(peer.splits.get(model_id, [])))
-            for peer in member.membership.alive_peers(role="node") for model_id in peer.serving]
+    """Models peers serve, plus models the mesh has on disk that nobody serves right
+    now (a split being re-planned, a host loading): those are `loading` with no node,
+    so requests get 503 + Retry-After instead of 404 while the mesh recovers."""
+    routes = [pb.Route(model_id=model_id, node_id=peer.node_id, local=False, state=pb.MODEL_STATE_SERVING,
+                       split=split_parts(peer.splits.get(model_id, [])))
+              for peer in member.membership.alive_peers(role="node") for model_id in peer.serving]
+    nodes = [*member.membership.alive_peers(role="node"), member.membership.own]
+    served = {m for r in nodes for m in r.serving}
+    pending = sorted({m for r in nodes for m in r.models_on_disk} - served)
+    routes += [pb.Route(model_id=m, node_id="", local=False, state=pb.MODEL_STATE_LOADING) for m in pending]
+    return routes
 
 
 def peers(member: MeshMember) -> list[pb.Peer]:

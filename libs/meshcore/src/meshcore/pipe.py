@@ -22,9 +22,12 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, coun
 
 async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
                  b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
-                 a_to_b: list[int] | None = None, b_to_a: list[int] | None = None) -> None:
+                 a_to_b: list[int] | None = None, b_to_a: list[int] | None = None,
+                 close_a: bool = True) -> None:
     """Pipe a<->b. The first side to end (EOF, error, cancel) ends the exchange:
-    a request whose requester went away is abandoned, not finished."""
+    a request whose requester went away is abandoned, not finished. Both writers
+    are closed at the end, `a`'s unless close_a is False (the caller still has
+    something to say on it)."""
     tasks = [asyncio.ensure_future(_copy(a[0], b[1], a_to_b)), asyncio.ensure_future(_copy(b[0], a[1], b_to_a))]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -34,6 +37,6 @@ async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, ConnectionError, OSError):
                 await task
-        for writer in (a[1], b[1]):
+        for writer in (a[1], b[1]) if close_a else (b[1],):
             with contextlib.suppress(Exception):
                 writer.close()

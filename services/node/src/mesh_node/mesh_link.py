@@ -109,14 +109,19 @@ class MeshLink:
             writer.close()
             return
         task = self._track(NodeId(node_id))
+        answered = [0]  # bytes relayed back to the proxy
         try:
             remote = await self.member.open_stream(NodeId(node_id), Kind.HTTP, {"model": model})
-            await splice((reader, writer), remote)
+            await splice((reader, writer), remote, b_to_a=answered, close_a=False)
         except (ConnectionError, OSError, TimeoutError, AdmissionRefused) as exc:
             log.warning("no stream to node %s for %s: %s", node_id[:12], model, exc)
-            writer.write(http_error(502, f"the node serving {model!r} is not reachable", "backend_unavailable"))
+            writer.write(http_error(503, f"the node serving {model!r} is not reachable right now; retry shortly",
+                                    "model_not_ready"))
         except asyncio.CancelledError:
             log.info("cut the stream to node %s for %s: the node is gone", node_id[:12], model)
+            if not answered[0]:  # nothing sent back yet: the request can simply be retried
+                writer.write(http_error(503, f"the node serving {model!r} stopped answering; retry shortly",
+                                        "model_not_ready"))
         finally:
             self.tunnels[NodeId(node_id)].discard(task)
             writer.close()
