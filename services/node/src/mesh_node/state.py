@@ -119,7 +119,10 @@ class NodeState:
                                              split=[pb.SplitPart(node_id=n, layers=c, fraction=f)
                                                     for n, c, f in m.split]))
         if self.member is not None:
-            table.routes.extend(mesh_view.remote_routes(self.member))
+            local = {r.model_id for r in table.routes}
+            # A model this node has a route for speaks for itself (e.g. failed, with a reason).
+            table.routes.extend(r for r in mesh_view.remote_routes(self.member)
+                                if r.node_id or r.model_id not in local)
         return table
 
     def snapshot(self) -> pb.NodeStatus:
