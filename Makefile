@@ -28,6 +28,4 @@ clean:
 	rm -rf .venv .pytest_cache
 
 bench: setup
-	.venv/bin/python bench/proxy_local.py $(if $(QUICK),--quick,)
-	.venv/bin/python bench/remote.py $(if $(QUICK),--quick,)
-	.venv/bin/python bench/split.py $(if $(QUICK),--quick,)
+	.venv/bin/python bench/run.py $(if $(QUICK),--quick,)
