@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["proxy_local", "remote", "split", "gossip_sim", "directory"]
+BENCHMARKS = ["proxy_local", "remote", "split", "gossip_sim", "directory", "proxy_concurrency"]
 HEADLINE = [
     ("proxy_local_tokps_ratio", "proxy ÷ direct llama-server, decode tok/s"),
     ("proxy_local_ttft_added_ms_p50", "proxy added time to first token, ms (p50)"),
@@ -34,6 +34,8 @@ HEADLINE = [
     ("gossip_bytes_per_node_per_s_1000", "gossip bytes per node per second, 1,000 nodes"),
     ("directory_get_per_s", "directory GET /v1/meshes per second (10,000 listings)"),
     ("directory_publish_per_s", "directory publishes per second"),
+    ("proxy_concurrent_streams", "concurrent streams with proxy p99 added TTFT < 10 ms"),
+    ("proxy_memory_mb_at_that_load", "proxy memory at that load, MB"),
 ]
 
 
