@@ -39,6 +39,12 @@ def free_port() -> int:
     raise RuntimeError("no free port in 20000-32000")
 
 
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def http_json(url: str, body: bytes | None = None, timeout: float = 30,
               headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
     """(status, json body, headers with lower-case names) without raising on HTTP errors."""

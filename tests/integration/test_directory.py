@@ -3,7 +3,6 @@ ownership, and hostile input (including a property-based fuzz run)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time

@@ -15,9 +15,8 @@ import msgpack
 import openai
 import pytest
 
-from meshcore.process import free_udp_port
 from meshcore.token import InviteToken
-from meshnode import MeshNode, free_port, http_json, start_node
+from meshnode import MeshNode, free_port, free_udp_port, http_json, start_node
 
 TINY, EMBED, SMALL = "mesh-tiny-F16", "mesh-embed-F16", "mesh-small-F16"
 ALL = [TINY, EMBED, SMALL]

@@ -142,6 +142,28 @@ def test_a_tampered_worker_file_is_not_loaded_silently(tmp_path: Path, split_mod
         stop_all(nodes)
 
 
+def kill_and_wait_for_new_split(victim: MeshNode, asker: MeshNode, rest: list[MeshNode]) -> tuple[float, list, set]:
+    """Hard-kill `victim`, keep asking `asker` for the model, and return (seconds until
+    a split without the victim serves again, that split, the HTTP statuses seen)."""
+    victim_id = victim.node_status().node_id
+    victim.kill_hard()
+    killed = time.monotonic()
+    statuses: set[int] = set()
+    split: list = []
+    while time.monotonic() - killed < 60:
+        status, _, _ = http_json(f"{asker.api}/v1/completions", json.dumps(
+            {"model": MODEL, "prompt": "x", "max_tokens": 1}).encode(), timeout=30)
+        statuses.add(status)
+        try:
+            split = list(host_of(rest).node_status().models[0].split)
+        except AssertionError:
+            split = []
+        if status == 200 and split and victim_id not in [p.node_id for p in split]:
+            break
+        time.sleep(0.2)
+    return time.monotonic() - killed, split, statuses
+
+
 def test_a_dead_worker_is_replaced_and_the_model_comes_back(tmp_path: Path, split_model: Path,
                                                            solo_output: list[str]) -> None:
     nodes = start_split(tmp_path, split_model, TWO_WAY_CAP, 3)
@@ -150,21 +172,8 @@ def test_a_dead_worker_is_replaced_and_the_model_comes_back(tmp_path: Path, spli
         worker_id = host.node_status().models[0].split[1].node_id
         worker = next(n for n in nodes if n.node_status().node_id == worker_id)
         survivor = next(n for n in nodes if n is not host and n is not worker)
-        worker.kill_hard()
-        killed = time.monotonic()
-        saw_503 = False
-        split: list = []
-        while time.monotonic() - killed < 60:
-            status, body, headers = http_json(f"{survivor.api}/v1/completions", json.dumps(
-                {"model": MODEL, "prompt": "x", "max_tokens": 1}).encode(), timeout=30)
-            saw_503 |= status == 503 and "retry-after" in headers
-            if status == 200:
-                split = list(host_of([host, survivor]).node_status().models[0].split)
-                if worker_id not in [p.node_id for p in split]:
-                    break
-            time.sleep(0.2)
-        back_after = time.monotonic() - killed
-        print(f"\nworker killed: the model was back after {back_after:.1f} s (503 with Retry-After meanwhile: {saw_503})")
+        back_after, split, statuses = kill_and_wait_for_new_split(worker, survivor, [host, survivor])
+        print(f"\nworker killed: the model was back after {back_after:.1f} s (answers meanwhile: {sorted(statuses)})")
         assert worker_id not in [p.node_id for p in split] and len(split) == 2
         assert back_after < 30
         assert greedy(survivor) == solo_output
@@ -213,25 +222,11 @@ def test_a_dead_host_is_replaced_and_the_model_comes_back(tmp_path: Path, split_
     try:
         host = host_of(nodes)
         host_id = host.node_status().node_id
-        host.kill_hard()
-        killed = time.monotonic()
         rest = [n for n in nodes if n is not host]
-        new_host = None
-        statuses = set()
-        while time.monotonic() - killed < 60 and new_host is None:
-            status, _, _ = http_json(f"{rest[0].api}/v1/completions", json.dumps(
-                {"model": MODEL, "prompt": "x", "max_tokens": 1}).encode(), timeout=30)
-            statuses.add(status)
-            try:
-                new_host = host_of(rest)
-            except AssertionError:
-                time.sleep(0.2)
+        back_after, split, statuses = kill_and_wait_for_new_split(host, rest[0], rest)
+        print(f"\nhost killed: the model was back after {back_after:.1f} s (answers meanwhile: {sorted(statuses)})")
         assert statuses <= {200, 503}, f"answers while re-planning: {statuses}"
-        back_after = time.monotonic() - killed
-        print(f"\nhost killed: the model was back after {back_after:.1f} s")
-        assert new_host is not None
-        split = [p.node_id for p in new_host.node_status().models[0].split]
-        assert host_id not in split and len(split) == 2
+        assert host_id not in [p.node_id for p in split] and len(split) == 2
         rest[0].wait_serving([MODEL], timeout=10)
         assert greedy(rest[0]) == solo_output
     finally:

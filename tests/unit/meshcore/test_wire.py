@@ -4,15 +4,21 @@ import struct
 import msgpack
 import pytest
 
-from meshcore.wire import MAX_FRAME, FrameDecoder, FrameError, Kind, encode_frame, read_frame, read_kind
+from meshcore.wire import MAX_FRAME, FrameError, Kind, encode_frame, read_frame, read_kind
 
 
-def test_frames_round_trip_across_arbitrary_splits() -> None:
+async def frames_from(*chunks: bytes, count: int) -> list:
+    reader = asyncio.StreamReader()
+    for chunk in chunks:
+        reader.feed_data(chunk)
+    reader.feed_eof()
+    return [await read_frame(reader) for _ in range(count)]
+
+
+async def test_frames_round_trip_across_arbitrary_splits() -> None:
     data = encode_frame({"a": 1}) + encode_frame({"b": [1, 2, b"x"]})
     for cut in range(len(data) + 1):
-        dec = FrameDecoder()
-        frames = dec.feed(data[:cut]) + dec.feed(data[cut:])
-        assert frames == [{"a": 1}, {"b": [1, 2, b"x"]}]
+        assert await frames_from(data[:cut], data[cut:], count=2) == [{"a": 1}, {"b": [1, 2, b"x"]}]
 
 
 @pytest.mark.parametrize("raw,words", [
@@ -21,9 +27,9 @@ def test_frames_round_trip_across_arbitrary_splits() -> None:
     (struct.pack(">I", 2) + msgpack.packb([1]), "not a msgpack map"),
     (struct.pack(">I", 1) + msgpack.packb(7), "not a msgpack map"),
 ])
-def test_malformed_and_oversized_frames_are_refused(raw: bytes, words: str) -> None:
+async def test_malformed_and_oversized_frames_are_refused(raw: bytes, words: str) -> None:
     with pytest.raises(FrameError, match=words):
-        FrameDecoder().feed(raw)
+        await frames_from(raw, count=1)
 
 
 def test_encoding_an_oversized_frame_is_refused() -> None:

@@ -329,6 +329,7 @@ class MeshMember:
         self.endpoint.close()
 
     async def run(self) -> None:
+        """Gossip and failure detection, until cancelled (after joining, if joining)."""
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.gossip_loop(), name="gossip")
             tasks.create_task(self.probe_loop(), name="probe")

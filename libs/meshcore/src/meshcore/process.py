@@ -27,20 +27,6 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-def free_udp_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def check_udp_port_free(port: int, host: str, what: str) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError as exc:
-            raise PortInUse(f"UDP port {port} ({what}) is already in use on {host}") from exc
-
-
 def setup_logging(role: str, level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, stream=sys.stderr,
                         format=f"%(asctime)s {role:<7} %(message)s", datefmt="%H:%M:%S")

@@ -3,8 +3,8 @@
 One stream per exchange; its first byte names the kind. Control-type exchanges
 (GOSSIP, CONTROL, and the headers of HTTP and RPC streams) are length-prefixed
 msgpack frames: 4 bytes big-endian length, then a msgpack map. After their
-header frame, HTTP and RPC streams carry raw bytes. Decoders refuse frames over
-their size limit and anything that is not a msgpack map, with FrameError.
+header frame, HTTP and RPC streams carry raw bytes. `read_frame` refuses frames
+over its size limit and anything that is not a msgpack map, with FrameError.
 """
 
 from __future__ import annotations
@@ -48,28 +48,6 @@ def decode_body(body: bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise FrameError("frame is not a msgpack map")
     return message
-
-
-class FrameDecoder:
-    """Incremental, sans-IO: feed bytes, take whole frames."""
-
-    def __init__(self, limit: int = MAX_FRAME) -> None:
-        self.limit = limit
-        self.buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        self.buffer += data
-        frames = []
-        while len(self.buffer) >= 4:
-            (length,) = _LEN.unpack_from(self.buffer)
-            if length > self.limit:
-                raise FrameError(f"frame of {length} bytes is over the {self.limit}-byte limit")
-            if len(self.buffer) < 4 + length:
-                break
-            body = bytes(self.buffer[4:4 + length])
-            del self.buffer[:4 + length]
-            frames.append(decode_body(body))
-        return frames
 
 
 async def read_frame(reader: asyncio.StreamReader, limit: int = MAX_FRAME) -> dict[str, Any]:

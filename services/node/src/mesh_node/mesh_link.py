@@ -175,8 +175,7 @@ class MeshLink:
                 tasks.create_task(self._publish_local_changes(), name="publish")
                 if tokens:
                     await self.join(tokens)
-                tasks.create_task(self.member.gossip_loop(), name="gossip")
-                tasks.create_task(self.member.probe_loop(), name="probe")
+                tasks.create_task(self.member.run(), name="gossip and probes")
         finally:
             server.close()
             sock.unlink(missing_ok=True)

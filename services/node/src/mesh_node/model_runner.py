@@ -82,14 +82,14 @@ class ModelRunner:
         if self.fits_here() or self.state.member is None or self.tunnels is None:
             self.state.ready_models.add(self.model_id)
             self.state.mesh_changed()
-            await self.keep_serving(extra, None)
+            await self.keep_serving(extra)
             return
         await self.prepare_weights()
         await self.serve_split(extra)
 
     # -- alone ---------------------------------------------------------------------
 
-    async def keep_serving(self, args: list[str], split: "Plan | None",
+    async def keep_serving(self, args: list[str],
                            plan_broken: "asyncio.Future[str] | None" = None) -> str | None:
         """Run llama-server with `args` until it fails for good (returns None) or
         `plan_broken` resolves (returns why)."""
@@ -199,7 +199,7 @@ class ModelRunner:
             self.state.update_model(self.model_id, split=split)
             broken = asyncio.ensure_future(self.wait_plan_broken(plan))
             try:
-                why = await self.keep_serving(args, plan, broken)
+                why = await self.keep_serving(args, broken)
             finally:
                 broken.cancel()
         if why:

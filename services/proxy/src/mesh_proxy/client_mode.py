@@ -85,8 +85,7 @@ class MeshClient:
             self.router.node_connected = True
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._follow(), name="follow mesh")
-                tasks.create_task(self.member.gossip_loop(), name="gossip")
-                tasks.create_task(self.member.probe_loop(), name="probe")
+                tasks.create_task(self.member.run(), name="gossip and probes")
         finally:
             await asyncio.shield(self.member.leave())
             await server.stop(grace=0.2)
