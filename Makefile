@@ -1,5 +1,5 @@
 # Mesh LLM. `make run` and `make test` do all the set-up a fresh machine needs.
-.PHONY: setup run test test-unit test-integration proto bench clean
+.PHONY: setup run test test-unit test-integration test-docker images proto bench clean
 
 MODEL ?= mesh-tiny-F16
 ARGS ?=
@@ -11,8 +11,10 @@ setup:
 run: setup
 	.venv/bin/mesh-llm --model $(MODEL) $(ARGS)
 
+# The Docker tests (tests/docker) run where a Docker engine answers; the images are built first.
 test: setup
 	@scripts/test-deps.sh
+	@if docker info >/dev/null 2>&1; then scripts/images.sh; else echo "[test] no Docker engine here: tests/docker will say so"; fi
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
@@ -20,6 +22,12 @@ test-unit: setup
 
 test-integration: setup
 	.venv/bin/python -m pytest tests/integration $(PYTEST_ARGS)
+
+test-docker: images
+	.venv/bin/python -m pytest tests/docker $(PYTEST_ARGS)
+
+images: setup
+	@scripts/images.sh
 
 proto: setup
 	.venv/bin/python proto/generate.py

@@ -103,3 +103,43 @@ def test_nodes_in_separate_namespaces_form_a_mesh(tmp_path: Path, models: dict[s
         if b is not None:
             b.stop()
         a.stop()
+
+
+def wait_peer_state(node: MeshNode, state: str, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        peers = node.node_status().peers
+        if peers and all(p.state == state for p in peers):
+            return time.monotonic() - started
+        time.sleep(0.3)
+    raise AssertionError(f"peers not {state} after {timeout:.0f} s: {node.node_status().peers}\n{node.log()[-2000:]}")
+
+
+def test_a_cut_link_is_detected_and_the_mesh_heals_when_it_is_back(
+        tmp_path: Path, models: dict[str, Path], namespaces: tuple[str, str, str, str]) -> None:
+    ns_a, ns_b, _, _ = namespaces
+    a = start_node(tmp_path / "a", [models[TINY]], wait=False, prefix=("ip", "netns", "exec", ns_a))
+    b = None
+    try:
+        wait_routes(a, {TINY})
+        b = start_node(tmp_path / "b", [models[EMBED]], "--join", a.node_status().token, wait=False,
+                       prefix=("ip", "netns", "exec", ns_b))
+        wait_routes(a, {TINY, EMBED})
+        dev = next(line.split(":")[1].strip().split("@")[0] for line in subprocess.run(
+            ["ip", "-n", ns_a, "-o", "link"], capture_output=True, text=True, check=True).stdout.splitlines()
+            if "va" in line.split(":")[1])
+        sh("ip", "-n", ns_a, "link", "set", dev, "down")
+        wait_peer_state(a, "dead", timeout=30)
+        wait_peer_state(b, "dead", timeout=30)
+        assert EMBED not in {r.model_id for r in a.node_status().routes.routes if r.state == pb.MODEL_STATE_SERVING}
+        sh("ip", "-n", ns_a, "link", "set", dev, "up")
+        healed = wait_peer_state(a, "alive", timeout=30)
+        wait_peer_state(b, "alive", timeout=30)
+        print(f"mesh healed {healed:.1f} s after the link came back")
+        wait_routes(a, {TINY, EMBED})
+        reply = curl_in(ns_a, f"http://127.0.0.1:{a.api_port}/v1/embeddings", {"model": EMBED, "input": "hi"})
+        assert len(reply["data"][0]["embedding"]) == 256
+    finally:
+        if b is not None:
+            b.stop()
+        a.stop()

@@ -8,6 +8,10 @@ Failure detection: every member pings its peers each PROBE_INTERVAL_S (this is
 also the RTT measurement); after SUSPECT_AFTER missed pings it asks up to
 INDIRECT_PROBES other peers to ping the suspect, and only if none can reach it
 marks it dead. A clean shutdown sends `leave` to every peer.
+Healing: a partition makes both sides mark each other dead, and gossip only goes
+to live peers, so every HEAL_INTERVAL_S a member also tries one exchange with a
+random dead (not left) peer; once it gets through, each side refutes the other's
+report that it died and the mesh is whole again.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ PING_TIMEOUT_S = 1.0
 SUSPECT_AFTER = 3
 INDIRECT_PROBES = 2
 DIAL_TIMEOUT_S = 3.0
+HEAL_INTERVAL_S = 3.0
 # Test hook: answer pings this much later, as if this node were far away (the kernel
 # here has no netem, so latency is injected in user space). Never set in production.
 INJECTED_DELAY_S = float(os.environ.get("MESH_LLM_INJECT_DELAY_MS", "0")) / 1000
@@ -88,8 +93,13 @@ class MeshMember:
         if pending is None:
             pending = asyncio.ensure_future(self._dial_record(node_id))
             self._dialing[node_id] = pending
-            pending.add_done_callback(lambda _: self._dialing.pop(node_id, None))
+            pending.add_done_callback(lambda done: self._dial_finished(node_id, done))
         return await asyncio.shield(pending)
+
+    def _dial_finished(self, node_id: NodeId, done: asyncio.Future[MeshConnection]) -> None:
+        self._dialing.pop(node_id, None)
+        if not done.cancelled():
+            done.exception()  # retrieved: a caller that gave up waiting leaves no "never retrieved" warning
 
     async def _dial_record(self, node_id: NodeId) -> MeshConnection:
         record = self.membership.records.get(node_id)
@@ -148,10 +158,14 @@ class MeshMember:
     # -- gossip ----------------------------------------------------------------------
 
     def _apply(self, records: list[NodeRecord]) -> None:
+        known = self.membership.records
+        before = {r.node_id: known[r.node_id].state for r in records if r.node_id in known}
         changed = self.membership.merge(records)
         for record in changed:
             if record.node_id == self.node_id:
                 log.info("refuted a report that this node was dead")
+            elif record.state == ALIVE and before.get(record.node_id) == DEAD:
+                log.info("peer %s is reachable again", record.node_id[:12])
             elif record.state != ALIVE:
                 self._peer_gone(record.node_id, f"{record.state} (heard from the mesh)")
         if changed:
@@ -191,6 +205,14 @@ class MeshMember:
             peers = [r.node_id for r in self.membership.alive_peers(role="node")]
             targets = random.sample(peers, min(1 if role == "client" else FANOUT, len(peers)))
             await asyncio.gather(*(self._quietly(self._gossip_with(p)) for p in targets))
+
+    async def heal_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEAL_INTERVAL_S)
+            dead = [nid for nid, r in self.membership.records.items() if r.state == DEAD and r.role == "node"]
+            if dead:
+                exchange = self._gossip_with(random.choice(dead))
+                await self._quietly(asyncio.wait_for(exchange, 2 * DIAL_TIMEOUT_S))
 
     @staticmethod
     async def _quietly(work: Awaitable[Any]) -> Any:
@@ -333,6 +355,7 @@ class MeshMember:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.gossip_loop(), name="gossip")
             tasks.create_task(self.probe_loop(), name="probe")
+            tasks.create_task(self.heal_loop(), name="heal")
 
 
 def significant_change(old: dict[str, float], new: dict[str, float]) -> bool:

@@ -9,6 +9,7 @@ import os
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
 
 import asyncio
+import signal
 import sys
 
 from meshcore.errors import MeshError, find_mesh_error
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_command(argv))
     args = parser().parse_args(argv)
     setup_logging("mesh-llm")
+    # SIGTERM before the launcher installs its own handler (e.g. while waiting for
+    # --join-file) ends the command; in a container it is PID 1, where the default is to ignore it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         code = asyncio.run(launch(args))
     except (MeshError, ExceptionGroup) as exc:

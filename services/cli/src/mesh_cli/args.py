@@ -36,6 +36,10 @@ def parser() -> argparse.ArgumentParser:
                    help="a GGUF file, or a model name found in the models folders; may repeat")
     p.add_argument("--join", action="append", default=[], metavar="TOKEN",
                    help="join the mesh of this invite token; may repeat (any live member)")
+    p.add_argument("--join-file", metavar="PATH",
+                   help="join the mesh of the invite token in this file (waits for it to appear)")
+    p.add_argument("--token-file", metavar="PATH",
+                   help="write this mesh's invite token to this file (0600), and again when it changes")
     p.add_argument("--client", action="store_true",
                    help="join as an API-only client: proxy and console, no models, never chosen to serve")
     p.add_argument("--auto", action="store_true",

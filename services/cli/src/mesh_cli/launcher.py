@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import signal
 import sys
@@ -30,6 +31,7 @@ from meshcore.process import bind_tcp, unix_socket_alive
 from meshcore.token import InviteToken
 
 from mesh_cli.supervisor import Child, GiveUp, keep_running
+from mesh_cli.token_files import keep_token_file, read_join_file
 
 log = logging.getLogger("mesh_cli")
 NODE_START_TIMEOUT_S = 60.0
@@ -57,6 +59,10 @@ def choose_mesh(args: Namespace, models: tuple[str, ...]) -> bool:
 
 def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, ConsoleConfig]:
     home = Home(Path(args.home).expanduser().resolve())
+    if not args.client and importlib.util.find_spec("mesh_node") is None:
+        raise ConfigError("this is a client-only install (no node agent): use mesh-llm --client --join TOKEN")
+    if args.join_file:
+        args.join.append(read_join_file(Path(args.join_file)))
     for token in args.join:
         InviteToken.decode(token)  # a mistyped token is a one-line error before anything starts
     if args.client and args.model:
@@ -140,9 +146,11 @@ async def launch(args: Namespace) -> int:
         print(banner(status, proxy_cfg, console_cfg), file=sys.stderr, flush=True)
         async with asyncio.TaskGroup() as tasks:
             watchers = [tasks.create_task(keep_running(c)) for c in roles]
+            helpers = [tasks.create_task(keep_token_file(home, Path(args.token_file), status.token))
+                       ] if args.token_file and status.token else []
             stopper = tasks.create_task(stop.wait())
             await asyncio.wait([*watchers, stopper], return_when=asyncio.FIRST_COMPLETED)
-            for task in [*watchers, stopper]:
+            for task in [*watchers, *helpers, stopper]:
                 task.cancel()
     except* GiveUp as group:
         print(f"mesh-llm: {group.exceptions[0]}", file=sys.stderr)

@@ -34,6 +34,7 @@ from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
 MAX_TUNNEL_LINE = 256
+ADDRESS_CHECK_S = 5.0
 
 
 def http_error(status: int, message: str, code: str) -> bytes:
@@ -62,6 +63,17 @@ class MeshLink:
         mesh = self.member.mesh
         token = InviteToken(mesh.mesh_id, mesh.secret, tuple(advertised_addresses(self.port)), self.member.node_id)
         self.state.set_identity(mesh.mesh_id, token.encode())
+
+    async def watch_addresses(self) -> None:
+        """This machine's addresses can change (a network cable, DHCP, a container
+        moved to another network): republish them so peers and new tokens use the new ones."""
+        while True:
+            await asyncio.sleep(ADDRESS_CHECK_S)
+            addrs = tuple(advertised_addresses(self.port))
+            if addrs != self.member.membership.own.addrs:
+                log.info("this machine's addresses changed: now reachable at %s", ", ".join(addrs))
+                self.member.publish(addrs=addrs)
+                self.refresh_token()
 
     async def rotate_secret(self) -> int:
         return await self.member.rotate_secret()
@@ -173,6 +185,7 @@ class MeshLink:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._follow_mesh(), name="follow mesh")
                 tasks.create_task(self._publish_local_changes(), name="publish")
+                tasks.create_task(self.watch_addresses(), name="addresses")
                 if tokens:
                     await self.join(tokens)
                 tasks.create_task(self.member.run(), name="gossip and probes")

@@ -138,10 +138,15 @@ class ModelRunner:
         assert self.cache_dir is not None
         self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING,
                                 reason="preparing weights for zero-transfer loading (hashing big tensors)")
-        stats = await asyncio.to_thread(weights_cache.prepare, self.entry.path, self.cache_dir,
-                                        self.bin_dir / weights_cache.HASHER)
-        log.info("prepared %s for splits: %d big tensors, %d cache files written (%.0f MB) in %.1f s",
-                 self.model_id, stats.tensors, stats.written, stats.bytes_written / 1e6, stats.seconds)
+        try:
+            stats = await asyncio.to_thread(weights_cache.prepare, self.entry.path, self.cache_dir,
+                                            self.bin_dir / weights_cache.HASHER)
+        except (OSError, RuntimeError, ValueError) as exc:
+            log.warning("could not prepare %s for zero-transfer loading (%s): as a worker this node will "
+                        "be sent the weights over the mesh instead", self.model_id, exc)
+        else:
+            log.info("prepared %s for splits: %d big tensors, %d cache files written (%.0f MB) in %.1f s",
+                     self.model_id, stats.tensors, stats.written, stats.bytes_written / 1e6, stats.seconds)
         self.state.ready_models.add(self.model_id)
         self.state.mesh_changed()
 

@@ -16,12 +16,14 @@ docs/benchmarks.md. Hashing runs in the small C helper `mesh-fnv1a`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 HASH_THRESHOLD = 10 * 1024 * 1024  # ggml-rpc's: tensors strictly above it are hashed
@@ -53,16 +55,38 @@ def tensor_hashes(path: Path, hasher: Path, tensors: list[tuple[str, int, int]])
     return hashes
 
 
+KERNEL_COPY_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
+
+
 def copy_range(src: Path, offset: int, size: int, dst: Path) -> None:
     tmp = dst.with_name(dst.name + ".tmp")
     with open(src, "rb") as fin, open(tmp, "wb") as fout:
         done = 0
         while done < size:
-            sent = os.copy_file_range(fin.fileno(), fout.fileno(), size - done, offset + done)
+            try:
+                sent = os.copy_file_range(fin.fileno(), fout.fileno(), size - done, offset + done)
+            except OSError as exc:
+                if exc.errno not in KERNEL_COPY_UNSUPPORTED:
+                    raise
+                sent = copy_by_reading(fin, fout, offset + done, size - done)
             if sent <= 0:
                 raise OSError(f"short copy from {src}")
             done += sent
     tmp.replace(dst)
+
+
+def copy_by_reading(fin: BinaryIO, fout: BinaryIO, offset: int, size: int) -> int:
+    """The plain copy, where the kernel cannot copy between these two files (e.g.
+    across filesystems on older kernels, or overlay filesystems in containers)."""
+    fin.seek(offset)
+    done = 0
+    while done < size:
+        chunk = fin.read(min(size - done, 8 << 20))
+        if not chunk:
+            break
+        fout.write(chunk)
+        done += len(chunk)
+    return done
 
 
 def prepare(path: Path, cache_dir: Path, hasher: Path) -> PrepareStats:
