@@ -6,6 +6,12 @@ object; `--quick` (make bench QUICK=1) asks each for its reduced run, same keys.
 
 `--smoke` (used by `make test`) runs only the gossip simulation on 30 nodes: it
 checks the harness, it measures nothing.
+
+Medians and spreads: the streaming benchmarks alternate several runs inside one
+process and report the median with its spread themselves; the others (REPEATS) are
+run several times here, and every number they report becomes the median over those
+runs, with `<key>_spread` {median, min, max}. latest.json has the headline keys at the
+top level and each benchmark's full output under "details".
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import argparse
 import datetime
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -21,6 +28,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["proxy_local", "remote", "split", "gossip_sim", "directory", "proxy_concurrency"]
+# Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
+# per-run arguments (the simulation's seed; the directory starts afresh each time).
+REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
+PER_RUN = {"gossip_sim": lambda i: ["--seed", str(7 + i)]}
 HEADLINE = [
     ("proxy_local_tokps_ratio", "proxy ÷ direct llama-server, decode tok/s"),
     ("proxy_local_ttft_added_ms_p50", "proxy added time to first token, ms (p50)"),
@@ -49,6 +60,47 @@ def run_one(name: str, args: list[str]) -> dict:
     return result
 
 
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def spread(values: list) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def merge_runs(runs: list[dict]) -> dict:
+    """One result from several runs of a benchmark: numbers (and maps of numbers)
+    become their median over the runs, with a `_spread` key beside them."""
+    merged = dict(runs[0])
+    for key, first in runs[0].items():
+        values = [run.get(key) for run in runs]
+        if key.endswith("_seconds") or key.endswith("_spread"):
+            continue
+        if all(is_number(v) for v in values):
+            merged[key], merged[f"{key}_spread"] = statistics.median(values), spread(values)
+        elif isinstance(first, dict) and all(isinstance(v, dict) and v.keys() == first.keys() and
+                                             all(is_number(x) for x in v.values()) for v in values):
+            merged[key] = {k: statistics.median(v[k] for v in values) for k in first}
+            merged[f"{key}_spread"] = {k: spread([v[k] for v in values]) for k in first}
+    merged["runs_merged"] = len(runs)
+    return merged
+
+
+def run_benchmark(name: str, args: list[str], repeats: int) -> dict:
+    runs = []
+    for i in range(repeats):
+        result = run_one(name, args + PER_RUN.get(name, lambda _: [])(i))
+        if f"{name}_error" in result:
+            return result
+        runs.append(result)
+    return merge_runs(runs) if repeats > 1 else runs[0]
+
+
+def headline(key: str) -> bool:
+    return any(key == h or key == f"{h}_spread" for h, _ in HEADLINE) or key.endswith("_error") \
+        or key.startswith("gossip_") or key.endswith("_seconds")
+
+
 def show(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
@@ -64,13 +116,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    plan = [("gossip_sim", ["--nodes", "30"])] if args.smoke else [
-        (name, ["--quick"] if args.quick else []) for name in (args.only or BENCHMARKS)]
+    plan = [("gossip_sim", ["--nodes", "30"], 1)] if args.smoke else [
+        (name, ["--quick"] if args.quick else [], REPEATS.get(name, (1, 1))[1 if args.quick else 0])
+        for name in (args.only or BENCHMARKS)]
     results: dict = {"machine": f"{platform.machine()}, {platform.system()}, {__import__('os').cpu_count()} cores",
                      "quick": args.quick, "date": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    for name, extra in plan:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        results.update(run_one(name, extra))
+    details: dict = {}
+    for name, extra, repeats in plan:
+        print(f"running {name}" + (f" ({repeats} times)" if repeats > 1 else "") + " ...", file=sys.stderr, flush=True)
+        details[name] = run_benchmark(name, extra, repeats)
+        results.update({k: v for k, v in details[name].items() if headline(k)})
+    results["details"] = details
     args.out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=2)
     (args.out / "latest.json").write_text(text)
