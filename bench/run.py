@@ -37,6 +37,7 @@ HEADLINE = [
     ("proxy_local_ttft_added_ms_p50", "proxy added time to first token, ms (p50)"),
     ("remote_tokps_ratio", "remote via QUIC tunnel ÷ direct, decode tok/s"),
     ("remote_ttft_added_ms_p50", "remote added time to first token, ms (p50)"),
+    ("hard_kill_route_gone_s", "hard-killed node: its routes gone after, s"),
     ("split_tunnel_tokps_ratio", "2-node split via mesh ÷ stock RPC over TCP, tok/s"),
     ("split_round_trips_per_token", "split: worker reads per token (≥ round trips)"),
     ("split_load_bytes_fraction", "split: bytes sent to workers at load ÷ model bytes"),
@@ -96,9 +97,11 @@ def run_benchmark(name: str, args: list[str], repeats: int) -> dict:
     return merge_runs(runs) if repeats > 1 else runs[0]
 
 
-def headline(key: str) -> bool:
-    return any(key == h or key == f"{h}_spread" for h, _ in HEADLINE) or key.endswith("_error") \
-        or key.startswith("gossip_") or key.endswith("_seconds")
+def headline(name: str, key: str) -> bool:
+    """Keys for the top level of latest.json: the figures, their spreads, errors, timing."""
+    return any(key == h for h, _ in HEADLINE) or key.startswith(f"{name.split('_')[0]}_") \
+        and (key.endswith("_spread") or key.endswith("_error")) or key.startswith("gossip_") \
+        or key in (f"{name}_seconds", f"{name}_error")
 
 
 def show(value: object) -> str:
@@ -125,7 +128,7 @@ def main() -> None:
     for name, extra, repeats in plan:
         print(f"running {name}" + (f" ({repeats} times)" if repeats > 1 else "") + " ...", file=sys.stderr, flush=True)
         details[name] = run_benchmark(name, extra, repeats)
-        results.update({k: v for k, v in details[name].items() if headline(k)})
+        results.update({k: v for k, v in details[name].items() if headline(name, k)})
     results["details"] = details
     args.out.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=2)
