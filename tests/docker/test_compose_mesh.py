@@ -8,8 +8,10 @@ container health, a worker stopped, a node cut off the network and put back."""
 
 from __future__ import annotations
 
+import os
 import time
 
+import docker
 import httpx
 import pytest
 from openai import OpenAI
@@ -156,3 +158,14 @@ def test_stopping_a_worker_container_replans_the_split(
     container.start()
     wait_for(f"{worker} back in the mesh",
              lambda: mesh.node_status(worker)["node_id"] == node_ids[worker], 120, mesh)
+
+
+def test_the_client_image_refuses_to_serve_models_in_one_line(docker_client: docker.DockerClient) -> None:
+    with pytest.raises(docker.errors.ContainerError) as failed:
+        docker_client.containers.run(f"mesh-llm/proxy:{os.environ.get('MESH_LLM_TAG', 'dev')}",
+                                     entrypoint=["mesh-llm"], command=["--model", "some-model"],
+                                     remove=True, stderr=True, stdout=False)
+    message = failed.value.stderr.decode().strip()
+    assert failed.value.exit_status == 2
+    assert message == ("mesh-llm: this is a client-only install (no node agent): "
+                       "use mesh-llm --client --join TOKEN"), message
