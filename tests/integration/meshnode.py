@@ -24,18 +24,25 @@ from meshcore.api import node_pb2_grpc
 from meshcore.home import Home
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
     """A free port below the kernel's ephemeral range (32768+), where the ports the
     nodes pick for llama-server and rpc-server come from, so the two never collide
-    between choosing a port here and the node binding it."""
+    between choosing a port here and the node binding it. Never the same port twice
+    in one test run (two calls in a row once gave --port and --console the same one)."""
     for _ in range(200):
         port = random.randint(20000, 32000)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
-                return port
             except OSError:
                 continue
+        _handed_out.add(port)
+        return port
     raise RuntimeError("no free port in 20000-32000")
 
 
