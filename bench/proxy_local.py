@@ -26,9 +26,9 @@ from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stream_timing import bench_main, alternate, compare  # noqa: E402
 
-# ~310M parameters (620 MB F16): 20-50 ms a decoded token on 2 cores, a realistic
+# ~410M parameters (820 MB F16): 20-50 ms a decoded token on 2 cores, a realistic
 # compute-to-overhead ratio for a mid-size model on a GPU.
-BENCH_MODEL = TinySpec(name="mesh-bench-F16", width=2048, layers=6, heads=16, ff=5632)
+BENCH_MODEL = TinySpec(name="mesh-bench-F16", width=2048, layers=8, heads=16, ff=5632)
 
 
 def measure(runs: int, tokens: int) -> dict:

@@ -46,6 +46,14 @@ def free_port() -> int:
     raise RuntimeError("no free port in 20000-32000")
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (a process may exit between the two questions)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -161,8 +169,7 @@ class MeshNode:
         """Pids of this node's processes still alive after `timeout` seconds."""
         deadline = time.monotonic() + timeout
         while True:
-            alive = [pid for pid in self.seen_pids if psutil.pid_exists(pid)
-                     and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+            alive = [pid for pid in self.seen_pids if running(pid)]
             if not alive or time.monotonic() > deadline:
                 return alive
             time.sleep(0.2)
