@@ -119,6 +119,24 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def safe_extract(tar: tarfile.TarFile, dest: Path, members: list[tarfile.TarInfo]) -> None:
+    """extractall with the "data" filter where Python has it (3.11.4+); on older ones
+    (Debian bookworm's 3.11.2) refuse members that would land outside `dest`."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, members=members, filter="data")
+        return
+    root = dest.resolve()
+    for m in members:
+        target = (dest / m.name).resolve()
+        outside = not target.is_relative_to(root) or m.isdev()
+        if m.issym() or m.islnk():
+            base = target.parent if m.issym() else root
+            outside = outside or not (base / m.linkname).resolve().is_relative_to(root)
+        if outside:
+            raise SystemExit(f"[llama.cpp] refusing to extract {m.name!r}: it points outside the source folder")
+    tar.extractall(dest, members=members)
+
+
 def extract(archive: Path, subdir: str, dest: Path) -> None:
     tmp = dest.with_name(dest.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -128,7 +146,7 @@ def extract(archive: Path, subdir: str, dest: Path) -> None:
         members = [m for m in tar.getmembers() if m.name.startswith(prefix)]
         for m in members:
             m.name = m.name[len(prefix):]
-        tar.extractall(tmp, members=[m for m in members if m.name], filter="data")
+        safe_extract(tar, tmp, [m for m in members if m.name])
     (tmp / ".git").unlink(missing_ok=True)  # a submodule pointer into the sdist author's repo
     for patch in patches():
         log(f"applying {patch.name}")
