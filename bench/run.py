@@ -98,10 +98,11 @@ def run_benchmark(name: str, args: list[str], repeats: int) -> dict:
 
 
 def headline(name: str, key: str) -> bool:
-    """Keys for the top level of latest.json: the figures, their spreads, errors, timing."""
-    return any(key == h for h, _ in HEADLINE) or key.startswith(f"{name.split('_')[0]}_") \
-        and (key.endswith("_spread") or key.endswith("_error")) or key.startswith("gossip_") \
-        or key in (f"{name}_seconds", f"{name}_error")
+    """Keys for the top level of latest.json: the figures, their spreads, this
+    benchmark's run time and error. (gossip_* keys carry the node count in their name.)"""
+    figures = {h for h, _ in HEADLINE}
+    spread_of_own = key.endswith("_spread") and key.startswith(name.split("_")[0] + "_")
+    return key in figures or spread_of_own or key.startswith("gossip_") or key in (f"{name}_seconds", f"{name}_error")
 
 
 def show(value: object) -> str:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from mesh_directory.listing import sign
+from meshcore.directory_client import sign
 from meshnode import free_port
 
 

@@ -51,21 +51,27 @@ def list_meshes(base: str, model: str | None = None, region: str | None = None,
     return _request("GET", f"{base}/v1/meshes" + (f"?{query}" if query else ""))["meshes"]
 
 
-def _signature(key: Ed25519PrivateKey, listing: dict | None, action: str) -> dict:
-    signed_at = int(time.time())
-    message = json.dumps({"action": action, "listing": listing, "signed_at": signed_at},
-                         sort_keys=True, separators=(",", ":")).encode()
+def signing_bytes(listing: dict | None, signed_at: int, action: str) -> bytes:
+    """What a publisher signs and the directory verifies (canonical JSON)."""
+    return json.dumps({"action": action, "listing": listing, "signed_at": signed_at},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign(key: Ed25519PrivateKey, listing: dict | None, action: str, now: float | None = None) -> dict:
+    """What a publisher sends besides the listing: its public key, the time, the signature."""
+    signed_at = int(time.time() if now is None else now)
     public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"public_key": public.hex(), "signed_at": signed_at, "signature": key.sign(message).hex()}
+    return {"public_key": public.hex(), "signed_at": signed_at,
+            "signature": key.sign(signing_bytes(listing, signed_at, action)).hex()}
 
 
 def publish(base: str, key: Ed25519PrivateKey, listing: dict) -> dict:
     """{"id", "expires_in"}."""
-    return _request("POST", f"{base}/v1/meshes", {"listing": listing, **_signature(key, listing, "publish")})
+    return _request("POST", f"{base}/v1/meshes", {"listing": listing, **sign(key, listing, "publish")})
 
 
 def withdraw(base: str, key: Ed25519PrivateKey, listing_id: str) -> None:
-    _request("DELETE", f"{base}/v1/meshes/{listing_id}", _signature(key, None, f"delete:{listing_id}"))
+    _request("DELETE", f"{base}/v1/meshes/{listing_id}", sign(key, None, f"delete:{listing_id}"))
 
 
 @dataclass(frozen=True)

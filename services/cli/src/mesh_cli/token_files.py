@@ -29,8 +29,8 @@ TOKEN_CHECK_S = 5.0
 
 
 def read_join_file(path: Path, wait_s: float = JOIN_FILE_WAIT_S) -> str:
-    """The token in `path`, waiting up to `wait_s` for it to appear."""
-    started, said = time.monotonic(), 0.0
+    """The token in `path`, waiting up to `wait_s` for it to appear (saying so every 10 s)."""
+    deadline, next_notice = time.monotonic() + wait_s, 0.0
     while True:
         try:
             text = path.read_text().strip()
@@ -41,12 +41,12 @@ def read_join_file(path: Path, wait_s: float = JOIN_FILE_WAIT_S) -> str:
         if text:
             InviteToken.decode(text)  # a bad file is a one-line error
             return text
-        waited = time.monotonic() - started
-        if waited > wait_s:
+        now = time.monotonic()
+        if now > deadline:
             raise ConfigError(f"no invite token appeared in {path} within {wait_s:.0f} s")
-        if waited - said >= 10 or said == 0:
-            said = waited or 0.001
+        if now >= next_notice:
             print(f"mesh-llm: waiting for an invite token in {path}", file=sys.stderr, flush=True)
+            next_notice = now + 10
         time.sleep(0.5)
 
 

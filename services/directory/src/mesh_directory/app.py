@@ -20,8 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from meshcore.directory_client import signing_bytes
+
 from mesh_directory.limits import BodyLimit, RateLimiter, client_key
-from mesh_directory.listing import DeleteRequest, PublishRequest, listing_id, signing_bytes, verify
+from mesh_directory.listing import DeleteRequest, PublishRequest, listing_id, verify
 from mesh_directory.store import ListingStore
 
 TTL_S = 120.0

@@ -1,8 +1,9 @@
-"""What a listing is, and how a publisher signs it.
+"""What a listing is, and how its signature is checked.
 
 A publish request is {listing, public_key, signed_at, signature}: the publishing
 node's Ed25519 public key (hex), the time it signed (unix seconds), and its
-signature over `signing_bytes(listing, signed_at)` (canonical JSON). The listing
+signature over `signing_bytes(listing, signed_at, action)` (canonical JSON; defined
+once, in meshcore.directory_client, which publishers sign with). The listing
 id is derived from the key, so only that key can refresh or remove it; a
 signature older or newer than SIGNATURE_WINDOW_S is refused (no replays).
 Field limits keep absurd values out (422), and nothing here is ever HTML.
@@ -11,12 +12,11 @@ Field limits keep absurd values out (422), and nothing here is ever HTML.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from typing import Annotated
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 SIGNATURE_WINDOW_S = 300
@@ -62,11 +62,6 @@ class DeleteRequest(BaseModel):
     signature: Hex128
 
 
-def signing_bytes(listing: dict | None, signed_at: int, action: str) -> bytes:
-    return json.dumps({"action": action, "listing": listing, "signed_at": signed_at},
-                      sort_keys=True, separators=(",", ":")).encode()
-
-
 def listing_id(public_key_hex: str) -> str:
     return hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()[:32]
 
@@ -81,13 +76,3 @@ def verify(public_key_hex: str, signature_hex: str, message: bytes, signed_at: i
     except (InvalidSignature, ValueError):
         return "the signature does not match the listing and key"
     return None
-
-
-def sign(key: Ed25519PrivateKey, listing: dict | None, action: str, now: float | None = None) -> dict:
-    """What a publisher sends (besides the listing itself)."""
-    from cryptography.hazmat.primitives import serialization
-
-    signed_at = int(time.time() if now is None else now)
-    public = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return {"public_key": public.hex(), "signed_at": signed_at,
-            "signature": key.sign(signing_bytes(listing, signed_at, action)).hex()}
