@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stream_timing import bench_main, median_spread, stream_completion  # noqa: E402
 
 from meshcore.api import node_pb2 as pb  # noqa: E402
-from mesh_node.binaries import llama_bin_dir  # noqa: E402
+from meshcore.llama_bin import llama_bin_dir  # noqa: E402
 from mesh_node.model_runner import offload_args  # noqa: E402
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 

@@ -14,9 +14,20 @@ node agent reads it (unless MESH_LLM_LLAMA_BIN_DIR points at binaries the user h
 Our helpers in llama.cpp/tools/*.c (mesh-fnv1a) are compiled next to the binaries.
 
 Backend choice: CUDA when `nvcc` is found (PATH or /usr/local/cuda/bin), Metal on
-macOS (llama.cpp's default there), otherwise CPU. Binaries are linked statically
-against ggml/llama (BUILD_SHARED_LIBS=OFF) so the bin folder can be copied as is
-(the Docker images do). MESH_LLM_LLAMA_CMAKE_ARGS adds extra cmake flags.
+macOS (llama.cpp's default there), otherwise CPU. MESH_LLM_LLAMA_CMAKE_ARGS adds
+extra cmake flags.
+
+CPU code is chosen at run time, never at build time (docs/llama-cpp-build.md): on
+Linux x86-64 and arm64 the build is llama.cpp's release layout, GGML_BACKEND_DL +
+GGML_CPU_ALL_VARIANTS: ggml's CPU backend is built once per instruction-set level
+(x64, sse42, haswell, skylakex, icelake, zen4, sapphirerapids, ...) as
+libggml-cpu-*.so beside the binaries, and at start ggml loads the best one this CPU
+*and its OS* support (our patch 0001 adds the OS check). A `-march=native` build
+(GGML_NATIVE, llama.cpp's default) bakes the build machine's extensions into every
+kernel: moved to another CPU (a cached build on a machine that moved to another
+host, a Docker image fed this machine's binaries) it dies with SIGILL in the first
+quantized matrix multiply. The bin folder (binaries, libllama/libggml and the
+backends, found through RPATH=$ORIGIN) can be copied as a whole (the Docker images do).
 """
 
 from __future__ import annotations
@@ -56,10 +67,19 @@ def find_nvcc() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def runtime_cpu_variants() -> bool:
+    """Where llama.cpp can build every CPU variant and pick one at run time."""
+    return platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64", "aarch64", "arm64")
+
+
 def cmake_flags() -> list[str]:
-    flags = [
-        "-DCMAKE_BUILD_TYPE=Release",
-        "-DBUILD_SHARED_LIBS=OFF",
+    flags = ["-DCMAKE_BUILD_TYPE=Release"]
+    if runtime_cpu_variants():
+        flags += ["-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON", "-DGGML_CPU_ALL_VARIANTS=ON", "-DGGML_NATIVE=OFF",
+                  "-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON", "-DCMAKE_INSTALL_RPATH=$ORIGIN"]
+    else:  # macOS: one Apple CPU family per build, linked statically
+        flags += ["-DBUILD_SHARED_LIBS=OFF"]
+    flags += [
         "-DGGML_RPC=ON",
         "-DLLAMA_CURL=OFF",
         "-DLLAMA_OPENSSL=OFF",
@@ -213,6 +233,9 @@ def build() -> Path:
         bin_dir.mkdir(parents=True, exist_ok=True)
         for target in PIN["targets"]:
             shutil.copy2(out / "build" / "bin" / target, bin_dir / target)
+        for lib in sorted((out / "build" / "bin").glob("*.so*")):  # libllama, libggml*, the backends
+            (bin_dir / lib.name).unlink(missing_ok=True)
+            shutil.copy2(lib, bin_dir / lib.name, follow_symlinks=False)
         (out / "flags.txt").write_text("\n".join(flags) + "\n")
         shutil.rmtree(out / "build", ignore_errors=True)
         log(f"built in {time.monotonic() - started:.0f} s")

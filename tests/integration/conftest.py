@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from meshcore.errors import ConfigError
-from mesh_node.binaries import llama_bin_dir
+from meshcore.llama_bin import llama_bin_dir
 from mesh_node.tiny_model import TinySpec, generate
 
 TINY = TinySpec()

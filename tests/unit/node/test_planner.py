@@ -82,3 +82,30 @@ def test_offload_args_place_the_output_layer_with_the_last_device() -> None:
     assert offload_args((2, 1), gpu=False) == ["--n-gpu-layers", "2", "--tensor-split", "2"]
     assert offload_args((1, 1, 1), gpu=False) == ["--n-gpu-layers", "3", "--tensor-split", "1,2"]
     assert offload_args((2, 1, 1), gpu=True) == ["--n-gpu-layers", "999", "--tensor-split", "1,1,3"]
+
+
+def test_forced_split_with_no_peer_serves_alone_until_one_joins() -> None:
+    alone = plan_model([node("h", 64)], M, GIB, force_split=True)
+    assert alone == Plan(M, "h", (), (1.0,)) and alone.fits
+    # Nothing changed: the plan stays.
+    assert keep_or_replan(alone, [node("h", 64)], M, GIB, force_split=True) is alone
+    # A peer with the model joins: split.
+    joined = [node("h", 64, rtt={"w": 1.0}), node("w", 8)]
+    assert keep_or_replan(alone, joined, M, GIB, force_split=True).workers == ("w",)
+    # Without --split a solo plan is never re-planned for a new peer.
+    solo = plan_model([node("h", 64)], M, GIB)
+    assert keep_or_replan(solo, joined, M, GIB) is solo
+
+
+def test_planned_part_places_layers_host_first() -> None:
+    from mesh_node.planner import planned_part
+
+    plan = Plan(M, "h", ("a", "b"), (0.5, 0.25, 0.25))
+    assert planned_part(plan, "a", (4, 2, 2)) == ("h", 4, 2, 8)
+    assert planned_part(plan, "b", (4, 2, 2)) == ("h", 6, 2, 8)
+
+
+def test_offload_args_alone_is_plain() -> None:
+    from mesh_node.model_runner import offload_args
+
+    assert offload_args((8,), gpu=False) == [] and offload_args((8,), gpu=True) == []

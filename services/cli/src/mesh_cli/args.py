@@ -59,7 +59,10 @@ def parser() -> argparse.ArgumentParser:
                    help="serve the API and console on all interfaces, not only 127.0.0.1")
     p.add_argument("--max-vram", type=positive_float, metavar="GB", help="cap the memory this node offers")
     p.add_argument("--split", action="store_true", help="split models across nodes even when one node could hold them")
-    p.add_argument("--device", metavar="DEV", help="llama.cpp device to use (e.g. CUDA0, Metal, CPU)")
+    p.add_argument("--device", metavar="DEV",
+                   help="where this node computes: CPU (no accelerator), or llama.cpp device names as "
+                        "`llama-server --list-devices` prints them: CUDA0, CUDA0,CUDA1, Vulkan0, Metal "
+                        "(default: every accelerator found, else the CPU)")
     p.add_argument("--bind-port", type=port_number, metavar="UDP", help="UDP port of the mesh endpoint")
     p.add_argument("--llama-bin-dir", metavar="DIR", help="folder with llama-server (else the built one)")
     p.add_argument("--ctx-size", type=positive_int, default=4096, help="context tokens per request slot")

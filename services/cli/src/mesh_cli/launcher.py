@@ -26,6 +26,7 @@ from meshcore.config import ConsoleConfig, NodeConfig, ProxyConfig, to_json
 from meshcore.directory_client import best_mesh, directory_url, list_meshes
 from meshcore.errors import ConfigError
 from meshcore.home import Home
+from meshcore.llama_bin import check_device, list_devices, llama_bin_dir
 from meshcore.models import resolve_model
 from meshcore.process import bind_tcp, unix_socket_alive
 from meshcore.token import InviteToken
@@ -70,6 +71,10 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
     if args.client and not args.join and not args.auto:
         raise ConfigError("--client needs --join TOKEN or --auto (the mesh to use)")
     models = tuple(str(resolve_model(spec, home)) for spec in args.model)
+    if args.device and args.client:
+        raise ConfigError("a --client runs no llama.cpp: drop --device, or drop --client")
+    if args.device:  # checked against what the built llama.cpp reports, before anything starts
+        args.device = check_device(args.device, list_devices(llama_bin_dir(args.llama_bin_dir)))
     buddy = choose_mesh(args, models) if args.auto else False
     host = "0.0.0.0" if args.listen_all else "127.0.0.1"
     for port, what in ((args.port, "API, --port"), (args.console, "console, --console")):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from meshcore.api import node_pb2 as pb
+from meshcore.model_state import word
 
-MODEL_STATES = {
-    pb.MODEL_STATE_LOADING: "loading",
-    pb.MODEL_STATE_SERVING: "serving",
-    pb.MODEL_STATE_FAILED: "failed",
-    pb.MODEL_STATE_STOPPED: "stopped",
-}
+
+def worker_json(m: pb.ModelStatus) -> dict | None:
+    if not m.HasField("worker"):
+        return None
+    w = m.worker
+    return {"host": w.host, "first_layer": w.first_layer, "layers": w.layers, "total_layers": w.total_layers}
 
 
 def status_json(status: pb.NodeStatus, api_port: int) -> dict:
@@ -23,8 +24,9 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
         "api_port": api_port,
         "models": [{
             "name": m.model_id,
-            "state": MODEL_STATES.get(m.state, "unknown"),
+            "state": word(m.state),
             "reason": m.reason,
+            "worker": worker_json(m),
             "size_bytes": m.size_bytes,
             "path": m.path,
             "restarts": m.restarts,
@@ -36,7 +38,7 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "model": r.model_id,
             "node_id": r.node_id,
             "local": r.local,
-            "state": MODEL_STATES.get(r.state, "unknown"),
+            "state": word(r.state),
         } for r in status.routes.routes],
         "peers": [{
             "id": p.node_id,

@@ -25,7 +25,7 @@ from meshcore.netaddr import advertised_addresses
 from meshcore.process import free_tcp_port, unix_socket_alive
 from meshcore.token import InviteToken
 
-from mesh_node.binaries import RPC_SERVER, llama_bin_dir
+from meshcore.llama_bin import RPC_SERVER, llama_bin_dir
 from mesh_node.llama_server import LlamaServerFailed, RpcServer
 from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.grpc_api import NodeAgentService

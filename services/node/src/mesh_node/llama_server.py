@@ -18,6 +18,7 @@ import signal
 from pathlib import Path
 from typing import Sequence
 
+from meshcore.llama_bin import NO_ACCELERATOR, device_args
 from meshcore.process import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -140,12 +141,14 @@ class LlamaServer(ChildServer):
 
     def __init__(self, binary: Path, model_path: Path, model_id: str, port: int, log_path: Path,
                  ctx_size: int, parallel: int, device: str | None = None,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), rpc_devices: int = 0) -> None:
+        """`rpc_devices`: how many --rpc workers a split host has (one device each,
+        named RPC0, RPC1, ... by llama.cpp), so that --device keeps them in use."""
         cmd = [str(binary), "--model", str(model_path), "--alias", model_id,
                "--host", "127.0.0.1", "--port", str(port),
                "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--no-webui"]
-        if device:
-            cmd += ["--device", device]
+        if not (rpc_devices and device in NO_ACCELERATOR):  # a CPU split host: --tensor-split leaves GPUs out
+            cmd += device_args(device, [f"RPC{i}" for i in range(rpc_devices)])
         super().__init__(cmd + list(extra_args), port, log_path)
 
 
@@ -158,7 +161,7 @@ class RpcServer(ChildServer):
         cmd = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--cache",
                "--threads", str(os.cpu_count() or 1)]
         if device:
-            cmd += ["--device", device]
+            cmd += ["--device", "CPU" if device in NO_ACCELERATOR else device]
         super().__init__(cmd, port, log_path, env={"LLAMA_CACHE": str(cache_root)})
 
     async def ready(self) -> bool:

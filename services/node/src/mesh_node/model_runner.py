@@ -27,7 +27,7 @@ from meshcore.process import free_tcp_port
 from mesh_node import weights_cache
 from mesh_node.gguf_info import block_count, is_embedding_model
 from mesh_node.llama_server import LlamaServer, LlamaServerFailed
-from mesh_node.planner import FIT_FACTOR, Plan, choose_host, keep_or_replan, layer_split
+from mesh_node.planner import FIT_FACTOR, Plan, choose_host, keep_or_replan, layer_split, planned_part
 from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.state import ModelEntry, NodeState
 
@@ -46,6 +46,8 @@ def offload_args(layers: tuple[int, ...], gpu: bool) -> list[str]:
     --tensor-split weights give each device its share of the offloaded layers. The
     output layer goes with the last device, so that device's weight includes it."""
     workers = list(layers[1:])
+    if not workers:
+        return []
     if gpu:  # everything offloaded: the workers' devices, then this host's GPU (with the output layer)
         weights = workers + [layers[0] + 1]
         return ["--n-gpu-layers", "999", "--tensor-split", ",".join(map(str, weights))]
@@ -89,8 +91,8 @@ class ModelRunner:
 
     # -- alone ---------------------------------------------------------------------
 
-    async def keep_serving(self, args: list[str],
-                           plan_broken: "asyncio.Future[str] | None" = None) -> str | None:
+    async def keep_serving(self, args: list[str], plan_broken: "asyncio.Future[str] | None" = None,
+                           rpc_devices: int = 0) -> str | None:
         """Run llama-server with `args` until it fails for good (returns None) or
         `plan_broken` resolves (returns why)."""
         failed_starts = restarts = 0
@@ -101,7 +103,8 @@ class ModelRunner:
             server = LlamaServer(self.bin_dir / "llama-server", self.entry.path, self.model_id, port,
                                  self.logs_dir / f"llama-server-{self.model_id}.log",
                                  ctx_size=self.config.ctx_size * self.config.parallel,
-                                 parallel=self.config.parallel, device=self.config.device, extra_args=args)
+                                 parallel=self.config.parallel, device=self.config.device, extra_args=args,
+                                 rpc_devices=rpc_devices)
             try:
                 async with server:
                     await server.wait_healthy(LOAD_TIMEOUT_S)
@@ -169,46 +172,88 @@ class ModelRunner:
         while self.model_id not in member.membership.own.models_on_disk:  # our readiness is gossiped first
             seen = await member.changes.wait(seen)
         await asyncio.sleep(SETTLE_S)  # let a round of gossip bring the other candidates' readiness
+        n_layers = await asyncio.to_thread(block_count, self.entry.path)
         while True:
             other = self.served_elsewhere()
             plan = keep_or_replan(plan, self.records(), self.model_id, self.entry.size_bytes, self.config.split)
-            if other and plan.host == other and me in plan.workers:
-                self.idle(f"a worker of the split hosted by node {other[:12]}")
-            elif other:
-                self.idle(f"standing by: node {other[:12]} serves it")
+            if other:
+                part = self.gossiped_part(other)
+                if part is not None:
+                    self.work(part, f"holds layers {part[1]}-{part[1] + part[2] - 1} of {part[3]} "
+                                    f"for the split hosted by node {other[:12]}")
+                else:
+                    self.stand_by(f"node {other[:12]} serves it")
             elif not plan.fits:
-                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, split=(),
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, split=(), worker=None,
                                         reason=f"cannot serve: {plan.reason}")
+            elif plan.host != me and me in plan.workers:
+                part = planned_part(plan, me, layer_split(n_layers, plan.fractions))
+                self.work(part, f"will hold layers {part[1]}-{part[1] + part[2] - 1} of {part[3]} for the "
+                                f"split node {plan.host[:12]} is loading")
             elif plan.host != me:
-                role = "a worker of" if me in plan.workers else "standing by for"
-                self.idle(f"{role} the split hosted by node {plan.host[:12]}")
+                self.stand_by(f"node {plan.host[:12]} was elected to serve it")
             else:
-                await self.host_split(plan, extra)
+                await self.host_split(plan, extra, n_layers)
                 seen = -1
                 continue
             seen = await member.changes.wait(seen)
 
-    def idle(self, reason: str) -> None:
-        self.state.update_model(self.model_id, state=pb.MODEL_STATE_STOPPED, port=0, split=(), reason=reason)
+    def gossiped_part(self, host: str) -> tuple[str, int, int, int] | None:
+        """(host, first layer, layers, total layers) of this node in the split `host`
+        publishes for this model, or None if this node is not in it."""
+        assert self.state.member is not None
+        record = self.state.member.membership.records.get(host)
+        parts = record.splits.get(self.model_id, []) if record else []
+        first = 0
+        for node, layers in parts:
+            if node == self.state.node_id:
+                return (host, first, layers, sum(c for _, c in parts))
+            first += layers
+        return None
 
-    async def host_split(self, plan: Plan, extra: list[str]) -> None:
+    def work(self, part: tuple[str, int, int, int], reason: str) -> None:
+        self.state.update_model(self.model_id, state=pb.MODEL_STATE_WORKER, port=0, split=(), worker=part,
+                                reason=reason)
+
+    def stand_by(self, reason: str) -> None:
+        self.state.update_model(self.model_id, state=pb.MODEL_STATE_STANDBY, port=0, split=(), worker=None,
+                                reason=reason)
+
+    async def host_split(self, plan: Plan, extra: list[str], n_layers: int) -> None:
         assert self.tunnels is not None and self.state.member is not None
-        n_layers = await asyncio.to_thread(block_count, self.entry.path)
+        if not plan.workers:  # --split, and no peer to split with yet
+            log.info("serving %s alone for now: --split asks for a split, and no other node with the model "
+                     "has joined; it will be split when one does", self.model_id)
+            broken = asyncio.ensure_future(self.wait_plan_broken(plan))
+            try:
+                why = await self.keep_serving(extra, broken)
+            finally:
+                broken.cancel()
+            await self.after_plan(why)
+            return
         layers = layer_split(n_layers, plan.fractions)
         split = tuple(zip(plan.members, layers, plan.fractions))
+        if self.gpu:  # llama.cpp puts the RPC devices' layers first, this host's GPU last
+            split = split[1:] + split[:1]
         log.info("hosting %s split across %d nodes: %s", self.model_id, len(plan.members),
                  ", ".join(f"{n[:12]} {c} layers" for n, c, _ in split))
         async with self.tunnels.open_links(self.model_id, plan.workers) as ports:
             args = extra + ["--rpc", ",".join(f"127.0.0.1:{p}" for p in ports)]
             args += offload_args(layers, self.gpu)
-            self.state.update_model(self.model_id, split=split)
+            self.state.update_model(self.model_id, split=split, worker=None)
             broken = asyncio.ensure_future(self.wait_plan_broken(plan))
             try:
-                why = await self.keep_serving(args, broken)
+                why = await self.keep_serving(args, broken, rpc_devices=len(ports))
             finally:
                 broken.cancel()
+        await self.after_plan(why)
+
+    async def after_plan(self, why: str | None) -> None:
+        """A plan ended: re-plan at once if it broke (`why`); if llama-server failed
+        for good, wait for the mesh to change before planning again."""
+        assert self.state.member is not None
         if why:
-            log.warning("re-planning %s: %s", self.model_id, why)
+            log.info("re-planning %s: %s", self.model_id, why)
             self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING, port=0, split=(),
                                     reason=f"re-planning: {why}")
         else:
@@ -227,3 +272,8 @@ class ModelRunner:
             elected = choose_host(list(records.values()), self.model_id)
             if elected is not None and elected.node_id != self.state.node_id:
                 return f"node {elected.node_id[:12]} is the better host (two nodes planned at once)"
+            if not plan.workers:
+                fresh = keep_or_replan(plan, list(records.values()), self.model_id, self.entry.size_bytes,
+                                       self.config.split)
+                if fresh.workers:
+                    return f"node {fresh.workers[0][:12]} joined with the model: splitting it"

@@ -8,6 +8,9 @@ For one model of `model_bytes`:
 - otherwise workers are added, lowest RTT from the host first (ties: node id),
   skipping peers whose RTT is over MAX_RTT_MS and peers not ready (their weights
   not prepared for zero-transfer loading), until the total memory fits;
+- forced to split (--split) with no peer to split with, a model that fits the host
+  is served by the host alone (a plan with no workers) until a peer with the
+  model joins: the runner then re-plans into a split. Serving beats waiting;
 - the layer split follows the memory fractions.
 A plan that is serving stays while its members are alive (`keep_or_replan`), so
 small changes in RTT or memory never re-plan a model that works.
@@ -71,6 +74,8 @@ def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force
         return Plan(model_id, host.node_id, tuple(p.node_id for p in chosen), fits=False,
                     reason=f"{model_id} needs {need / gib:.2f} GiB; the nodes that can take part offer "
                            f"{total / gib:.2f} GiB together")
+    if not chosen:  # forced split, nobody to split with: alone until a peer joins
+        return Plan(model_id, host.node_id, fractions=(1.0,))
     fractions = tuple(v / total for v in [host.vram_bytes, *(p.vram_bytes for p in chosen)])
     return Plan(model_id, host.node_id, tuple(p.node_id for p in chosen), fractions)
 
@@ -80,8 +85,18 @@ def keep_or_replan(current: Plan | None, records: list[NodeRecord], model_id: st
     """Keep a working plan while all its members are alive; otherwise plan anew."""
     alive = {r.node_id for r in records if r.state == ALIVE and r.role == "node"}
     if current is not None and current.fits and current.host and set(current.members) <= alive:
-        return current
+        if not (force_split and not current.workers):
+            return current
+        fresh = plan_model(records, model_id, model_bytes, force_split, ready)
+        return fresh if fresh.workers else current  # a forced split that was alone: split once a peer is there
     return plan_model(records, model_id, model_bytes, force_split, ready)
+
+
+def planned_part(plan: Plan, node_id: str, layers: tuple[int, ...]) -> tuple[str, int, int, int]:
+    """(host, first layer, layers, total) of `node_id` in `plan`, layers placed in
+    plan order (the host first, as on a CPU host)."""
+    i = plan.members.index(node_id)
+    return (plan.host or "", sum(layers[:i]), layers[i], sum(layers))
 
 
 def layer_split(n_layers: int, fractions: tuple[float, ...]) -> tuple[int, ...]:

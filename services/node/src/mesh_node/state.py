@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meshcore import mesh_view
+from meshcore import mesh_view, model_state
 from meshcore.api import node_pb2 as pb
 from meshcore.changes import Changes
 from meshcore.ids import MeshId, ModelId, NodeId
@@ -22,13 +22,6 @@ if TYPE_CHECKING:
     from meshcore.member import MeshMember
 
 log = logging.getLogger(__name__)
-
-STATE_WORDS = {
-    pb.MODEL_STATE_LOADING: "loading",
-    pb.MODEL_STATE_SERVING: "serving",
-    pb.MODEL_STATE_FAILED: "failed",
-    pb.MODEL_STATE_STOPPED: "stopped",
-}
 
 
 @dataclass(frozen=True)
@@ -41,6 +34,7 @@ class ModelEntry:
     port: int = 0
     restarts: int = 0
     split: tuple[tuple[str, int, float], ...] = ()  # (node id, layers, fraction) when hosting a split
+    worker: tuple[str, int, int, int] | None = None  # (host, first layer, layers, total) when a split's worker
 
 
 class NodeState:
@@ -80,8 +74,8 @@ class NodeState:
             return
         self.models[model_id] = new
         if new.state != old.state or new.reason != old.reason:
-            words = STATE_WORDS.get(new.state, "unknown")
-            log.info("model %s is %s%s", model_id, words, f": {new.reason}" if new.reason else "")
+            log.info("model %s is %s%s", model_id, model_state.word(new.state),
+                     f": {new.reason}" if new.reason else "")
         self._bump()
 
     def drop_model(self, model_id: ModelId) -> None:
@@ -99,21 +93,12 @@ class NodeState:
 
     @property
     def node_state(self) -> str:
-        states = {m.state for m in self.models.values()}
-        if not states:
-            return "idle"
-        if pb.MODEL_STATE_LOADING in states:
-            return "loading"
-        if states == {pb.MODEL_STATE_SERVING}:
-            return "serving"
-        if pb.MODEL_STATE_SERVING in states:
-            return "degraded"
-        return "failed"
+        return model_state.node_state({m.state for m in self.models.values()})
 
     def routes(self) -> pb.RouteTable:
         table = pb.RouteTable(version=self.seq)
         for m in sorted(self.models.values(), key=lambda m: m.model_id):
-            if m.state != pb.MODEL_STATE_STOPPED:  # stand-by models are served elsewhere
+            if m.state not in model_state.NOT_ROUTED:  # workers and standbys: served elsewhere
                 table.routes.append(pb.Route(model_id=m.model_id, node_id=self.node_id, local=True,
                                              endpoint=f"127.0.0.1:{m.port}" if m.port else "", state=m.state,
                                              split=[pb.SplitPart(node_id=n, layers=c, fraction=f)
@@ -133,7 +118,9 @@ class NodeState:
             status.models.append(pb.ModelStatus(
                 model_id=m.model_id, path=str(m.path), size_bytes=m.size_bytes, state=m.state, reason=m.reason,
                 port=m.port, restarts=m.restarts,
-                split=[pb.SplitPart(node_id=n, layers=c, fraction=f) for n, c, f in m.split]))
+                split=[pb.SplitPart(node_id=n, layers=c, fraction=f) for n, c, f in m.split],
+                worker=pb.WorkerPart(host=m.worker[0], first_layer=m.worker[1], layers=m.worker[2],
+                                     total_layers=m.worker[3]) if m.worker else None))
         for link in self.rpc_links:
             status.rpc_links.append(pb.RpcLink(peer=link.peer, model=link.model, bytes_to_worker=link.to_worker[0],
                                                bytes_from_worker=link.from_worker[0],

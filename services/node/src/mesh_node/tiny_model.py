@@ -10,6 +10,15 @@ The vocabulary is a byte-fallback SentencePiece ("llama") vocabulary: <unk>, <s>
 </s>, the 256 byte tokens, then printable ASCII characters and a few word pieces,
 so any text tokenizes. A minimal chat template makes /v1/chat/completions work.
 
+Fixtures look like the files people run (a fixture that is F16 only once hid a crash):
+- `kv_heads < heads` gives grouped-query attention (Qwen2.5-3B: 16 heads, 2 KV heads);
+- `arch="qwen2"` gives a second architecture the way Qwen2 files are laid out: Q/K/V
+  biases and the output layer tied to the token embeddings (no `output.weight`);
+- `dtype` is the type of the big matrices: f16, f32, or q8_0/q4_0, quantized here
+  with gguf-py (norms and biases stay F32, as in converted files). K-quants
+  (Q4_K_M ...) are made from an F16 file by llama.cpp's own `llama-quantize`
+  (`mesh_node.quantize`), as users make them.
+
     python -m mesh_node.tiny_model --out DIR [--name NAME] [--width 256] [--layers 4] ...
 """
 
@@ -27,7 +36,9 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
-FIELDS = ("name", "width", "layers", "heads", "ff", "context", "dtype", "seed", "pooling")
+FIELDS = ("name", "width", "layers", "heads", "kv_heads", "ff", "context", "dtype", "arch", "seed", "pooling")
+DTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}  # dtype -> general.file_type (llama_ftype)
+ARCHS = ("llama", "qwen2")
 WORDS = ["the", "and", "mesh", "model", "node", "hello", "world", "token", "split", "layer"]
 
 
@@ -36,12 +47,29 @@ class TinySpec:
     name: str = "mesh-tiny-F16"   # file stem = model id
     width: int = 256              # n_embd
     layers: int = 4               # n_layer
-    heads: int = 4                # n_head (= n_head_kv)
+    heads: int = 4                # n_head
+    kv_heads: int = 0             # n_head_kv; 0: same as heads (no GQA)
     ff: int = 768                 # n_ff
     context: int = 4096           # n_ctx_train
-    dtype: str = "f16"            # "f16" or "f32" for the big matrices
+    dtype: str = "f16"            # big matrices: "f16", "f32", "q8_0" or "q4_0"
+    arch: str = "llama"           # "llama" or "qwen2" (Q/K/V biases, tied output)
     seed: int = 1234
     pooling: str = ""             # "mean" makes an embedding model (served with --embeddings)
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype {self.dtype!r}: one of {', '.join(DTYPES)}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch {self.arch!r}: one of {', '.join(ARCHS)}")
+        kv = self.n_head_kv
+        if self.width % self.heads or self.heads % kv:
+            raise ValueError(f"width {self.width} / heads {self.heads} / kv_heads {kv} do not divide")
+        if self.dtype.startswith("q") and (self.width % 32 or self.ff % 32):
+            raise ValueError(f"{self.dtype} needs width and ff that are multiples of 32")
+
+    @property
+    def n_head_kv(self) -> int:
+        return self.kv_heads or self.heads
 
 
 def vocabulary() -> tuple[list[str], list[float], list[int]]:
@@ -68,22 +96,33 @@ def generate(spec: TinySpec, out_dir: Path) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     tokens, scores, types = vocabulary()
     rng = np.random.default_rng(spec.seed)
-    big = np.float16 if spec.dtype == "f16" else np.float32
 
-    def matrix(rows: int, cols: int) -> "np.ndarray":
-        return (rng.standard_normal((rows, cols), dtype=np.float32) / np.sqrt(cols)).astype(big)
+    w = GGUFWriter(str(tmp), spec.arch)
 
-    w = GGUFWriter(str(tmp), "llama")
+    def matrix(name: str, rows: int, cols: int) -> None:
+        data = rng.standard_normal((rows, cols), dtype=np.float32) / np.sqrt(cols)
+        if spec.dtype in ("f16", "f32"):
+            w.add_tensor(name, data.astype(np.float16 if spec.dtype == "f16" else np.float32))
+            return
+        data = data.astype(np.float32)
+        from gguf import GGMLQuantizationType, quants
+        qtype = GGMLQuantizationType[spec.dtype.upper()]
+        w.add_tensor(name, quants.quantize(data, qtype), raw_dtype=qtype)
+
+    def vector(name: str, n: int, scale: float = 0.0) -> None:
+        data = np.ones(n, dtype=np.float32) if scale == 0 else rng.standard_normal(n, dtype=np.float32) * scale
+        w.add_tensor(name, data)
+
     w.add_name(spec.name)
     w.add_context_length(spec.context)
     w.add_embedding_length(spec.width)
     w.add_block_count(spec.layers)
     w.add_feed_forward_length(spec.ff)
     w.add_head_count(spec.heads)
-    w.add_head_count_kv(spec.heads)
+    w.add_head_count_kv(spec.n_head_kv)
     w.add_rope_dimension_count(spec.width // spec.heads)
     w.add_layer_norm_rms_eps(1e-5)
-    w.add_file_type(1 if spec.dtype == "f16" else 0)
+    w.add_file_type(DTYPES[spec.dtype])
     w.add_tokenizer_model("llama")
     w.add_token_list(tokens)
     w.add_token_scores(scores)
@@ -99,20 +138,25 @@ def generate(spec: TinySpec, out_dir: Path) -> Path:
         w.add_pooling_type(PoolingType[spec.pooling.upper()])
 
     n_vocab, d = len(tokens), spec.width
-    ones = np.ones(d, dtype=np.float32)
-    w.add_tensor("token_embd.weight", matrix(n_vocab, d))
+    d_kv = d // spec.heads * spec.n_head_kv
+    matrix("token_embd.weight", n_vocab, d)
     for i in range(spec.layers):
-        w.add_tensor(f"blk.{i}.attn_norm.weight", ones)
-        w.add_tensor(f"blk.{i}.attn_q.weight", matrix(d, d))
-        w.add_tensor(f"blk.{i}.attn_k.weight", matrix(d, d))
-        w.add_tensor(f"blk.{i}.attn_v.weight", matrix(d, d))
-        w.add_tensor(f"blk.{i}.attn_output.weight", matrix(d, d))
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", ones)
-        w.add_tensor(f"blk.{i}.ffn_gate.weight", matrix(spec.ff, d))
-        w.add_tensor(f"blk.{i}.ffn_up.weight", matrix(spec.ff, d))
-        w.add_tensor(f"blk.{i}.ffn_down.weight", matrix(d, spec.ff))
-    w.add_tensor("output_norm.weight", ones)
-    w.add_tensor("output.weight", matrix(n_vocab, d))
+        vector(f"blk.{i}.attn_norm.weight", d)
+        matrix(f"blk.{i}.attn_q.weight", d, d)
+        matrix(f"blk.{i}.attn_k.weight", d_kv, d)
+        matrix(f"blk.{i}.attn_v.weight", d_kv, d)
+        if spec.arch == "qwen2":
+            vector(f"blk.{i}.attn_q.bias", d, scale=0.02)
+            vector(f"blk.{i}.attn_k.bias", d_kv, scale=0.02)
+            vector(f"blk.{i}.attn_v.bias", d_kv, scale=0.02)
+        matrix(f"blk.{i}.attn_output.weight", d, d)
+        vector(f"blk.{i}.ffn_norm.weight", d)
+        matrix(f"blk.{i}.ffn_gate.weight", spec.ff, d)
+        matrix(f"blk.{i}.ffn_up.weight", spec.ff, d)
+        matrix(f"blk.{i}.ffn_down.weight", d, spec.ff)
+    vector("output_norm.weight", d)
+    if spec.arch != "qwen2":  # qwen2 files of this size tie the output layer to token_embd
+        matrix("output.weight", n_vocab, d)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -16,7 +16,7 @@ from meshcore.config import ProxyConfig
 from meshcore.home import Home
 
 from mesh_proxy.client_mode import MeshClient
-from mesh_proxy.errors import ProxyError, error_response
+from mesh_proxy.errors import ModelNotFound, ProxyError, error_response
 from mesh_proxy.forward import BackendOpener, forward
 from mesh_proxy.node_link import follow_node, report_demand
 from mesh_proxy.routes import Router
@@ -64,16 +64,27 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
     async def health() -> dict:
         return {"status": "ok" if router.node_connected else "starting", "models": router.model_ids()}
 
+    def model_object(model_id: str) -> dict:
+        """One model in the OpenAI shape, plus where the mesh serves it. A split lists
+        its nodes in layer order: the host first (role "host"), then its workers."""
+        eps = [e for e in router.endpoints if e.model_id == model_id]
+        split = next((e.split for e in eps if e.split), ())
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "mesh-llm",
+                "status": "serving" if any(e.serving for e in eps) else eps[0].state,
+                "nodes": sorted({e.node_id for e in eps if e.node_id}),
+                "split": [{"node_id": n, "role": "worker" if i else "host", "layers": c, "fraction": f}
+                          for i, (n, c, f) in enumerate(split)]}
+
     @app.get("/v1/models")
     async def list_models() -> dict:
-        data = []
-        for model_id in router.model_ids():
-            eps = [e for e in router.endpoints if e.model_id == model_id]
-            data.append({"id": model_id, "object": "model", "created": 0, "owned_by": "mesh-llm",
-                         "status": "serving" if any(e.serving for e in eps) else eps[0].state,
-                         "nodes": sorted({e.node_id for e in eps}),
-                         "split": [{"node_id": n, "layers": c, "fraction": f} for e in eps[:1] for n, c, f in e.split]})
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [model_object(m) for m in router.model_ids()]}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def retrieve_model(model_id: str) -> dict:
+        if model_id not in router.model_ids():
+            raise ModelNotFound(f"model {model_id!r} is not served in this mesh "
+                                f"(served: {', '.join(router.model_ids()) or 'none'})")
+        return model_object(model_id)
 
     def route_for(path: str):  # noqa: ANN202 - FastAPI endpoint factory
         async def endpoint(request: Request) -> Response:

@@ -12,6 +12,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from meshcore.api import node_pb2 as pb
+from meshcore.model_state import word
+
+STATES = (pb.MODEL_STATE_LOADING, pb.MODEL_STATE_SERVING, pb.MODEL_STATE_FAILED)  # what a route can be
 
 from mesh_proxy.errors import ModelNotFound, ModelUnavailable
 
@@ -36,12 +39,9 @@ class Endpoint:
         return (self.node_id, self.model_id)
 
 
-STATES = {pb.MODEL_STATE_LOADING: "loading", pb.MODEL_STATE_SERVING: "serving",
-          pb.MODEL_STATE_FAILED: "failed"}
-
-
 def endpoints_from_proto(table: pb.RouteTable) -> list[Endpoint]:
-    return [Endpoint(r.model_id, r.node_id, r.local, r.endpoint, STATES.get(r.state, "failed"),
+    return [Endpoint(r.model_id, r.node_id, r.local, r.endpoint,
+                     word(r.state) if r.state in STATES else "failed",
                      tuple((p.node_id, p.layers, round(p.fraction, 4)) for p in r.split))
             for r in table.routes]
 

@@ -14,11 +14,15 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_STATE_SERVING: _ClassVar[ModelState]
     MODEL_STATE_FAILED: _ClassVar[ModelState]
     MODEL_STATE_STOPPED: _ClassVar[ModelState]
+    MODEL_STATE_WORKER: _ClassVar[ModelState]
+    MODEL_STATE_STANDBY: _ClassVar[ModelState]
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_SERVING: ModelState
 MODEL_STATE_FAILED: ModelState
 MODEL_STATE_STOPPED: ModelState
+MODEL_STATE_WORKER: ModelState
+MODEL_STATE_STANDBY: ModelState
 
 class RotateKeyRequest(_message.Message):
     __slots__ = ()
@@ -74,7 +78,7 @@ class GetRoutesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("model_id", "path", "size_bytes", "state", "reason", "port", "restarts", "split")
+    __slots__ = ("model_id", "path", "size_bytes", "state", "reason", "port", "restarts", "split", "worker")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -83,6 +87,7 @@ class ModelStatus(_message.Message):
     PORT_FIELD_NUMBER: _ClassVar[int]
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     path: str
     size_bytes: int
@@ -91,7 +96,20 @@ class ModelStatus(_message.Message):
     port: int
     restarts: int
     split: _containers.RepeatedCompositeFieldContainer[SplitPart]
-    def __init__(self, model_id: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., reason: _Optional[str] = ..., port: _Optional[int] = ..., restarts: _Optional[int] = ..., split: _Optional[_Iterable[_Union[SplitPart, _Mapping]]] = ...) -> None: ...
+    worker: WorkerPart
+    def __init__(self, model_id: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., reason: _Optional[str] = ..., port: _Optional[int] = ..., restarts: _Optional[int] = ..., split: _Optional[_Iterable[_Union[SplitPart, _Mapping]]] = ..., worker: _Optional[_Union[WorkerPart, _Mapping]] = ...) -> None: ...
+
+class WorkerPart(_message.Message):
+    __slots__ = ("host", "first_layer", "layers", "total_layers")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    FIRST_LAYER_FIELD_NUMBER: _ClassVar[int]
+    LAYERS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_LAYERS_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    first_layer: int
+    layers: int
+    total_layers: int
+    def __init__(self, host: _Optional[str] = ..., first_layer: _Optional[int] = ..., layers: _Optional[int] = ..., total_layers: _Optional[int] = ...) -> None: ...
 
 class SplitPart(_message.Message):
     __slots__ = ("node_id", "layers", "fraction")
