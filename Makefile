@@ -1,5 +1,5 @@
 # Mesh LLM. `make run` and `make test` do all the set-up a fresh machine needs.
-.PHONY: setup run test test-unit test-integration test-docker images proto bench clean
+.PHONY: setup run test test-unit test-integration test-docker images proto bench gpu-check clean
 
 MODEL ?= mesh-tiny-F16
 ARGS ?=
@@ -37,3 +37,7 @@ clean:
 
 bench: setup
 	.venv/bin/python bench/run.py $(if $(QUICK),--quick,)
+
+# On a machine with an NVIDIA GPU and nvcc: CUDA build, solo and split on the GPU, tokens/s.
+gpu-check: setup
+	scripts/gpu-check.sh $(ARGS)

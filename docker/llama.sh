@@ -1,12 +1,13 @@
 #!/bin/sh
 # Inside the node image build: llama.cpp's binaries.
 #   llama.sh runtime-libs   make sure the shared libraries they need are installed (libgomp1)
-#   llama.sh build          put llama-server, ggml-rpc-server and mesh-fnv1a in /opt/llama/bin:
-#                           the ones `make images` fed in when they run here, else built from
-#                           the pinned source (llama.cpp/build.py; needs Debian's package mirror
-#                           and PyPI; a portable CPU build, GGML_NATIVE=OFF)
+#   llama.sh build          put llama-server, ggml-rpc-server, llama-quantize, mesh-fnv1a and
+#                           their libraries (libllama, libggml*, one CPU backend per instruction
+#                           set, chosen at run time) in /opt/llama/bin: the ones `make images` fed
+#                           in when they run here, else built from the pinned source
+#                           (llama.cpp/build.py; needs Debian's package mirror and PyPI)
 set -eu
-BINARIES="llama-server ggml-rpc-server mesh-fnv1a"
+BINARIES="llama-server ggml-rpc-server llama-quantize mesh-fnv1a"
 
 runtime_libs() {
   if ! ldconfig -p | grep -q 'libgomp\.so\.1'; then
@@ -26,15 +27,14 @@ build() {
   mkdir -p /opt/llama/bin
   if fed_binaries_run; then
     echo "using the llama.cpp binaries fed in by make images"
-    for b in $BINARIES; do cp "/feed/llama-bin/$b" /opt/llama/bin/; done
+    cp -a /feed/llama-bin/. /opt/llama/bin/ && rm -f /opt/llama/bin/.keep
     return
   fi
   echo "building llama.cpp from the pinned source (about 6 minutes on 2 cores)"
   apt-get update -qq && apt-get install -y -qq --no-install-recommends g++ patch >/dev/null
   python3 -m venv /tmp/build-venv && /tmp/build-venv/bin/pip install -q cmake ninja
-  bin_dir=$(MESH_LLM_CACHE=/tmp/llama-cache MESH_LLM_LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF" \
-            /tmp/build-venv/bin/python /src/llama.cpp/build.py)
-  for b in $BINARIES; do cp "$bin_dir/$b" /opt/llama/bin/; done
+  bin_dir=$(MESH_LLM_CACHE=/tmp/llama-cache /tmp/build-venv/bin/python /src/llama.cpp/build.py)
+  cp -a "$bin_dir/." /opt/llama/bin/
   rm -rf /tmp/build-venv /tmp/llama-cache
 }
 

@@ -37,7 +37,7 @@ ROLE_PACKAGES = {
     "directory": ["mesh-llm-directory"],
 }
 BUILD_BACKEND = ["hatchling"]
-LLAMA_BINARIES = ["llama-server", "ggml-rpc-server", "mesh-fnv1a"]
+LLAMA_BINARIES = ["llama-server", "ggml-rpc-server", "llama-quantize", "mesh-fnv1a"]
 
 
 def say(msg: str) -> None:
@@ -102,11 +102,23 @@ def feed_llama_binaries(target: dict) -> None:
         return
     bin_dir = Path(subprocess.run([sys.executable, str(ROOT / "llama.cpp" / "build.py")], check=True,
                                   capture_output=True, text=True).stdout.strip())
-    for name in LLAMA_BINARIES:
+    wanted = {p.name for p in bin_dir.iterdir() if p.name in LLAMA_BINARIES or ".so" in p.name}
+    missing = set(LLAMA_BINARIES) - wanted
+    if missing:
+        raise SystemExit(f"docker_feed: {', '.join(sorted(missing))} missing from {bin_dir}")
+    for old in dest.iterdir():  # libraries of an older build
+        if old.name != ".keep" and old.name not in wanted:
+            old.unlink()
+    for name in sorted(wanted):
         source, copy = bin_dir / name, dest / name
-        if not copy.exists() or not filecmp.cmp(source, copy, shallow=False):
+        if source.is_symlink():
+            if not copy.is_symlink() or copy.readlink() != source.readlink():
+                copy.unlink(missing_ok=True)
+                copy.symlink_to(source.readlink())
+        elif copy.is_symlink() or not copy.exists() or not filecmp.cmp(source, copy, shallow=False):
+            copy.unlink(missing_ok=True)
             shutil.copy(source, copy)
-    say(f"llama.cpp binaries from {bin_dir}")
+    say(f"llama.cpp binaries and libraries from {bin_dir}")
 
 
 def main() -> None:

@@ -38,3 +38,22 @@ SPLIT = TinySpec(name="mesh-split-F16", width=2304, layers=3, heads=18, ff=6144)
 @pytest.fixture(scope="session")
 def split_model(tmp_path_factory: pytest.TempPathFactory, llama_bin: Path) -> Path:
     return generate(SPLIT, tmp_path_factory.mktemp("split-model"))
+
+
+# Files like the ones people run (DESIGN.md, testing): quantized, GQA, two architectures.
+# Qwen2.5-3B's shapes (width 2048, FFN 11008, 16 heads, 2 KV heads), 2 of its 36 layers, Q8_0:
+# the file that crashed llama-server with SIGILL on a machine whose build was not its own.
+Q3B_Q8 = TinySpec(name="mesh-q3b-Q8_0", arch="qwen2", width=2048, heads=16, kv_heads=2, ff=11008, layers=2,
+                  dtype="q8_0")
+GQA_Q4_0 = TinySpec(name="mesh-gqa-Q4_0", width=512, heads=8, kv_heads=2, ff=1536, layers=4, dtype="q4_0")
+QWEN2_Q4KM = TinySpec(name="mesh-qwen2-Q4_K_M", arch="qwen2", width=512, heads=8, kv_heads=2, ff=1536, layers=4,
+                      dtype="q4_k_m")
+# The split fixture: K-quants made by llama-quantize, GQA, 4 layers, 21 MB.
+GQA_Q4KM = TinySpec(name="mesh-gqa-Q4_K_M", width=1024, heads=16, kv_heads=4, ff=2816, layers=4, dtype="q4_k_m")
+REAL_FILES = (Q3B_Q8, GQA_Q4_0, QWEN2_Q4KM, GQA_Q4KM)
+
+
+@pytest.fixture(scope="session")
+def real_models(tmp_path_factory: pytest.TempPathFactory, llama_bin: Path) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("real-models")
+    return {spec.name: generate(spec, folder) for spec in REAL_FILES}

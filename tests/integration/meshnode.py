@@ -193,3 +193,15 @@ def start_node(tmp: Path, models: list[Path], *extra: str, env: dict[str, str] |
     if wait:
         node.wait_serving([m.stem for m in models])
     return node
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mesh_cli", *args], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], words: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("mesh-llm")]
+    assert len(errors) == 1 and words in errors[0], result.stderr

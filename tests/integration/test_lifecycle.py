@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from meshnode import MeshNode, free_port, http_json, start_node
+from meshnode import MeshNode, assert_one_line_error, free_port, http_json, run_cli, start_node
 
 TINY = "mesh-tiny-F16"
 
@@ -70,18 +70,6 @@ def test_a_dead_proxy_is_restarted(tmp_path: Path, models: dict[str, Path]) -> N
         assert status == 200
     finally:
         node.stop()
-
-
-def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "mesh_cli", *args], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], words: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("mesh-llm")]
-    assert len(errors) == 1 and words in errors[0], result.stderr
 
 
 def test_bad_model_path_is_one_line(tmp_path: Path) -> None:

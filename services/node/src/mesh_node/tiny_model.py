@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import string
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 CHAT_TEMPLATE = (
@@ -38,6 +38,7 @@ CHAT_TEMPLATE = (
 )
 FIELDS = ("name", "width", "layers", "heads", "kv_heads", "ff", "context", "dtype", "arch", "seed", "pooling")
 DTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}  # dtype -> general.file_type (llama_ftype)
+LLAMA_QUANTIZE = {"q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q6_k": "Q6_K", "q3_k_m": "Q3_K_M"}  # made by llama-quantize
 ARCHS = ("llama", "qwen2")
 WORDS = ["the", "and", "mesh", "model", "node", "hello", "world", "token", "split", "layer"]
 
@@ -57,15 +58,16 @@ class TinySpec:
     pooling: str = ""             # "mean" makes an embedding model (served with --embeddings)
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype {self.dtype!r}: one of {', '.join(DTYPES)}")
+        if self.dtype not in DTYPES and self.dtype not in LLAMA_QUANTIZE:
+            raise ValueError(f"dtype {self.dtype!r}: one of {', '.join([*DTYPES, *LLAMA_QUANTIZE])}")
         if self.arch not in ARCHS:
             raise ValueError(f"arch {self.arch!r}: one of {', '.join(ARCHS)}")
         kv = self.n_head_kv
         if self.width % self.heads or self.heads % kv:
             raise ValueError(f"width {self.width} / heads {self.heads} / kv_heads {kv} do not divide")
-        if self.dtype.startswith("q") and (self.width % 32 or self.ff % 32):
-            raise ValueError(f"{self.dtype} needs width and ff that are multiples of 32")
+        block = 256 if self.dtype in LLAMA_QUANTIZE else 32
+        if self.dtype.startswith("q") and (self.width % block or self.ff % block):
+            raise ValueError(f"{self.dtype} needs width and ff that are multiples of {block}")
 
     @property
     def n_head_kv(self) -> int:
@@ -88,6 +90,8 @@ def vocabulary() -> tuple[list[str], list[float], list[int]]:
 
 
 def generate(spec: TinySpec, out_dir: Path) -> Path:
+    if spec.dtype in LLAMA_QUANTIZE:
+        return generate_quantized(spec, out_dir)
     import numpy as np
     from gguf import GGUFWriter
 
@@ -162,6 +166,31 @@ def generate(spec: TinySpec, out_dir: Path) -> Path:
     w.write_tensors_to_file()
     w.close()
     tmp.replace(path)
+    return path
+
+
+def generate_quantized(spec: TinySpec, out_dir: Path) -> Path:
+    """An F16 file of the same spec, quantized by llama.cpp's own llama-quantize (the
+    tool users make K-quants with; the pinned build has it), then the F16 removed."""
+    import subprocess
+    import tempfile
+
+    from meshcore.llama_bin import llama_bin_dir
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{spec.name}.gguf"
+    tool = llama_bin_dir() / "llama-quantize"
+    if not tool.exists():
+        raise RuntimeError(f"no llama-quantize in {tool.parent}: run `make setup` (it builds it)")
+    with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+        source = generate(replace(spec, dtype="f16"), Path(tmp))  # same general.name
+        out = Path(tmp) / "quantized.gguf"
+        done = subprocess.run([str(tool), str(source), str(out), LLAMA_QUANTIZE[spec.dtype]],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise RuntimeError(f"llama-quantize {spec.dtype} failed (exit {done.returncode}): {last}")
+        out.replace(path)
     return path
 
 

@@ -40,6 +40,14 @@ function fillTable(id, rows, columns, empty) {
   }
 }
 
+function modelNote(m) {
+  if (m.worker) {  // a split's worker: which layers, for which host
+    const w = m.worker, last = w.first_layer + w.layers - 1;
+    return "layers " + w.first_layer + "-" + last + " of " + w.total_layers + " for host " + short(w.host);
+  }
+  return m.reason || (m.restarts ? m.restarts + " restarts" : "");
+}
+
 function render(s) {
   const state = s.node_state || "unreachable";
   $("node-state").textContent = state;
@@ -52,7 +60,7 @@ function render(s) {
   $("version").textContent = s.version;
   if ($("token").value !== s.token) $("token").value = s.token;
   fillTable("models", s.models.map((m) => [cell(m.name), pill(m.state), cell(gib(m.size_bytes)),
-    cell(m.reason || (m.restarts ? m.restarts + " restarts" : ""), "muted")]), 4, "no models");
+    cell(modelNote(m), "muted")]), 4, "no models");
   fillTable("routes", s.routes.map((r) => [cell(r.model), cell(short(r.node_id)),
     cell(r.local ? "this node" : "remote"), pill(r.state)]), 4, "no routes");
   fillTable("peers", s.peers.map((p) => [cell(short(p.id)), cell(p.role), pill(p.state),
