@@ -19,7 +19,9 @@ runtime_libs() {
 
 fed_binaries_run() {
   for b in $BINARIES; do [ -x "/feed/llama-bin/$b" ] || return 1; done
-  /feed/llama-bin/llama-server --version >/dev/null 2>&1
+  /feed/llama-bin/llama-server --version >/dev/null 2>&1 || return 1
+  # ggml loads its CPU backend for this CPU at start (one variant per instruction set)
+  /feed/llama-bin/ggml-rpc-server --help 2>&1 | grep -q "loaded CPU backend"
 }
 
 build() {
