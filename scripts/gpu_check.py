@@ -35,7 +35,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "bench"))
-from meshnode import free_port, http_json, start_node  # noqa: E402
+from meshnode import free_port, greedy, start_node  # noqa: E402
 from split import mesh_load, timed_llama  # noqa: E402
 from stream_timing import alternate, compare, median_spread, stream_completion  # noqa: E402
 
@@ -43,8 +43,7 @@ from mesh_node.model_runner import offload_args  # noqa: E402
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 
 GPU_MODEL = TinySpec(name="gpu-check-F16", arch="qwen2", width=2048, heads=16, kv_heads=2, ff=11008, layers=6)
-DRY_MODEL = TinySpec(name="gpu-check-dry-F16", arch="qwen2", width=512, heads=8, kv_heads=2, ff=1536, layers=4)
-PROMPTS = ["The mesh", "Hello there, how are", "1 2 3 4"]
+DRY_MODEL = TinySpec(name="gpu-check-dry-F16", arch="qwen2", width=1024, heads=16, kv_heads=2, ff=2816, layers=4)
 
 
 def say(msg: str) -> None:
@@ -64,18 +63,6 @@ def build(dry_run: bool) -> Path:
                          text=True)
     say(f"llama.cpp ready in {time.monotonic() - started:.0f} s")
     return Path(out.stdout.strip())
-
-
-def greedy(api: str, model: str, tokens: int = 16) -> list[str]:
-    out = []
-    for prompt in PROMPTS:
-        status, body, _ = http_json(f"{api}/v1/completions", json.dumps(
-            {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "ignore_eos": True}).encode(),
-            timeout=300)
-        if status != 200:
-            raise RuntimeError(f"{api}: {status} {body}")
-        out.append(body["choices"][0]["text"])
-    return out
 
 
 def main() -> None:

@@ -205,3 +205,21 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], words: str) 
     assert "Traceback" not in result.stderr, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("mesh-llm")]
     assert len(errors) == 1 and words in errors[0], result.stderr
+
+
+GREEDY_PROMPTS = ("The mesh", "Hello there, how are", "1 2 3 4")
+
+
+def greedy(api: str, model: str, tokens: int = 16, prompts: tuple[str, ...] = GREEDY_PROMPTS) -> list[str]:
+    """Greedy completions of a few prompts: the tokens a split must reproduce exactly.
+    No prompt cache: a cached prompt re-evaluates its last token alone, through other
+    kernels than a whole prompt (quantized GEMV vs GEMM), which can flip a near-tie."""
+    out = []
+    for prompt in prompts:
+        status, body, _ = http_json(f"{api}/v1/completions", json.dumps(
+            {"model": model, "prompt": prompt, "max_tokens": tokens, "temperature": 0, "ignore_eos": True,
+             "cache_prompt": False}).encode(), timeout=120)
+        assert status == 200, body
+        assert body["usage"]["completion_tokens"] == tokens
+        out.append(body["choices"][0]["text"])
+    return out

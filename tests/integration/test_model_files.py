@@ -5,7 +5,6 @@ nodes gives exactly the solo tokens; a split's worker says it is one."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -13,9 +12,8 @@ import openai
 import pytest
 
 from conftest import GQA_Q4KM, REAL_FILES
-from meshnode import MeshNode, http_json, start_node
+from meshnode import MeshNode, greedy, http_json, start_node
 
-PROMPTS = ["The mesh", "Hello there, how are", "1 2 3 4"]
 TOKENS = 12
 SPLIT = GQA_Q4KM.name
 
@@ -25,17 +23,8 @@ def split_cap(model: Path) -> str:
     return f"{1.1 * model.stat().st_size * 0.6 / (1 << 30):.5f}"
 
 
-def greedy(node: MeshNode, model: str) -> list[str]:
-    out = []
-    for prompt in PROMPTS:
-        status, body, _ = http_json(f"{node.api}/v1/completions", json.dumps(
-            {"model": model, "prompt": prompt, "max_tokens": TOKENS, "temperature": 0, "ignore_eos": True,
-             "cache_prompt": False}).encode(),
-            timeout=120)
-        assert status == 200, body
-        assert body["usage"]["completion_tokens"] == TOKENS
-        out.append(body["choices"][0]["text"])
-    return out
+def completions(node: MeshNode, model: str) -> list[str]:
+    return greedy(node.api, model, TOKENS)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +40,8 @@ def solo(tmp_path_factory: pytest.TempPathFactory, real_models: dict[str, Path])
             assert chat.usage.completion_tokens > 0 and chat.model == spec.name
             retrieved = client.models.retrieve(spec.name)
             assert retrieved.id == spec.name and retrieved.object == "model"
-            outputs[spec.name] = greedy(node, spec.name)
-            assert greedy(node, spec.name) == outputs[spec.name]  # greedy decoding is deterministic
+            outputs[spec.name] = completions(node, spec.name)
+            assert completions(node, spec.name) == outputs[spec.name]  # greedy decoding is deterministic
         with pytest.raises(openai.NotFoundError) as err:
             client.models.retrieve("no-such-model")
         assert err.value.body["code"] == "model_not_found"
@@ -92,8 +81,8 @@ def test_a_two_node_split_of_a_q4_k_m_model_gives_the_solo_tokens(
         host = next(n for n in nodes if n.node_status().models[0].split)
         worker = next(n for n in nodes if n is not host)
         host_id, worker_id = host.node_status().node_id, worker.node_status().node_id
-        assert greedy(worker, SPLIT) == solo[SPLIT]
-        assert greedy(host, SPLIT) == solo[SPLIT]
+        assert completions(worker, SPLIT) == solo[SPLIT]
+        assert completions(host, SPLIT) == solo[SPLIT]
 
         # The worker says what it does: state worker, for which host, which layers.
         status = wait_for(lambda: (s := http_json(f"{worker.console}/api/status")[1])["models"][0]["worker"] and s,

@@ -3,7 +3,6 @@ no traceback in the log for an expected condition."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -11,20 +10,13 @@ import grpc
 
 from conftest import TINY
 from meshcore.api import node_pb2 as pb
-from meshnode import MeshNode, assert_one_line_error, free_port, http_json, run_cli, start_node
+from meshnode import MeshNode, assert_one_line_error, free_port, greedy, run_cli, start_node
 
 MODEL = TINY.name
 
 
-def greedy(node: MeshNode) -> list[str]:
-    out = []
-    for prompt in ("The mesh", "1 2 3 4"):
-        status, body, _ = http_json(f"{node.api}/v1/completions", json.dumps(
-            {"model": MODEL, "prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": True}).encode(),
-            timeout=60)
-        assert status == 200, body
-        out.append(body["choices"][0]["text"])
-    return out
+def completions(node: MeshNode) -> list[str]:
+    return greedy(node.api, MODEL, 12, ("The mesh", "1 2 3 4"))
 
 
 def split_parts(node: MeshNode) -> list:
@@ -49,7 +41,7 @@ def test_split_alone_serves_and_splits_when_a_peer_joins(tmp_path: Path, models:
     first = start_node(tmp_path / "n0", [models[MODEL]], "--split")
     nodes = [first]
     try:
-        alone = greedy(first)
+        alone = completions(first)
         assert split_parts(first) == []
         said = [line for line in first.log().splitlines() if "alone for now" in line]
         assert len(said) == 1 and "split when one does" in said[0], first.log()
@@ -58,8 +50,8 @@ def test_split_alone_serves_and_splits_when_a_peer_joins(tmp_path: Path, models:
         host = wait_split(nodes)
         for node in nodes:
             node.wait_serving([MODEL], timeout=60)
-        assert greedy(nodes[1]) == alone  # split tokens equal solo tokens
-        assert greedy(host) == alone
+        assert completions(nodes[1]) == alone  # split tokens equal solo tokens
+        assert completions(host) == alone
         for node in nodes:
             assert "Traceback" not in node.log() and "gave up" not in node.log(), node.log()
     finally:
@@ -78,7 +70,7 @@ def test_two_nodes_started_together_with_split_converge(tmp_path: Path, models: 
         for node in nodes:
             node.wait_serving([MODEL], timeout=60)
         print(f"\ntwo --split nodes started together: split serving after {time.monotonic() - started:.1f} s")
-        assert len(greedy(host)) == 2
+        assert len(completions(host)) == 2
         for node in nodes:
             assert "Traceback" not in node.log() and "gave up" not in node.log(), node.log()
     finally:
@@ -100,6 +92,6 @@ def test_device_cpu_serves_on_the_cpu(tmp_path: Path, models: dict[str, Path]) -
         pid = node.llama_pid(MODEL)
         cmdline = next(p.cmdline() for p in node.descendants() if p.pid == pid)
         assert cmdline[cmdline.index("--device") + 1] == "none"
-        assert len(greedy(node)) == 2
+        assert len(completions(node)) == 2
     finally:
         node.stop()

@@ -15,32 +15,23 @@ import pytest
 
 from meshcore.api import node_pb2 as pb
 from mesh_node.weights_cache import big_tensors
-from meshnode import MeshNode, http_json, start_node
+from meshnode import MeshNode, greedy, http_json, start_node
 
 MODEL = "mesh-split-F16"
-PROMPTS = ["The mesh", "Hello there, how are", "1 2 3 4"]
 TOKENS = 16
 # The model is 386 MB: 1.1 x that needs 0.40 GiB.
 TWO_WAY_CAP, THREE_WAY_CAP = "0.3", "0.18"
 
 
-def greedy(node: MeshNode) -> list[str]:
-    out = []
-    for prompt in PROMPTS:
-        status, body, _ = http_json(f"{node.api}/v1/completions", json.dumps(
-            {"model": MODEL, "prompt": prompt, "max_tokens": TOKENS, "temperature": 0, "ignore_eos": True}).encode(),
-            timeout=120)
-        assert status == 200, body
-        assert body["usage"]["completion_tokens"] == TOKENS
-        out.append(body["choices"][0]["text"])
-    return out
+def completions(node: MeshNode) -> list[str]:
+    return greedy(node.api, MODEL, TOKENS)
 
 
 @pytest.fixture(scope="module")
 def solo_output(tmp_path_factory: pytest.TempPathFactory, split_model: Path) -> list[str]:
     node = start_node(tmp_path_factory.mktemp("solo"), [split_model])
     try:
-        return greedy(node)
+        return completions(node)
     finally:
         node.stop()
 
@@ -91,8 +82,8 @@ def test_two_node_split_gives_the_same_tokens_with_almost_no_weight_transfer(
         load_fraction = link.bytes_to_worker / size
         print(f"\n2-node split: {link.bytes_to_worker} bytes sent to the worker at load = {load_fraction:.4%} of the model")
         assert load_fraction < 0.02
-        assert greedy(nodes[0]) == solo_output
-        assert greedy(nodes[1]) == solo_output
+        assert completions(nodes[0]) == solo_output
+        assert completions(nodes[1]) == solo_output
         worker = nodes[1] if host is nodes[0] else nodes[0]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the split layout reaches the other node by gossip
@@ -114,7 +105,7 @@ def test_three_node_split_gives_the_same_tokens(tmp_path: Path, split_model: Pat
     try:
         split = host_of(nodes).node_status().models[0].split
         assert [p.layers for p in split] == [1, 1, 1]
-        assert greedy(nodes[2]) == solo_output
+        assert completions(nodes[2]) == solo_output
     finally:
         stop_all(nodes)
 
@@ -135,7 +126,7 @@ def test_a_tampered_worker_file_is_not_loaded_silently(tmp_path: Path, split_mod
     try:
         # Either way the hashes disagree (worker's cache vs host's bytes), so that tensor's
         # real bytes cross the mesh and the output stays right.
-        assert greedy(nodes[0]) == solo_output
+        assert completions(nodes[0]) == solo_output
         [link] = host_of(nodes).node_status().rpc_links
         assert link.bytes_to_worker > size, f"{name} ({size} bytes) was not sent: {link}"
     finally:
@@ -176,7 +167,7 @@ def test_a_dead_worker_is_replaced_and_the_model_comes_back(tmp_path: Path, spli
         print(f"\nworker killed: the model was back after {back_after:.1f} s (answers meanwhile: {sorted(statuses)})")
         assert worker_id not in [p.node_id for p in split] and len(split) == 2
         assert back_after < 30
-        assert greedy(survivor) == solo_output
+        assert completions(survivor) == solo_output
     finally:
         stop_all(nodes)
 
@@ -228,6 +219,6 @@ def test_a_dead_host_is_replaced_and_the_model_comes_back(tmp_path: Path, split_
         assert statuses <= {200, 503}, f"answers while re-planning: {statuses}"
         assert host_id not in [p.node_id for p in split] and len(split) == 2
         rest[0].wait_serving([MODEL], timeout=10)
-        assert greedy(rest[0]) == solo_output
+        assert completions(rest[0]) == solo_output
     finally:
         stop_all(nodes)
