@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from meshcore.api_paths import MAX_BODY_BYTES
+
 T = TypeVar("T")
 
 
@@ -39,7 +41,7 @@ class ProxyConfig:
     home: str                                   # to find the node agent's socket
     port: int = 9337                            # HTTP port of the OpenAI-compatible API
     listen_all: bool = False                    # bind 0.0.0.0 instead of 127.0.0.1
-    max_body_bytes: int = 8 * 1024 * 1024       # larger request bodies get 413
+    max_body_bytes: int = MAX_BODY_BYTES        # larger request bodies get 413 (meshcore.api_paths)
     join: tuple[str, ...] = ()                  # client-only mode: invite tokens; the proxy joins itself
 
 

@@ -66,22 +66,40 @@ def mesh_to_use(home: Home, join: tuple[str, ...]) -> tuple[MeshSecret, list[Inv
     return mesh, tokens
 
 
-async def run_rpc_server(bin_dir: Path, port: int, home: Home, device: str | None) -> None:
-    """This node's ggml-rpc-server (127.0.0.1 only), restarted if it dies: split
-    hosts reach it through the mesh."""
+async def run_rpc_server(bin_dir: Path, port: int, home: Home, device: str | None, state: NodeState) -> None:
+    """This node's ggml-rpc-server (127.0.0.1 only), running only while this node is a
+    split worker (state.rpc_grants), restarted if it dies: its host reaches it through
+    the mesh. llama.cpp's RPC server trusts whoever connects, so it is not left up."""
     if not (bin_dir / RPC_SERVER).exists():
         log.warning("no %s in %s: this node cannot take part in splits", RPC_SERVER, bin_dir)
         return
+    seen = -1
     while True:
+        while not state.rpc_grants:
+            seen = await state.changes.wait(seen)
         server = RpcServer(bin_dir / RPC_SERVER, port, home.root / "logs" / "rpc-server.log",
                            home.root / "rpc-cache", device)
         async with server:
+            exited = asyncio.ensure_future(server.wait_exit())
             try:
                 await server.wait_healthy(60)
             except (LlamaServerFailed, TimeoutError) as exc:
                 log.warning("rpc-server did not start: %s", exc)
-            code = await server.wait_exit()
-            log.warning("%s; restarting it in 2 s", server.exit_reason(code))
+            else:
+                state.set_rpc_port(port)
+                while state.rpc_grants and not exited.done():
+                    waiter = asyncio.ensure_future(state.changes.wait(seen))
+                    await asyncio.wait({waiter, exited}, return_when=asyncio.FIRST_COMPLETED)
+                    if waiter.done():
+                        seen = waiter.result()
+                    else:
+                        waiter.cancel()
+            finally:
+                state.set_rpc_port(None)
+            if not exited.done():
+                exited.cancel()
+                continue  # no longer a worker: leaving the block stops it
+        log.warning("%s; restarting it in 2 s", server.exit_reason(exited.result()))
         await asyncio.sleep(2)
 
 
@@ -106,12 +124,12 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     log.info("node %s in mesh %s; mesh endpoint on UDP port %d; offering %.1f GiB (%s memory); llama.cpp from %s",
              identity.node_id[:12], mesh.mesh_id[:12], port, vram / (1 << 30), source, bin_dir)
     rpc_port = free_tcp_port()
-    tunnels = RpcTunnels(member, lambda: rpc_port)
+    tunnels = RpcTunnels(member, state)
     state.rpc_links = tunnels.links
     server = await start_grpc(home, NodeAgentService(state, link))
     try:
         async with asyncio.TaskGroup() as tasks:
-            rpc_task = tasks.create_task(run_rpc_server(bin_dir, rpc_port, home, config.device), name="rpc-server")
+            rpc_task = tasks.create_task(run_rpc_server(bin_dir, rpc_port, home, config.device, state), name="rpc-server")
             for path in paths:
                 entry = ModelEntry(model_id_of(path), path, path.stat().st_size)
                 state.add_model(entry)

@@ -25,11 +25,12 @@ from meshcore.identity import MeshSecret, save_mesh_secret
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.netaddr import advertised_addresses
-from meshcore.pipe import splice
+from meshcore.pipe import copy_until_eof, splice
 from meshcore.token import InviteToken
 from meshcore.transport import AdmissionRefused, MeshConnection
 from meshcore.wire import MAX_HEADER_FRAME, Kind, read_frame
 
+from mesh_node.http_gate import Refused, read_request
 from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,10 @@ ADDRESS_CHECK_S = 5.0
 
 
 def http_error(status: int, message: str, code: str) -> bytes:
-    body = json.dumps({"error": {"message": message, "type": "service_unavailable", "code": code}}).encode()
-    reason = {502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
+    kind = "service_unavailable" if status in (502, 503) else "invalid_request_error"
+    body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+    reason = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 502: "Bad Gateway",
+              503: "Service Unavailable"}.get(status, "Error")
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
@@ -140,6 +143,9 @@ class MeshLink:
 
     async def _serve_http(self, conn: MeshConnection, reader: asyncio.StreamReader,
                           writer: asyncio.StreamWriter) -> None:
+        """A member's request for a model served here: checked (http_gate), sent to the
+        local llama-server as one rebuilt request, its answer streamed back. The member
+        going away (stream ended or reset) abandons the request."""
         header = await read_frame(reader, MAX_HEADER_FRAME)
         model = header.get("model")
         port = self.state.local_port(model) if isinstance(model, str) else None
@@ -148,12 +154,29 @@ class MeshLink:
             writer.write_eof()
             return
         try:
-            local = await asyncio.open_connection("127.0.0.1", port)
+            request = await read_request(reader)
+        except Refused as exc:
+            log.warning("refused a request from node %s: %s", str(conn.peer_id)[:12], exc.message)
+            writer.write(http_error(exc.status, exc.message, exc.code))
+            writer.write_eof()
+            return
+        try:
+            local_reader, local_writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
             writer.write(http_error(502, f"the backend for {model!r} is not answering", "backend_unavailable"))
             writer.write_eof()
             return
-        await splice((reader, writer), local)
+        local_writer.write(request.encode(f"127.0.0.1:{port}"))
+        answer = asyncio.ensure_future(copy_until_eof(local_reader, writer))
+        gone = asyncio.ensure_future(reader.read(1))  # nothing more may come: data or EOF ends it
+        try:
+            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (answer, gone):
+                task.cancel()
+            local_writer.close()
+            with contextlib.suppress(Exception):
+                writer.close()
 
     # -- running -------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from meshcore.api import node_pb2 as pb
 from meshcore.config import NodeConfig
+from meshcore.ids import NodeId
 from meshcore.membership import ALIVE
 from meshcore.process import free_tcp_port
 
@@ -176,14 +177,21 @@ class ModelRunner:
         while True:
             other = self.served_elsewhere()
             plan = keep_or_replan(plan, self.records(), self.model_id, self.entry.size_bytes, self.config.split)
+            # Who may use this node's rpc-server for this model, by this node's own reckoning:
+            # the host it elects when that host splits the model (the exact worker set can
+            # differ for a moment between nodes' views of RTT), or the node that serves it
+            # and names this node in its split.
+            grant = plan.host if plan.host != me and plan.workers else None
             if other:
                 part = self.gossiped_part(other)
                 if part is not None:
+                    grant = other
                     self.work(part, f"holds layers {part[1]}-{part[1] + part[2] - 1} of {part[3]} "
                                     f"for the split hosted by node {other[:12]}")
                 else:
                     self.stand_by(f"node {other[:12]} serves it")
             elif not plan.fits:
+                grant = None
                 self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, split=(), worker=None,
                                         reason=f"cannot serve: {plan.reason}")
             elif plan.host != me and me in plan.workers:
@@ -193,9 +201,11 @@ class ModelRunner:
             elif plan.host != me:
                 self.stand_by(f"node {plan.host[:12]} was elected to serve it")
             else:
+                self.state.grant_rpc(self.model_id, None)
                 await self.host_split(plan, extra, n_layers)
                 seen = -1
                 continue
+            self.state.grant_rpc(self.model_id, NodeId(grant) if grant else None)
             seen = await member.changes.wait(seen)
 
     def gossiped_part(self, host: str) -> tuple[str, int, int, int] | None:

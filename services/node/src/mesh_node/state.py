@@ -50,6 +50,11 @@ class NodeState:
         self.runners: dict[ModelId, asyncio.Task] = {}  # one task per model (mesh-llm drop cancels it)
         self.ready_models: set[str] = set()  # on disk and ready to serve or to be a split worker for
         self.rpc_links: list = []             # RpcLink objects of the splits this node hosts
+        # Who may drive this node's rpc-server: model -> the host of the split this node
+        # is a worker of, by this node's own plan (never what a peer says). rpc-server
+        # runs only while this is not empty; rpc_port is set while it is up.
+        self.rpc_grants: dict[ModelId, NodeId] = {}
+        self.rpc_port: int | None = None
         self.changes = Changes()
 
     def set_identity(self, mesh_id: MeshId, token: str) -> None:
@@ -78,7 +83,26 @@ class NodeState:
                      f": {new.reason}" if new.reason else "")
         self._bump()
 
+    def grant_rpc(self, model_id: ModelId, host: NodeId | None) -> None:
+        """Let `host` drive this node's rpc-server for `model_id` (None: nobody)."""
+        if self.rpc_grants.get(model_id) == host:
+            return
+        if host is None:
+            del self.rpc_grants[model_id]
+            log.info("no longer a split worker for %s", model_id)
+        else:
+            self.rpc_grants[model_id] = host
+            log.info("a split worker for %s: node %s may use this node's rpc-server", model_id, host[:12])
+        self._bump()
+
+    def set_rpc_port(self, port: int | None) -> None:
+        if self.rpc_port != port:
+            self.rpc_port = port
+            self._bump()
+
     def drop_model(self, model_id: ModelId) -> None:
+        if model_id in self.rpc_grants:
+            self.grant_rpc(model_id, None)
         self.ready_models.discard(model_id)
         if self.models.pop(model_id, None) is not None:
             log.info("model %s dropped", model_id)

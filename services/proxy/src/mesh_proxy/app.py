@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from meshcore import __version__
+from meshcore.api_paths import FORWARDED
 from meshcore.config import ProxyConfig
 from meshcore.home import Home
 
@@ -21,7 +22,6 @@ from mesh_proxy.forward import BackendOpener, forward
 from mesh_proxy.node_link import follow_node, report_demand
 from mesh_proxy.routes import Router
 
-FORWARDED = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
 def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastAPI:
