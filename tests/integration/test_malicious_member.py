@@ -1,0 +1,129 @@
+"""A malicious member: it joins with a valid invite token (so it is admitted) and then
+asks honest nodes for what no member may have. Issue 12's first slice: per-stream-kind
+authorisation. Every attempt must fail and the honest nodes keep serving, unrestarted.
+
+The attacker is this test process with its own Ed25519 identity and a real QUIC
+connection (meshcore's endpoint) to the real node processes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY
+from meshcore.identity import MeshSecret, load_or_create_identity
+from meshcore.token import InviteToken
+from meshcore.transport import MeshConnection, MeshEndpoint
+from meshcore.wire import Kind
+from meshnode import MeshNode, greedy, start_node
+
+MODEL = TINY.name
+# RPC_HELLO (command 14, no payload): the first thing llama.cpp's RPC client sends.
+RPC_HELLO = bytes([14]) + (0).to_bytes(8, "little")
+
+
+async def attacker(tmp: Path, node: MeshNode) -> tuple[MeshEndpoint, MeshConnection]:
+    token = InviteToken.decode(node.wait_token())
+    (tmp / "attacker").mkdir(exist_ok=True)
+    endpoint = MeshEndpoint(load_or_create_identity(tmp / "attacker"), lambda: MeshSecret(token.mesh_id, token.secret))
+    conn = await endpoint.dial(token.addrs[0])
+    return endpoint, conn
+
+
+async def answer(conn: MeshConnection, kind: Kind, header: dict, payload: bytes, timeout: float = 20) -> bytes:
+    """Everything the node sends back on one stream until it closes it."""
+    reader, writer = await conn.open_stream(kind, header)
+    writer.write(payload)
+    return await asyncio.wait_for(reader.read(), timeout)
+
+
+def rpc_servers(node: MeshNode) -> list:
+    return [p for p in node.descendants() if "ggml-rpc-server" in p.name()]
+
+
+def http(method: str, path: str, body: bytes = b"") -> bytes:
+    return (f"{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> MeshNode:
+    node = start_node(tmp_path_factory.mktemp("honest"), [models[MODEL]])
+    yield node
+    node.stop()
+
+
+async def test_no_member_drives_a_node_that_is_no_split_worker(tmp_path: Path, honest: MeshNode) -> None:
+    assert rpc_servers(honest) == []  # not a split worker: no rpc-server at all
+    endpoint, conn = await attacker(tmp_path, honest)
+    try:
+        started = time.monotonic()
+        assert await answer(conn, Kind.RPC, {"model": MODEL}, RPC_HELLO) == b""
+        assert time.monotonic() - started >= 9  # it waited for a grant that never came, then closed
+        assert await answer(conn, Kind.RPC, {"model": 12}, RPC_HELLO) == b""
+    finally:
+        endpoint.close()
+    assert "refused an RPC stream" in honest.log()
+    assert rpc_servers(honest) == []
+
+
+async def test_member_http_streams_reach_only_the_forwarded_api(tmp_path: Path, honest: MeshNode) -> None:
+    endpoint, conn = await attacker(tmp_path, honest)
+    pid = honest.llama_pid(MODEL)
+    try:
+        for method, path in (("GET", "/props"), ("GET", "/slots"), ("POST", "/slots/0?action=erase"),
+                             ("GET", "/v1/chat/completions"), ("POST", "/completion")):
+            reply = await answer(conn, Kind.HTTP, {"model": MODEL}, http(method, path))
+            assert reply.startswith(b"HTTP/1.1 404") and b'"code": "not_found"' in reply, (path, reply[:200])
+        big = await answer(conn, Kind.HTTP, {"model": MODEL},
+                           b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 9000000\r\n\r\n")
+        assert big.startswith(b"HTTP/1.1 413"), big[:200]
+        # A request with another one pipelined behind it: only the first is answered.
+        body = b'{"model": "%s", "prompt": "hi", "max_tokens": 2}' % MODEL.encode()
+        reply = await answer(conn, Kind.HTTP, {"model": MODEL},
+                             http("POST", "/v1/completions", body) + http("GET", "/slots"))
+        assert reply.startswith(b"HTTP/1.1 200") and reply.count(b"HTTP/1.1 ") == 1, reply[:300]
+        assert b'"text"' in reply and b"n_ctx" not in reply  # a completion, not the slots listing
+        garbage = await answer(conn, Kind.HTTP, {"model": MODEL}, b"NOT HTTP AT ALL\r\n\r\n")
+        assert garbage.startswith(b"HTTP/1.1 400"), garbage[:200]
+    finally:
+        endpoint.close()
+    assert honest.llama_pid(MODEL) == pid  # never restarted
+    assert len(greedy(honest.api, MODEL, 4)) == 3
+
+
+async def test_a_split_worker_serves_only_its_host(tmp_path: Path, models: dict[str, Path]) -> None:
+    first = start_node(tmp_path / "n0", [models[MODEL]], "--split", wait=False)
+    nodes = [first]
+    try:
+        nodes.append(start_node(tmp_path / "n1", [models[MODEL]], "--split", "--join", first.wait_token(),
+                                wait=False))
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                split = [n for n in nodes if len(n.node_status().models[0].split) == 2
+                         and n.node_status().models[0].state == 2]
+            except Exception:  # noqa: BLE001 - not up yet
+                split = []
+            if split:
+                break
+            await asyncio.sleep(0.3)
+        [host] = split
+        worker = next(n for n in nodes if n is not host)
+        worker.wait_serving([MODEL], timeout=60)
+        before = greedy(host.api, MODEL, 8)
+        assert len(rpc_servers(worker)) == 1 and rpc_servers(host) == []
+        endpoint, conn = await attacker(tmp_path, worker)
+        try:
+            # The model the worker holds layers of, asked by someone who is not its host.
+            assert await answer(conn, Kind.RPC, {"model": MODEL}, RPC_HELLO) == b""
+        finally:
+            endpoint.close()
+        assert "refused an RPC stream" in worker.log()
+        assert greedy(worker.api, MODEL, 8) == before  # the split still works, same tokens
+    finally:
+        for node in nodes:
+            node.stop()
