@@ -3,6 +3,7 @@ children restarted, and one-line errors for what users get wrong."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from meshcore.token import InviteToken
 from meshnode import MeshNode, assert_one_line_error, free_port, http_json, run_cli, start_node
 
 TINY = "mesh-tiny-F16"
@@ -124,3 +126,24 @@ def test_a_model_that_cannot_load_is_reported_failed_with_the_reason(tmp_path: P
         assert status == 503 and "failed" in err["error"]["message"]
     finally:
         node.stop()
+
+
+def test_the_mesh_secret_is_in_no_process_argv(tmp_path: Path, models: dict[str, Path]) -> None:
+    """`ps` shows every process's argv to every user of the machine."""
+    first = start_node(tmp_path / "a", [models[TINY]])
+    token_file = tmp_path / "token"
+    token_file.write_text(first.wait_token() + "\n")
+    second = start_node(tmp_path / "b", [models[TINY]], "--join-file", str(token_file))
+    try:
+        token = first.wait_token()
+        secret = InviteToken.decode(token).secret
+        for node in (first, second):
+            procs = [psutil.Process(node.proc.pid), *node.descendants()]
+            assert len(procs) >= 4  # launcher, node agent, proxy, console (and llama-server)
+            for proc in procs:
+                argv = " ".join(proc.cmdline())
+                assert token not in argv and secret.hex() not in argv, proc.cmdline()
+                assert base64.urlsafe_b64encode(secret).decode().rstrip("=") not in argv
+    finally:
+        second.stop()
+        first.stop()

@@ -41,3 +41,15 @@ def test_join_file_with_garbage_is_a_clear_error(tmp_path: Path) -> None:
     path.write_text("not a token\n")
     with pytest.raises(Exception, match="token"):
         read_join_file(path, wait_s=0)
+
+
+def test_a_planted_link_is_replaced_not_followed(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    path = tmp_path / "token"
+    path.symlink_to(victim)
+    for planted in (tmp_path / "token.tmp", tmp_path / ".token.tmp"):
+        planted.symlink_to(victim)
+    write_token_file(path, TOKEN)
+    assert victim.read_text() == "precious"
+    assert not path.is_symlink() and read_join_file(path, wait_s=0) == TOKEN

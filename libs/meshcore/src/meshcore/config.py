@@ -58,6 +58,15 @@ def to_json(config: Any) -> str:
     return json.dumps(dataclasses.asdict(config))
 
 
+def config_text(arg: str) -> str:
+    """A role's --config value: the JSON itself, or "-" for JSON on stdin (how mesh-llm
+    passes it, so the secret in it never shows in argv)."""
+    if arg == "-":
+        import sys
+        return sys.stdin.read()
+    return arg
+
+
 def from_json(cls: type[T], text: str) -> T:
     data = json.loads(text)
     names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
@@ -70,4 +79,4 @@ def from_json(cls: type[T], text: str) -> T:
     return cls(**data)
 
 
-__all__ = ["NodeConfig", "ProxyConfig", "ConsoleConfig", "to_json", "from_json", "field"]
+__all__ = ["NodeConfig", "ProxyConfig", "ConsoleConfig", "to_json", "from_json", "config_text", "field"]

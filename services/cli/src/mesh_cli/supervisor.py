@@ -1,6 +1,7 @@
 """Starts the role processes and keeps them running.
 
-Each role runs as `python -m <package> --config JSON` in its own session (so a
+Each role runs as `python -m <package> --config -` (the JSON config on stdin, never
+in argv: it can hold the mesh secret) in its own session (so a
 terminal's Ctrl-C reaches only the launcher, which then stops them in order)
 and with PR_SET_PDEATHSIG (so a hard-killed launcher leaves no orphans). A
 child that exits with code 2 reported a configuration problem (a port in use):
@@ -40,9 +41,16 @@ class Child:
     restarts: list[float] = field(default_factory=list)
 
     async def start(self) -> None:
+        # The config goes through stdin, not argv: it holds the mesh secret (join tokens),
+        # and any user of the machine can read any process's argv (`ps`).
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.module, "--config", self.config_json,
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+            sys.executable, "-m", self.module, "--config", "-",
+            stdin=asyncio.subprocess.PIPE, start_new_session=True, preexec_fn=die_with_parent)
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(self.config_json.encode())
+        with contextlib.suppress(ConnectionError):
+            await self.proc.stdin.drain()
+        self.proc.stdin.close()
 
     async def wait(self) -> int:
         assert self.proc is not None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,12 +52,17 @@ def read_join_file(path: Path, wait_s: float = JOIN_FILE_WAIT_S) -> str:
 
 
 def write_token_file(path: Path, token: str) -> None:
+    """0600, atomically, and never through a link someone else planted: a fresh file
+    (O_EXCL, a random name) renamed over PATH (rename replaces a link, not its target)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    tmp.replace(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 async def keep_token_file(home: Home, path: Path, token: str) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import signal
 import sys
 
-from meshcore.config import NodeConfig, from_json
+from meshcore.config import NodeConfig, config_text, from_json
 from meshcore.errors import MeshError, find_mesh_error
 from meshcore.process import setup_logging
 
@@ -32,11 +32,11 @@ async def main_async(config: NodeConfig) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="mesh-llm-node", description="Mesh LLM node agent")
-    parser.add_argument("--config", required=True, help="NodeConfig as JSON")
+    parser.add_argument("--config", required=True, help="NodeConfig as JSON, or - to read it from stdin")
     args = parser.parse_args()
     setup_logging("node")
     try:
-        asyncio.run(main_async(from_json(NodeConfig, args.config)))
+        asyncio.run(main_async(from_json(NodeConfig, config_text(args.config))))
     except KeyboardInterrupt:
         pass
     except (MeshError, ExceptionGroup) as exc:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from meshcore.config import ProxyConfig, from_json
+from meshcore.config import ProxyConfig, config_text, from_json
 from meshcore.errors import MeshError
 from meshcore.home import Home, default_home
 from meshcore.http_service import run_http_service
@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging("proxy")
     if args.config:
-        config = from_json(ProxyConfig, args.config)
+        config = from_json(ProxyConfig, config_text(args.config))
     elif args.join:
         config = ProxyConfig(home=str(Path(args.home).expanduser().resolve()), port=args.port,
                              listen_all=args.listen_all, join=tuple(args.join))
