@@ -143,3 +143,44 @@ def test_a_cut_link_is_detected_and_the_mesh_heals_when_it_is_back(
         if b is not None:
             b.stop()
         a.stop()
+
+
+def curl_get(ns: str, url: str, *headers: str) -> tuple[int, dict]:
+    """GET from inside a namespace: (HTTP status, JSON body), retrying until it listens."""
+    deadline = time.monotonic() + 30
+    while True:
+        args = [a for h in headers for a in ("-H", h)]
+        out = subprocess.run(["ip", "netns", "exec", ns, "curl", "-s", "-m", "10", "-w", "\n%{http_code}", *args, url],
+                             capture_output=True, text=True)
+        if out.returncode != 7 or time.monotonic() > deadline:
+            assert out.returncode == 0, out.stderr
+            body, _, code = out.stdout.rpartition("\n")
+            return int(code), json.loads(body or "{}")
+        time.sleep(0.3)
+
+
+def test_the_console_keeps_the_secret_on_its_machine_and_both_refuse_rebound_names(
+        tmp_path: Path, models: dict[str, Path], namespaces: tuple[str, str, str, str]) -> None:
+    ns_a, ns_b, ip_a, _ = namespaces
+    a = start_node(tmp_path / "a", [models[TINY]], "--listen-all", wait=False, prefix=("ip", "netns", "exec", ns_a))
+    try:
+        wait_routes(a, {TINY})
+        token = a.node_status().token
+        # On the node's machine: the console shows the invite token.
+        code, local = curl_get(ns_a, f"http://127.0.0.1:{a.console_port}/api/status")
+        assert code == 200 and local["token"] == token
+        # From another machine on the LAN (--listen-all): everything but the secret.
+        code, remote = curl_get(ns_b, f"http://{ip_a}:{a.console_port}/api/status")
+        assert code == 200 and remote["token"] == "" and remote["token_hidden"] is True
+        assert remote["node_id"] == local["node_id"] and remote["models"]
+        events = subprocess.run(["ip", "netns", "exec", ns_b, "curl", "-s", "-N", "-m", "3",
+                                 f"http://{ip_a}:{a.console_port}/api/events"], capture_output=True, text=True)
+        assert "event: status" in events.stdout and token not in events.stdout
+        # A page whose name was rebound to the node's address: refused by console and proxy.
+        for port, path in ((a.console_port, "/api/status"), (a.api_port, "/v1/models")):
+            code, body = curl_get(ns_a, f"http://127.0.0.1:{port}{path}", "Host: attacker.example")
+            assert code == 403 and body["error"]["code"] == "host_not_allowed"
+            code, _ = curl_get(ns_b, f"http://{ip_a}:{port}{path}")
+            assert code == 200
+    finally:
+        a.stop()

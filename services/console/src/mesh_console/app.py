@@ -16,6 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from meshcore.config import ConsoleConfig
 from meshcore.home import Home
+from meshcore.host_guard import HostGuard, is_loopback
 from meshcore.http1 import UpstreamBroken, send_request
 
 from mesh_console.node_feed import NodeFeed
@@ -27,6 +28,15 @@ MAX_CHAT_BYTES = 1 << 20
 def unavailable() -> JSONResponse:
     return JSONResponse({"error": {"message": "the node agent is not reachable yet", "type": "unavailable",
                                    "code": "node_unavailable"}}, status_code=503, headers={"Retry-After": "1"})
+
+
+def for_client(status: dict | None, request: Request) -> dict | None:
+    """The status as this client may see it: the invite token holds the mesh secret,
+    so it is shown only to a browser on this machine (127.0.0.1 / ::1), never to one
+    reaching the console over the network (--listen-all)."""
+    if status is None or is_loopback(request.client and (request.client.host, request.client.port)):
+        return status
+    return {**status, "token": "", "token_hidden": True}
 
 
 def create_app(config: ConsoleConfig) -> FastAPI:
@@ -43,6 +53,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                 await task
 
     app = FastAPI(title="Mesh LLM console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(HostGuard)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
@@ -50,8 +61,8 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     @app.get("/api/status")
-    async def status() -> Response:
-        return JSONResponse(feed.latest) if feed.latest is not None else unavailable()
+    async def status(request: Request) -> Response:
+        return JSONResponse(for_client(feed.latest, request)) if feed.latest is not None else unavailable()
 
     @app.get("/api/events")
     async def events(request: Request) -> StreamingResponse:
@@ -63,7 +74,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                         if seen >= 0 and seq > seen:
                             yield f"event: change\ndata: {json.dumps({'text': text})}\n\n".encode()
                     seen = feed.changes.seq
-                    payload = json.dumps(feed.latest or {"node_state": "unreachable"})
+                    payload = json.dumps(for_client(feed.latest, request) or {"node_state": "unreachable"})
                     yield f"event: status\ndata: {payload}\n\n".encode()
                 try:
                     async with asyncio.timeout(config.keepalive_s):

@@ -15,6 +15,7 @@ from meshcore import __version__
 from meshcore.api_paths import FORWARDED
 from meshcore.config import ProxyConfig
 from meshcore.home import Home
+from meshcore.host_guard import HostGuard
 
 from mesh_proxy.client_mode import MeshClient
 from mesh_proxy.errors import ModelNotFound, ProxyError, error_response
@@ -44,6 +45,7 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
             await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="Mesh LLM API", version=__version__, lifespan=lifespan)
+    app.add_middleware(HostGuard)
     app.state.router = router
 
     @app.exception_handler(ProxyError)

@@ -58,7 +58,10 @@ function render(s) {
   $("vram").textContent = s.my_vram_gb + " GiB";
   $("api").textContent = location.protocol + "//" + location.hostname + ":" + s.api_port + "/v1";
   $("version").textContent = s.version;
-  if ($("token").value !== s.token) $("token").value = s.token;
+  if (s.token_hidden) {  // the secret is shown only to a browser on the node's own machine
+    $("token").value = "";
+    $("token").placeholder = "shown only on this machine (open the console at 127.0.0.1)";
+  } else if ($("token").value !== s.token) $("token").value = s.token;
   fillTable("models", s.models.map((m) => [cell(m.name), pill(m.state), cell(gib(m.size_bytes)),
     cell(modelNote(m), "muted")]), 4, "no models");
   fillTable("routes", s.routes.map((r) => [cell(r.model), cell(short(r.node_id)),
