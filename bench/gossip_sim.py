@@ -35,9 +35,7 @@ def record(i: int) -> NodeRecord:
 def snapshot(m: Membership) -> Membership:
     """The state a node had at the start of the round (rounds are synchronous: what a
     node learns in a round is passed on from the next round)."""
-    view = Membership.__new__(Membership)
-    view.me, view.records = m.me, dict(m.records)
-    return view
+    return m.copy()
 
 
 def exchange(a: Membership, b: Membership, a_was: Membership, b_was: Membership) -> int:

@@ -17,7 +17,7 @@ from conftest import TINY
 from meshcore.identity import MeshSecret, load_or_create_identity
 from meshcore.token import InviteToken
 from meshcore.transport import MeshConnection, MeshEndpoint
-from meshcore.wire import Kind
+from meshcore.wire import Kind, encode_frame, read_frame
 from meshnode import MeshNode, greedy, start_node
 
 MODEL = TINY.name
@@ -127,3 +127,39 @@ async def test_a_split_worker_serves_only_its_host(tmp_path: Path, models: dict[
     finally:
         for node in nodes:
             node.stop()
+
+
+async def gossip(conn: MeshConnection, records: list[dict]) -> dict:
+    """One push-pull exchange as the attacker: send an empty digest, read the reply,
+    push `records`."""
+    reader, writer = await conn.open_stream(Kind.GOSSIP, {"digest": {}})
+    reply = await asyncio.wait_for(read_frame(reader), 10)
+    writer.write(encode_frame({"records": records}))
+    writer.write_eof()
+    return reply
+
+
+def forged(i: int, **fields: object) -> dict:
+    return {"node_id": f"{i:032x}", "version": 1, "addrs": [f"127.9.{i // 250 % 250}.{i % 250}:4000"], **fields}
+
+
+async def test_bad_or_flooding_records_neither_crash_nor_blind_a_node(tmp_path: Path, honest: MeshNode) -> None:
+    agent = honest.child_pid("mesh_node")
+    endpoint, conn = await attacker(tmp_path, honest)
+    try:
+        reply = await gossip(conn, [forged(1, addrs=["evil-no-port"])])
+        assert isinstance(reply["records"], list)
+        await gossip(conn, [forged(2, splits={MODEL: [[f"{2:032x}", 2 ** 40]]})])
+        await gossip(conn, [forged(3, demand={MODEL: -5})])
+        # A flood of well-formed records: kept to the cap, in pieces no bigger than a frame.
+        for start in range(100, 3100, 500):
+            await gossip(conn, [forged(i, role="client") for i in range(start, start + 500)])
+        reply = await gossip(conn, [])
+        assert len(reply["records"]) <= 512
+    finally:
+        endpoint.close()
+    status = honest.node_status()
+    assert 2000 <= len(status.peers) < 2048 and not any(p.node_id == f"{1:032x}" for p in status.peers)
+    assert honest.child_pid("mesh_node") == agent  # the node agent never restarted
+    assert len(greedy(honest.api, MODEL, 4)) == 3
+    assert "Traceback" not in honest.log()

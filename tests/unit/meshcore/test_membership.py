@@ -69,7 +69,51 @@ def test_absurd_records_are_refused(data: object) -> None:
         NodeRecord.from_wire(data)
 
 
+A, B = "a" * 32, "0123456789abcdef" * 2
+
+
 def test_wire_round_trip() -> None:
-    r = rec("a", 3, addrs=("1.2.3.4:5",), serving=("m",), demand={"m": 4}, rtt_ms={"b": 1.5}, role="client",
-            splits={"m": [["a", 2], ["b", 1]]})
+    r = rec(A, 3, addrs=("1.2.3.4:5", "[fd00::2]:7000"), serving=("m",), demand={"m": 4}, rtt_ms={B: 1.5},
+            role="client", splits={"m": [[A, 2], [B, 1]]})
     assert NodeRecord.from_wire(r.to_wire()) == r
+
+
+@pytest.mark.parametrize("bad", [
+    {"addrs": ["evil"]}, {"addrs": ["1.2.3.4:99999"]}, {"addrs": ["1.2.3.4:"]}, {"addrs": ["host.example:80"]},
+    {"addrs": ["1.2.3.4:x"]}, {"splits": {"m": [[A, 1 << 32]]}}, {"splits": {"m": [["not-an-id", 1]]}},
+    {"demand": {"m": -1}}, {"demand": {"m": 1.5}}, {"rtt_ms": {B: float("inf")}}, {"rtt_ms": {B: -3.0}},
+    {"node_id": "A" * 32}, {"node_id": "0" * 31},
+])
+def test_values_that_would_crash_a_consumer_are_refused(bad: dict) -> None:
+    """Each of these once reached code that trusted it: a dialer's int(port), the route
+    table's uint32 layers, the proto's uint64 demand."""
+    with pytest.raises(RecordError):
+        NodeRecord.from_wire({"node_id": A, "version": 1, **bad})
+
+
+def nid(i: int) -> str:
+    return f"{i:032x}"
+
+
+def test_a_flood_of_records_cannot_grow_past_the_cap() -> None:
+    from meshcore.membership import MAX_RECORDS, MAX_RECORDS_PER_EXCHANGE
+
+    m = Membership(rec(A, 1))
+    m.merge([rec(nid(i), 1) for i in range(MAX_RECORDS + 500)])
+    assert len(m.records) == MAX_RECORDS
+    # Known records still update; the digest of a flooded peer is answered in bounded pieces.
+    assert m.merge([rec(nid(5), 2)])[0].version == 2
+    flood = {nid(i): [1, 0] for i in range(10 ** 4, 10 ** 4 + 3000)}
+    assert m.wanted_from(flood) == []
+    assert len(m.newer_than({})) == MAX_RECORDS_PER_EXCHANGE
+
+
+def test_dead_records_expire_and_are_not_brought_back_at_the_same_version() -> None:
+    m = Membership(rec(A, 1))
+    m.merge([rec(B, 5), rec(nid(7), 3)])
+    m.mark(B, DEAD)
+    now = m.changed_at[B]
+    assert m.expire(now + 10) == []
+    assert m.expire(now + 3601) == [B] and B not in m.records and nid(7) in m.records  # alive stays
+    assert m.merge([rec(B, 5, DEAD)]) == [] and m.wanted_from({B: [5, 1]}) == []  # an old copy from a peer
+    assert m.merge([rec(B, 6)])[0].version == 6  # the node came back: a newer incarnation

@@ -27,7 +27,8 @@ from typing import Any, Awaitable, Callable
 from meshcore.changes import Changes
 from meshcore.identity import Identity, MeshSecret
 from meshcore.ids import MeshId, NodeId
-from meshcore.membership import ALIVE, DEAD, LEFT, Membership, NodeRecord, RecordError
+from meshcore.membership import (ALIVE, DEAD, LEFT, MAX_RECORDS_PER_EXCHANGE, Membership, NodeRecord,
+                                 RecordError)
 from meshcore.transport import AdmissionRefused, MeshConnection, MeshEndpoint
 from meshcore.wire import FrameError, Kind, encode_frame, read_frame
 
@@ -177,6 +178,7 @@ class MeshMember:
             reply = await read_frame(reader)
             self._apply(parse_records(reply.get("records")))
             want = reply.get("want", [])
+            want = want[:MAX_RECORDS_PER_EXCHANGE] if isinstance(want, list) else []
             mine = [self.membership.records[NodeId(n)].to_wire() for n in want
                     if isinstance(n, str) and NodeId(n) in self.membership.records]
             writer.write(encode_frame({"records": mine}))
@@ -201,6 +203,8 @@ class MeshMember:
     async def gossip_loop(self) -> None:
         while True:
             await asyncio.sleep(GOSSIP_INTERVAL_S)
+            if self.membership.expire(time.monotonic()):
+                self.changes.bump()
             role = self.membership.own.role
             peers = [r.node_id for r in self.membership.alive_peers(role="node")]
             targets = random.sample(peers, min(1 if role == "client" else FANOUT, len(peers)))

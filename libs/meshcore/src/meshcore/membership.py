@@ -10,6 +10,9 @@ is always newer than the dead one peers remember.
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import re
 import time
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -20,6 +23,13 @@ ALIVE, DEAD, LEFT = "alive", "dead", "left"
 STATE_RANK = {ALIVE: 0, DEAD: 1, LEFT: 2}
 ROLES = ("node", "client")
 MAX_LIST = 256
+MAX_LAYERS = 1 << 16          # no model has more layers; the route table carries them as uint32
+MAX_RTT_MS = 1e6
+MAX_RECORDS = 2048            # records one node keeps; new ids beyond it are ignored (a flood cannot blind gossip)
+MAX_RECORDS_PER_EXCHANGE = 512  # records sent in one gossip reply (the rest follow in later rounds)
+EXPIRE_S = 3600.0             # a dead or left record is forgotten this long after it last changed
+MAX_TOMBSTONES = 4096
+_NODE_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
 class RecordError(ValueError):
@@ -54,11 +64,12 @@ class NodeRecord:
             raise RecordError("record is not a map")
         try:
             record = NodeRecord(
-                node_id=NodeId(_str(data["node_id"], 64)), version=_int(data["version"]),
-                addrs=_strs(data.get("addrs", [])), role=_str(data.get("role", "node"), 16),
+                node_id=_node_id(data["node_id"]), version=_int(data["version"]),
+                addrs=_addrs(data.get("addrs", [])), role=_str(data.get("role", "node"), 16),
                 vram_bytes=_int(data.get("vram_bytes", 0)), models_on_disk=_strs(data.get("models_on_disk", [])),
-                serving=_strs(data.get("serving", [])), demand=_counts(data.get("demand", {}), int),
-                rtt_ms=_counts(data.get("rtt_ms", {}), float), app_version=_str(data.get("app_version", ""), 64),
+                serving=_strs(data.get("serving", [])), demand=_counts(data.get("demand", {}), int, 1 << 63),
+                rtt_ms=_counts(data.get("rtt_ms", {}), float, MAX_RTT_MS),
+                app_version=_str(data.get("app_version", ""), 64),
                 state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128),
                 splits=_splits(data.get("splits", {})))
         except KeyError as exc:
@@ -74,10 +85,35 @@ def _str(value: Any, limit: int) -> str:
     return value
 
 
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
-        raise RecordError("a number field is not a non-negative integer")
+def _int(value: Any, limit: int = 1 << 63) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
+        raise RecordError("a number field is not a non-negative integer in range")
     return value
+
+
+def _node_id(value: Any) -> NodeId:
+    if not isinstance(value, str) or not _NODE_ID.match(value):
+        raise RecordError("a node id is not 32 hex digits")
+    return NodeId(value)
+
+
+def _addrs(value: Any) -> tuple[str, ...]:
+    """Mesh endpoints as "ip:port" or "[v6]:port": IP literals and real ports only (a
+    peer dials them: nothing else may reach the dialer)."""
+    out = []
+    for addr in _strs(value):
+        host, sep, port = addr.rpartition(":")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            ipaddress.ip_address(host)
+            ok = bool(sep) and port.isdigit() and 0 < int(port) < 65536
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RecordError(f"an address is not ip:port: {addr[:64]!r}")
+        out.append(addr)
+    return tuple(out)
 
 
 def _strs(value: Any) -> tuple[str, ...]:
@@ -86,13 +122,14 @@ def _strs(value: Any) -> tuple[str, ...]:
     return tuple(_str(v, 256) for v in value)
 
 
-def _counts(value: Any, kind: type) -> dict:
+def _counts(value: Any, kind: type, limit: float) -> dict:
     if not isinstance(value, dict) or len(value) > MAX_LIST:
         raise RecordError("a map field is not a map or is too long")
     out = {}
     for k, v in value.items():
-        if not isinstance(v, (int, float)) or isinstance(v, bool):
-            raise RecordError("a map value is not a number")
+        if not isinstance(v, kind if kind is int else (int, float)) or isinstance(v, bool) \
+                or not (math.isfinite(v) and 0 <= v < limit):
+            raise RecordError("a map value is not a number in range")
         out[_str(k, 256)] = kind(v)
     return out
 
@@ -105,7 +142,7 @@ def _splits(value: Any) -> dict[str, list]:
         if not isinstance(parts, list) or len(parts) > 64 or \
                 not all(isinstance(p, list) and len(p) == 2 for p in parts):
             raise RecordError("a split is not a list of [node_id, layers]")
-        out[_str(model, 256)] = [[_str(node_id, 64), _int(layers)] for node_id, layers in parts]
+        out[_str(model, 256)] = [[_node_id(node_id), _int(layers, MAX_LAYERS)] for node_id, layers in parts]
     return out
 
 
@@ -126,10 +163,18 @@ class Membership:
     def __init__(self, me: NodeRecord) -> None:
         self.me = me.node_id
         self.records: dict[NodeId, NodeRecord] = {me.node_id: me}
+        self.changed_at: dict[NodeId, float] = {}       # monotonic time a peer's record last changed here
+        self.tombstones: dict[NodeId, int] = {}        # expired records: id -> version (never taken back)
 
     @property
     def own(self) -> NodeRecord:
         return self.records[self.me]
+
+    def copy(self) -> "Membership":
+        """An independent copy (records are immutable; the maps are not shared)."""
+        view = Membership(self.own)
+        view.records, view.changed_at, view.tombstones = dict(self.records), dict(self.changed_at), dict(self.tombstones)
+        return view
 
     def update_own(self, **changes: Any) -> NodeRecord:
         record = replace(self.own, version=next_version(self.own.version), **changes)
@@ -145,10 +190,29 @@ class Membership:
                 if record.state != ALIVE and record.version >= self.own.version and self.own.state == ALIVE:
                     changed.append(self.update_own())
                 continue
-            if newer(record, self.records.get(record.node_id)):
+            known = self.records.get(record.node_id)
+            if known is None and (len(self.records) >= MAX_RECORDS
+                                  or record.version <= self.tombstones.get(record.node_id, -1)):
+                continue
+            if newer(record, known):
                 self.records[record.node_id] = record
+                self.changed_at[record.node_id] = time.monotonic()
+                self.tombstones.pop(record.node_id, None)
                 changed.append(record)
         return changed
+
+    def expire(self, now: float, after_s: float = EXPIRE_S) -> list[NodeId]:
+        """Forget dead and left records unchanged for `after_s` (monotonic `now`). A
+        tombstone keeps their version, so gossip from a peer that still has one does not
+        bring it back; a newer version (the node came back) is taken as usual."""
+        gone = [nid for nid, r in self.records.items() if nid != self.me and r.state != ALIVE
+                and now - self.changed_at.get(nid, now) >= after_s]
+        for nid in gone:
+            self.tombstones[nid] = self.records.pop(nid).version
+            self.changed_at.pop(nid, None)
+        while len(self.tombstones) > MAX_TOMBSTONES:
+            self.tombstones.pop(next(iter(self.tombstones)))
+        return gone
 
     def mark(self, node_id: NodeId, state: str) -> NodeRecord | None:
         """Mark a peer dead or left at the version we know (our opinion, gossiped)."""
@@ -156,27 +220,37 @@ class Membership:
         if record is None or node_id == self.me or STATE_RANK[record.state] >= STATE_RANK[state]:
             return None
         self.records[node_id] = replace(record, state=state)
+        self.changed_at[node_id] = time.monotonic()
         return self.records[node_id]
 
     def digest(self) -> dict[str, list[int]]:
         return {nid: [r.version, STATE_RANK[r.state]] for nid, r in self.records.items()}
 
-    def newer_than(self, digest: dict[str, list[int]]) -> list[NodeRecord]:
-        """Our records the holder of `digest` lacks."""
+    def newer_than(self, digest: dict[str, list[int]], limit: int = MAX_RECORDS_PER_EXCHANGE) -> list[NodeRecord]:
+        """Our records the holder of `digest` lacks (at most `limit`: the rest next round)."""
         out = []
         for nid, r in self.records.items():
             theirs = digest.get(nid)
             if theirs is None or (r.version, STATE_RANK[r.state]) > tuple(theirs):
                 out.append(r)
+                if len(out) >= limit:
+                    break
         return out
 
-    def wanted_from(self, digest: dict[str, list[int]]) -> list[str]:
-        """Ids whose record in `digest` is newer than ours."""
+    def wanted_from(self, digest: dict[str, list[int]], limit: int = MAX_RECORDS_PER_EXCHANGE) -> list[str]:
+        """Ids whose record in `digest` is newer than ours (at most `limit`; never ids we
+        have no room for, nor expired ones at a version we already forgot)."""
         out = []
         for nid, (version, rank) in digest.items():
             mine = self.records.get(NodeId(nid))
-            if mine is None or (version, rank) > (mine.version, STATE_RANK[mine.state]):
-                out.append(nid)
+            if mine is None:
+                if len(self.records) + len(out) >= MAX_RECORDS or version <= self.tombstones.get(NodeId(nid), -1):
+                    continue
+            elif (version, rank) <= (mine.version, STATE_RANK[mine.state]):
+                continue
+            out.append(nid)
+            if len(out) >= limit:
+                break
         return out
 
     def alive_peers(self, role: str | None = None) -> list[NodeRecord]:
