@@ -1,11 +1,13 @@
 """The QUIC transport on loopback, in one process: admission and stream dispatch."""
 
 import asyncio
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from meshcore.identity import MeshSecret, load_or_create_identity
+from meshcore.identity import Identity, MeshSecret, load_or_create_identity
+from meshcore.ids import NodeId
 from meshcore.transport import AdmissionRefused, MeshEndpoint
 from meshcore.wire import Kind, encode_frame, read_frame
 
@@ -74,3 +76,51 @@ async def test_streams_before_admission_close_the_connection(tmp_path: Path) -> 
         a._admit_as_dialer = original  # type: ignore[method-assign]
         a.close()
         b.close()
+
+
+@dataclass(frozen=True)
+class Impostor(Identity):
+    """An identity that claims another node's id (its key is its own)."""
+    claimed: str = ""
+
+    @property
+    def node_id(self) -> NodeId:
+        return NodeId(self.claimed)
+
+
+async def test_a_node_id_cannot_be_claimed_without_its_key(tmp_path: Path) -> None:
+    mesh = MeshSecret.new()
+    honest, victim = endpoint(tmp_path, "honest", mesh), endpoint(tmp_path, "victim", mesh)
+    (tmp_path / "liar").mkdir()
+    liar_identity = Impostor(load_or_create_identity(tmp_path / "liar").private_key, claimed=victim.identity.node_id)
+    liar = MeshEndpoint(liar_identity, lambda: mesh)
+    honest.handlers[Kind.CONTROL] = echo
+    port = await honest.listen("127.0.0.1", 0)
+    liar_port = await liar.listen("127.0.0.1", 0)
+    try:
+        with pytest.raises(AdmissionRefused):  # as a dialer: the listener refuses it
+            await liar.dial(f"127.0.0.1:{port}")
+        await asyncio.sleep(0.2)
+        assert not any(c.admitted.is_set() for c in honest.connections)
+        with pytest.raises(AdmissionRefused, match="not the hash of its key"):  # as a listener: the dialer refuses
+            await honest.dial(f"127.0.0.1:{liar_port}")
+    finally:
+        for e in (honest, victim, liar):
+            e.close()
+
+
+def test_signatures_bind_the_listener_certificate() -> None:
+    """A relay has its own certificate towards the dialer: what the listener signs
+    (with its certificate) does not verify with the relay's."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from meshcore import admission
+    from meshcore.identity import Identity as Id
+
+    d, lst = Id(Ed25519PrivateKey.generate()), Id(Ed25519PrivateKey.generate())
+    args = (b"n" * 32, b"m" * 32, d.node_id, lst.node_id, d.public_bytes, lst.public_bytes)
+    sig = admission.sign(lst.private_key, admission.transcript("listener", *args, b"L" * 32))
+    assert admission.verify(lst.public_bytes, sig, admission.transcript("listener", *args, b"L" * 32))
+    assert not admission.verify(lst.public_bytes, sig, admission.transcript("listener", *args, b"R" * 32))
+    assert not admission.verify(lst.public_bytes, sig, admission.transcript("dialer", *args, b"L" * 32))
+    assert admission.key_matches(lst.node_id, lst.public_bytes) and not admission.key_matches(d.node_id, lst.public_bytes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 from typing import Any, Awaitable, Callable
@@ -25,6 +26,8 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshcore import admission
 from meshcore.identity import Identity, MeshSecret
@@ -166,25 +169,41 @@ class MeshEndpoint:
             raise
         return conn
 
+    def _cert_sha256(self) -> bytes:
+        return hashlib.sha256(self._certificate.public_bytes(serialization.Encoding.DER)).digest()
+
     async def _admit_as_dialer(self, conn: MeshConnection) -> None:
         mesh = self.mesh()
-        me = self.identity.node_id
+        me, my_key = self.identity.node_id, self.identity.public_bytes
         nonce = admission.new_nonce()
         reader, writer = await conn.open_stream(Kind.CONTROL, {"t": "hello", "node_id": me, "mesh_id": mesh.mesh_id,
-                                                               "nonce": nonce})
+                                                               "nonce": nonce, "key": my_key})
         try:
             challenge = await read_frame(reader, MAX_HEADER_FRAME)
         except FrameError as exc:
             raise AdmissionRefused(f"the peer closed the connection ({conn.closed_reason or exc})") from exc
-        peer = challenge.get("node_id")
-        peer_nonce = challenge.get("nonce")
+        peer, peer_nonce, peer_key = challenge.get("node_id"), challenge.get("nonce"), challenge.get("key")
         if challenge.get("t") != "challenge" or not isinstance(peer, str) or not isinstance(peer_nonce, bytes):
             raise AdmissionRefused("the peer did not answer like a mesh-llm node")
         if not admission.check(admission.proof(mesh.secret, "listener", nonce, peer_nonce, me, peer),
                                challenge.get("proof")):
             raise AdmissionRefused("the peer does not hold this mesh's secret")
+        # aioquic keeps the server certificate of this session only in its TLS context.
+        cert = conn._quic.tls._peer_certificate
+        cert_key = cert.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw) \
+            if cert is not None and isinstance(cert.public_key(), Ed25519PublicKey) else b""
+        if not admission.key_matches(peer, peer_key) or cert_key != peer_key:
+            raise AdmissionRefused("the peer's node id is not the hash of its key, or its TLS certificate is "
+                                   "not for that key (a relay in the middle?)")
+        assert cert is not None and isinstance(peer_key, bytes)
+        cert_sha = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest()
+        if not admission.verify(peer_key, challenge.get("sig"), admission.transcript(
+                "listener", nonce, peer_nonce, me, peer, my_key, peer_key, cert_sha)):
+            raise AdmissionRefused("the peer's signature does not verify (a relay in the middle?)")
         writer.write(encode_frame({"t": "proof", "proof": admission.proof(mesh.secret, "dialer", nonce, peer_nonce,
-                                                                          me, peer)}))
+                                                                          me, peer),
+                                   "sig": admission.sign(self.identity.private_key, admission.transcript(
+                                       "dialer", nonce, peer_nonce, me, peer, my_key, peer_key, cert_sha))}))
         try:
             welcome = await read_frame(reader, MAX_HEADER_FRAME)
         except FrameError as exc:
@@ -199,19 +218,29 @@ class MeshEndpoint:
     async def _admit_as_listener(self, conn: MeshConnection, reader: asyncio.StreamReader,
                                  writer: asyncio.StreamWriter) -> None:
         mesh = self.mesh()
-        me = self.identity.node_id
+        me, my_key = self.identity.node_id, self.identity.public_bytes
         hello = await read_frame(reader, MAX_HEADER_FRAME)
-        peer, peer_nonce = hello.get("node_id"), hello.get("nonce")
+        peer, peer_nonce, peer_key = hello.get("node_id"), hello.get("nonce"), hello.get("key")
         if hello.get("t") != "hello" or not isinstance(peer, str) or len(peer) > 64 \
                 or not isinstance(peer_nonce, bytes) or len(peer_nonce) != 32:
             raise AdmissionRefused("the first message was not a valid hello")
+        if not admission.key_matches(peer, peer_key):
+            raise AdmissionRefused(f"node id {peer[:12]} is not the hash of the key it presented")
+        assert isinstance(peer_key, bytes)
         nonce = admission.new_nonce()
-        writer.write(encode_frame({"t": "challenge", "node_id": me, "nonce": nonce,
-                                   "proof": admission.proof(mesh.secret, "listener", peer_nonce, nonce, peer, me)}))
+        cert_sha = self._cert_sha256()
+        writer.write(encode_frame({"t": "challenge", "node_id": me, "nonce": nonce, "key": my_key,
+                                   "proof": admission.proof(mesh.secret, "listener", peer_nonce, nonce, peer, me),
+                                   "sig": admission.sign(self.identity.private_key, admission.transcript(
+                                       "listener", peer_nonce, nonce, peer, me, peer_key, my_key, cert_sha))}))
         answer = await read_frame(reader, MAX_HEADER_FRAME)
         if answer.get("t") != "proof" or not admission.check(
                 admission.proof(mesh.secret, "dialer", peer_nonce, nonce, peer, me), answer.get("proof")):
             raise AdmissionRefused(f"node {peer[:12]} does not hold this mesh's secret (old or wrong invite token?)")
+        if not admission.verify(peer_key, answer.get("sig"), admission.transcript(
+                "dialer", peer_nonce, nonce, peer, me, peer_key, my_key, cert_sha)):
+            raise AdmissionRefused(f"node {peer[:12]}'s signature does not verify on this channel "
+                                   "(a relay in the middle?)")
         writer.write(encode_frame({"t": "welcome"}))
         writer.close()
         conn.peer_id = NodeId(peer)
