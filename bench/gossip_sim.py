@@ -15,6 +15,9 @@ import argparse
 import json
 import random
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from meshcore.identity import node_id_of
 from meshcore.member import FANOUT, GOSSIP_INTERVAL_S
 from meshcore.membership import ALIVE, DEAD, Membership, NodeRecord
 from meshcore.wire import encode_frame
@@ -22,14 +25,22 @@ from meshcore.wire import encode_frame
 MAX_ROUNDS = 60
 
 
+_keys: dict[int, Ed25519PrivateKey] = {}
+
+
+def key(i: int) -> Ed25519PrivateKey:
+    """Node i's key (records are signed and checked on receipt, as in the mesh)."""
+    return _keys.setdefault(i, Ed25519PrivateKey.from_private_bytes(i.to_bytes(32, "little")))
+
+
 def node_id(i: int) -> str:
-    return f"{i:032x}"
+    return node_id_of(key(i).public_key())
 
 
 def record(i: int) -> NodeRecord:
     return NodeRecord(node_id=node_id(i), version=1, addrs=(f"10.0.{i // 250}.{i % 250}:4000",),
                       vram_bytes=24 << 30, models_on_disk=("Qwen2.5-7B-Instruct-Q4_K_M",),
-                      serving=("Qwen2.5-7B-Instruct-Q4_K_M",), app_version="0.1.0")
+                      serving=("Qwen2.5-7B-Instruct-Q4_K_M",), app_version="0.1.0").signed(key(i))
 
 
 def snapshot(m: Membership) -> Membership:
@@ -53,7 +64,7 @@ def converged_population(n: int) -> list[Membership]:
     records = [record(i) for i in range(n)]
     nodes = []
     for i in range(n):
-        m = Membership(records[i])
+        m = Membership(records[i], sign=lambda r, i=i: r.signed(key(i)))
         m.records.update({r.node_id: r for r in records})
         nodes.append(m)
     return nodes
@@ -90,7 +101,7 @@ def measure(n: int, seed: int = 7) -> dict:
     index.update({m.me: i for i, m in enumerate(nodes)})
     steady = run_round(nodes, rng)  # nothing changed: digests only
     # A join: the newcomer knows one member (its invite token) and gossips like everyone.
-    newcomer = Membership(record(n))
+    newcomer = Membership(record(n), sign=lambda r: r.signed(key(n)))
     newcomer.records[node_id(0)] = nodes[0].records[node_id(0)]
     nodes.append(newcomer)
     index[newcomer.me] = n

@@ -14,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY
-from meshcore.identity import MeshSecret, load_or_create_identity
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from meshcore.identity import MeshSecret, load_or_create_identity, node_id_of
+from meshcore.membership import NodeRecord
 from meshcore.token import InviteToken
 from meshcore.transport import MeshConnection, MeshEndpoint
 from meshcore.wire import Kind, encode_frame, read_frame
@@ -139,27 +142,41 @@ async def gossip(conn: MeshConnection, records: list[dict]) -> dict:
     return reply
 
 
-def forged(i: int, **fields: object) -> dict:
-    return {"node_id": f"{i:032x}", "version": 1, "addrs": [f"127.9.{i // 250 % 250}.{i % 250}:4000"], **fields}
+def forged(i: int, role: str = "node", **tampered: object) -> dict:
+    """A record the attacker signs with a fresh key of its own (keys cost nothing), then
+    `tampered` fields changed after signing (their own checks refuse them first)."""
+    key = Ed25519PrivateKey.from_private_bytes(i.to_bytes(32, "little"))
+    record = NodeRecord(node_id=node_id_of(key.public_key()), version=int(time.time() * 1000), role=role,
+                        addrs=(f"127.9.{i // 250 % 250}.{i % 250}:4000",))
+    return {**record.signed(key).to_wire(), **tampered}
 
 
 async def test_bad_or_flooding_records_neither_crash_nor_blind_a_node(tmp_path: Path, honest: MeshNode) -> None:
     agent = honest.child_pid("mesh_node")
+    honest_id = honest.node_status().node_id
     endpoint, conn = await attacker(tmp_path, honest)
     try:
         reply = await gossip(conn, [forged(1, addrs=["evil-no-port"])])
-        assert isinstance(reply["records"], list)
-        await gossip(conn, [forged(2, splits={MODEL: [[f"{2:032x}", 2 ** 40]]})])
+        honest_record = next(r for r in reply["records"] if r["node_id"] == honest_id)
+        await gossip(conn, [forged(2, splits={MODEL: [[honest_id, 2 ** 40]]})])
         await gossip(conn, [forged(3, demand={MODEL: -5})])
+        # The honest node's own record, forged: evicted for good, a better offer, a higher version.
+        for change in ({"state": "left", "version": 2 ** 62}, {"vram_bytes": 1 << 50}, {"version": 2 ** 40}):
+            await gossip(conn, [{**honest_record, **change}])
         # A flood of well-formed records: kept to the cap, in pieces no bigger than a frame.
         for start in range(100, 3100, 500):
             await gossip(conn, [forged(i, role="client") for i in range(start, start + 500)])
+        deadline = time.monotonic() + 20
+        while len(honest.node_status().peers) < 2000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)  # the node checks 500 signatures a batch, as they arrive
         reply = await gossip(conn, [])
         assert len(reply["records"]) <= 512
     finally:
         endpoint.close()
     status = honest.node_status()
-    assert 2000 <= len(status.peers) < 2048 and not any(p.node_id == f"{1:032x}" for p in status.peers)
+    assert 2000 <= len(status.peers) < 2048
+    assert not any(p.role == "node" for p in status.peers)  # none of the bad ones (they were nodes) got in
+    assert status.node_state == "serving" and status.my_vram_gb < 1 << 20
     assert honest.child_pid("mesh_node") == agent  # the node agent never restarted
     assert len(greedy(honest.api, MODEL, 4)) == 3
     assert "Traceback" not in honest.log()

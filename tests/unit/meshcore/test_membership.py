@@ -1,5 +1,11 @@
-import pytest
+import time
+from dataclasses import replace
 
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import given, settings, strategies as st
+
+from meshcore.identity import node_id_of
 from meshcore.membership import ALIVE, DEAD, LEFT, Membership, NodeRecord, RecordError, newer
 
 
@@ -69,13 +75,57 @@ def test_absurd_records_are_refused(data: object) -> None:
         NodeRecord.from_wire(data)
 
 
-A, B = "a" * 32, "0123456789abcdef" * 2
+KEY_A, KEY_B = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+A, B = node_id_of(KEY_A.public_key()), node_id_of(KEY_B.public_key())
 
 
 def test_wire_round_trip() -> None:
     r = rec(A, 3, addrs=("1.2.3.4:5", "[fd00::2]:7000"), serving=("m",), demand={"m": 4}, rtt_ms={B: 1.5},
-            role="client", splits={"m": [[A, 2], [B, 1]]})
+            role="client", splits={"m": [[A, 2], [B, 1]]}).signed(KEY_A)
     assert NodeRecord.from_wire(r.to_wire()) == r
+
+
+def test_records_are_their_owners_word() -> None:
+    """No member can forge, raise or retire another node's record; it may only say it is dead."""
+    honest = rec(A, 3, serving=("m",)).signed(KEY_A)
+    forgeries = [
+        rec(A, 3, serving=("m",)).signed(KEY_B),                     # someone else's key
+        replace(honest, version=2 ** 62),                            # a higher version
+        replace(honest, vram_bytes=1 << 50, serving=("m", "all")),    # a better offer
+        replace(honest, state=LEFT),                                 # evicted for good
+        replace(honest, sig=b"\0" * 64),
+        rec(A, int(time.time() * 1000) + 10 ** 9).signed(KEY_A),     # signed, but days ahead of the clock
+    ]
+    for bad in forgeries:
+        with pytest.raises(RecordError):
+            NodeRecord.from_wire(bad.to_wire())
+    dead = replace(honest, state=DEAD)                                # an opinion: allowed
+    assert NodeRecord.from_wire(dead.to_wire()).state == DEAD
+    left = rec(A, 4, state=LEFT).signed(KEY_A)                        # the owner leaving: allowed
+    assert NodeRecord.from_wire(left.to_wire()).state == LEFT
+
+
+def test_the_owner_signs_every_change() -> None:
+    m = Membership(rec(A, 1), sign=lambda r: r.signed(KEY_A))
+    assert m.own.verified()
+    assert m.update_own(serving=("x",)).verified()
+    refuted = m.merge([replace(m.own, state=DEAD)])
+    assert refuted[0].verified() and refuted[0].state == ALIVE
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["node_id", "version", "addrs", "role", "vram_bytes", "models_on_disk",
+                                        "serving", "demand", "rtt_ms", "state", "splits", "key", "sig", "x"]),
+                       st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40)
+                                    | st.binary(max_size=70),
+                                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c,
+                                                                                          max_size=4),
+                                    max_leaves=10)))
+def test_any_decoded_value_gives_a_record_or_record_error(data: dict) -> None:
+    try:
+        NodeRecord.from_wire(data)
+    except RecordError:
+        pass
 
 
 @pytest.mark.parametrize("bad", [

@@ -20,6 +20,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from meshcore.ids import MeshId, NodeId
 
 
+def public_bytes(private_key: Ed25519PrivateKey) -> bytes:
+    return private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
 def node_id_of(public_key: Ed25519PublicKey) -> NodeId:
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return NodeId(hashlib.sha256(raw).hexdigest()[:32])
@@ -35,8 +39,7 @@ class Identity:
 
     @property
     def public_bytes(self) -> bytes:
-        return self.private_key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return public_bytes(self.private_key)
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ class MeshMember:
                  on_rekey: Callable[[MeshSecret], None] = lambda m: None) -> None:
         self.identity = identity
         self.mesh = mesh
-        self.membership = Membership(record)
+        self.membership = Membership(record, sign=lambda r: r.signed(identity.private_key))
         self.endpoint = MeshEndpoint(identity, lambda: self.mesh, self._on_admitted, self._on_closed)
         self.endpoint.handlers[Kind.GOSSIP] = self._serve_gossip
         self.endpoint.handlers[Kind.CONTROL] = self._serve_control

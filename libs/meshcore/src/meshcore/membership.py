@@ -1,8 +1,13 @@
 """Mesh membership, pure: versioned node records and how they merge.
 
-Each node owns one record and is the only one that raises its version. Others
-may mark it `dead` (failure detector) at the version they know; the owner, on
-hearing that, refutes by raising its version. A clean shutdown publishes `left`.
+Each node owns one record and is the only one that raises its version. Records
+are signed by their owner (Ed25519; the record carries the public key, whose hash
+is the node id) and checked when they arrive from the wire: no member can forge,
+raise or retire another node's record. Others may only mark a record `dead`
+(failure detector) at the version they know — the signature covers the record as
+`alive` — and the owner, on hearing that, refutes by raising its version. A clean
+shutdown publishes `left`, signed by the owner. Versions are wall-clock
+milliseconds; one more than a day ahead of this node's clock is refused.
 Merge rule: higher version wins; at equal version, dead/left beats alive. A new
 incarnation starts at max(last + 1, wall-clock ms), so a restarted node's record
 is always newer than the dead one peers remember.
@@ -15,7 +20,9 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
+
+import msgpack
 
 from meshcore.ids import NodeId
 
@@ -30,6 +37,7 @@ MAX_RECORDS_PER_EXCHANGE = 512  # records sent in one gossip reply (the rest fol
 EXPIRE_S = 3600.0             # a dead or left record is forgotten this long after it last changed
 MAX_TOMBSTONES = 4096
 _NODE_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_CLOCK_AHEAD_S = 86400.0
 
 
 class RecordError(ValueError):
@@ -51,12 +59,33 @@ class NodeRecord:
     state: str = ALIVE
     mesh_name: str = ""
     splits: dict[str, list] = field(default_factory=dict)  # model -> [[node_id, layers], ...] it hosts
+    key: bytes = b""                         # the owner's Ed25519 public key (node id = its hash)
+    sig: bytes = b""                         # the owner's signature of signing_bytes()
 
     def to_wire(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("addrs", "models_on_disk", "serving"):
             data[key] = list(data[key])
         return data
+
+    def signing_bytes(self) -> bytes:
+        """What the owner signs: every field but the signature, with the state as the
+        owner set it (a `dead` mark is another node's opinion of an `alive` record)."""
+        owner_state = ALIVE if self.state == DEAD else self.state
+        return msgpack.packb(["mesh-llm record v1", self.node_id, self.version, list(self.addrs), self.role,
+                              self.vram_bytes, list(self.models_on_disk), list(self.serving),
+                              sorted(self.demand.items()), sorted(self.rtt_ms.items()), self.app_version,
+                              owner_state, self.mesh_name, sorted(self.splits.items()), self.key])
+
+    def signed(self, private_key: Any) -> "NodeRecord":
+        from meshcore.identity import public_bytes
+        record = replace(self, key=public_bytes(private_key))
+        return replace(record, sig=private_key.sign(record.signing_bytes()))
+
+    def verified(self) -> bool:
+        from meshcore import admission
+        return admission.key_matches(self.node_id, self.key) and \
+            admission.verify(self.key, self.sig, self.signing_bytes())
 
     @staticmethod
     def from_wire(data: Any) -> "NodeRecord":
@@ -71,11 +100,15 @@ class NodeRecord:
                 rtt_ms=_counts(data.get("rtt_ms", {}), float, MAX_RTT_MS),
                 app_version=_str(data.get("app_version", ""), 64),
                 state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128),
-                splits=_splits(data.get("splits", {})))
+                splits=_splits(data.get("splits", {})), key=_bytes(data.get("key"), 32), sig=_bytes(data.get("sig"), 64))
         except KeyError as exc:
             raise RecordError(f"record has no {exc.args[0]}") from exc
         if record.state not in STATE_RANK or record.role not in ROLES:
             raise RecordError(f"record has state {record.state!r} / role {record.role!r}")
+        if record.version > (time.time() + MAX_CLOCK_AHEAD_S) * 1000:
+            raise RecordError("record version is far in the future")
+        if not record.verified():
+            raise RecordError(f"record of node {record.node_id[:12]} is not signed by that node's key")
         return record
 
 
@@ -88,6 +121,12 @@ def _str(value: Any, limit: int) -> str:
 def _int(value: Any, limit: int = 1 << 63) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
         raise RecordError("a number field is not a non-negative integer in range")
+    return value
+
+
+def _bytes(value: Any, size: int) -> bytes:
+    if not isinstance(value, bytes) or len(value) != size:
+        raise RecordError("a key or signature is missing or the wrong size")
     return value
 
 
@@ -160,9 +199,12 @@ def next_version(last: int = 0) -> int:
 class Membership:
     """The records this node knows, its own included."""
 
-    def __init__(self, me: NodeRecord) -> None:
+    def __init__(self, me: NodeRecord, sign: Callable[[NodeRecord], NodeRecord] = lambda r: r) -> None:
+        """`sign`: signs this node's own record each time it changes (MeshMember passes
+        its identity's key; pure tests leave records unsigned)."""
         self.me = me.node_id
-        self.records: dict[NodeId, NodeRecord] = {me.node_id: me}
+        self.sign = sign
+        self.records: dict[NodeId, NodeRecord] = {me.node_id: sign(me)}
         self.changed_at: dict[NodeId, float] = {}       # monotonic time a peer's record last changed here
         self.tombstones: dict[NodeId, int] = {}        # expired records: id -> version (never taken back)
 
@@ -172,12 +214,12 @@ class Membership:
 
     def copy(self) -> "Membership":
         """An independent copy (records are immutable; the maps are not shared)."""
-        view = Membership(self.own)
+        view = Membership(self.own, self.sign)
         view.records, view.changed_at, view.tombstones = dict(self.records), dict(self.changed_at), dict(self.tombstones)
         return view
 
     def update_own(self, **changes: Any) -> NodeRecord:
-        record = replace(self.own, version=next_version(self.own.version), **changes)
+        record = self.sign(replace(self.own, version=next_version(self.own.version), **changes))
         self.records[self.me] = record
         return record
 
