@@ -92,15 +92,15 @@ def test_records_are_their_owners_word() -> None:
         rec(A, 3, serving=("m",)).signed(KEY_B),                     # someone else's key
         replace(honest, version=2 ** 62),                            # a higher version
         replace(honest, vram_bytes=1 << 50, serving=("m", "all")),    # a better offer
-        replace(honest, state=LEFT),                                 # evicted for good
+        replace(honest, state=LEFT, version=2 ** 62),                # evicted for good
         replace(honest, sig=b"\0" * 64),
         rec(A, int(time.time() * 1000) + 10 ** 9).signed(KEY_A),     # signed, but days ahead of the clock
     ]
     for bad in forgeries:
         with pytest.raises(RecordError):
             NodeRecord.from_wire(bad.to_wire())
-    dead = replace(honest, state=DEAD)                                # an opinion: allowed
-    assert NodeRecord.from_wire(dead.to_wire()).state == DEAD
+    for opinion in (DEAD, LEFT):                                      # opinions at the known version: allowed
+        assert NodeRecord.from_wire(replace(honest, state=opinion).to_wire()).state == opinion
     left = rec(A, 4, state=LEFT).signed(KEY_A)                        # the owner leaving: allowed
     assert NodeRecord.from_wire(left.to_wire()).state == LEFT
 

@@ -49,8 +49,9 @@ def test_identity_and_secret_are_created_once_and_private(tmp_path: Path) -> Non
     first = load_or_create_identity(tmp_path)
     again = load_or_create_identity(tmp_path)
     assert first.node_id == again.node_id and len(first.node_id) == 32
-    mesh = load_or_create_mesh_secret(tmp_path)
-    assert load_or_create_mesh_secret(tmp_path) == mesh
+    mesh = load_or_create_mesh_secret(tmp_path, "o" * 32)
+    assert mesh.owner == "o" * 32 and mesh.epoch == 0
+    assert load_or_create_mesh_secret(tmp_path, "p" * 32) == mesh
     for name in ("identity.key", "mesh.json"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
 

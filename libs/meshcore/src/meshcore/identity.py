@@ -45,11 +45,16 @@ class Identity:
 @dataclass(frozen=True)
 class MeshSecret:
     mesh_id: MeshId
-    secret: bytes  # 32 random bytes
+    secret: bytes                # 32 random bytes
+    owner: NodeId = NodeId("")   # the node that created the mesh: the only one that may rotate its key
+    epoch: int = 0               # raised by each rotate-key; a node keeps the newest it has seen
 
     @staticmethod
-    def new() -> "MeshSecret":
-        return MeshSecret(MeshId(secrets.token_hex(16)), secrets.token_bytes(32))
+    def new(owner: NodeId = NodeId("")) -> "MeshSecret":
+        return MeshSecret(MeshId(secrets.token_hex(16)), secrets.token_bytes(32), owner)
+
+    def rotated(self) -> "MeshSecret":
+        return MeshSecret(self.mesh_id, secrets.token_bytes(32), self.owner, self.epoch + 1)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -79,17 +84,21 @@ def load_mesh_secret(home: Path) -> MeshSecret | None:
     if not path.exists():
         return None
     data = json.loads(path.read_text())
-    return MeshSecret(MeshId(data["mesh_id"]), bytes.fromhex(data["secret"]))
+    return MeshSecret(MeshId(data["mesh_id"]), bytes.fromhex(data["secret"]), NodeId(data.get("owner", "")),
+                      int(data.get("epoch", 0)))
 
 
 def save_mesh_secret(home: Path, mesh: MeshSecret) -> None:
-    _write_private(home / "mesh.json",
-                   json.dumps({"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex()}).encode())
+    _write_private(home / "mesh.json", json.dumps({"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex(),
+                                                   "owner": mesh.owner, "epoch": mesh.epoch}).encode())
 
 
-def load_or_create_mesh_secret(home: Path) -> MeshSecret:
+def load_or_create_mesh_secret(home: Path, owner: NodeId) -> MeshSecret:
+    """The mesh this node was last in (so a member restarted without --join is taken
+    back by its peers), or a new one that `owner` (this node) owns. A mesh.json from
+    before owners existed keeps no owner: nobody may rotate that mesh's key."""
     mesh = load_mesh_secret(home)
     if mesh is None:
-        mesh = MeshSecret.new()
+        mesh = MeshSecret.new(owner)
         save_mesh_secret(home, mesh)
     return mesh

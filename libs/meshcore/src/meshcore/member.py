@@ -25,8 +25,9 @@ import time
 from typing import Any, Awaitable, Callable
 
 from meshcore.changes import Changes
+from meshcore.errors import ConfigError
 from meshcore.identity import Identity, MeshSecret
-from meshcore.ids import MeshId, NodeId
+from meshcore.ids import NodeId
 from meshcore.membership import (ALIVE, DEAD, LEFT, MAX_RECORDS_PER_EXCHANGE, Membership, NodeRecord,
                                  RecordError)
 from meshcore.transport import AdmissionRefused, MeshConnection, MeshEndpoint
@@ -312,39 +313,79 @@ class MeshMember:
             writer.write(encode_frame({"t": "ack", "ok": ok}))
         elif kind == "leave":
             self._apply(parse_records([message.get("record")]))
-        elif kind == "rekey" and isinstance(message.get("secret"), bytes) and len(message["secret"]) == 32 \
-                and isinstance(message.get("mesh_id"), str):
-            self.mesh = MeshSecret(MeshId(message["mesh_id"]), message["secret"])
-            self.on_rekey(self.mesh)
-            log.info("the mesh secret was rotated by %s", (conn.peer_id or "?")[:12])
-            writer.write(encode_frame({"t": "ok"}))
+        elif kind == "rekey":
+            why = self._rekey_refusal(conn, message)
+            if why:
+                log.warning("refused a new mesh key from node %s: %s", (conn.peer_id or "?")[:12], why)
+                writer.write(encode_frame({"t": "refused", "why": why}))
+            else:
+                self.mesh = MeshSecret(self.mesh.mesh_id, message["secret"], self.mesh.owner, message["epoch"])
+                self.on_rekey(self.mesh)
+                log.info("the mesh owner %s rotated the mesh key (epoch %d): reconnecting to every member",
+                         self.mesh.owner[:12], self.mesh.epoch)
+                writer.write(encode_frame({"t": "ok"}))
+                self._reconnect_all("the mesh key was rotated", keep=conn)  # the owner closes that one
         else:
             raise FrameError(f"unknown control message {kind!r}")
         writer.write_eof()
 
-    async def _tell_all(self, message: dict[str, Any], timeout: float = 2.0) -> int:
+    async def _tell_all(self, message: dict[str, Any], timeout: float = 2.0,
+                        skip: set[NodeId] | frozenset = frozenset()) -> int:
         async def tell(conn: MeshConnection) -> bool:
             reader, writer = await conn.open_stream(Kind.CONTROL, message)
             writer.write_eof()
-            with contextlib.suppress(FrameError):
-                await read_frame(reader)
-            return True
-        conns = [c for c in self.conns.values() if not c._closed.is_set()]
+            try:
+                reply = await read_frame(reader)
+            except FrameError:
+                return True  # no answer expected (leave)
+            return reply.get("t") == "ok"
+        conns = [c for nid, c in self.conns.items() if not c._closed.is_set() and nid not in skip]
         async with asyncio.timeout(timeout):
             results = await asyncio.gather(*(self._quietly(tell(c)) for c in conns))
         return sum(1 for r in results if r)
 
-    async def rotate_secret(self) -> int:
-        """A new secret for the whole mesh: tell every member, then use it.
-        Returns how many members confirmed."""
-        new = MeshSecret(self.mesh.mesh_id, MeshSecret.new().secret)
-        for record in self.membership.alive_peers(role="node"):
-            with contextlib.suppress(ConnectionError, OSError, TimeoutError, AdmissionRefused):
-                await self.connection(record.node_id)
-        told = await self._tell_all({"t": "rekey", "mesh_id": new.mesh_id, "secret": new.secret})
+    def _rekey_refusal(self, conn: MeshConnection, message: dict[str, Any]) -> str:
+        """Why a rekey message is not taken ("" if it is): only the mesh's owner (its
+        id is bound to its key at admission) may send one, for this mesh, newer."""
+        secret, epoch = message.get("secret"), message.get("epoch")
+        if not self.mesh.owner or conn.peer_id != self.mesh.owner:
+            return "only the mesh's owner may rotate its key"
+        if message.get("mesh_id") != self.mesh.mesh_id or not (isinstance(secret, bytes) and len(secret) == 32):
+            return "malformed"
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch <= self.mesh.epoch:
+            return f"not newer than this node's key (epoch {self.mesh.epoch})"
+        return ""
+
+    def _reconnect_all(self, why: str, keep: MeshConnection | None = None) -> None:
+        """Close every connection (but `keep`): each is admitted again with the current
+        key, so a member that was not given the new key (--exclude) is out."""
+        for conn in list(self.endpoint.connections):
+            if conn is not keep:
+                conn.cut(why)
+        for nid, conn in list(self.conns.items()):
+            if conn is not keep:
+                del self.conns[nid]
+
+    async def rotate_secret(self, exclude: set[NodeId] | frozenset = frozenset()) -> int:
+        """A new key for the whole mesh: tell every member but `exclude`, use it, then
+        close every connection so that all are admitted again with it (revocation).
+        Only the mesh's owner may. Returns how many members confirmed."""
+        if self.mesh.owner != self.node_id:
+            raise ConfigError("only the mesh's owner can rotate its key"
+                              + (f": run rotate-key on node {self.mesh.owner[:12]}" if self.mesh.owner else
+                                 " (this mesh was created before owners existed: start a new one)"))
+        new = self.mesh.rotated()
+        for record in self.membership.alive_peers():
+            if record.node_id not in exclude:
+                with contextlib.suppress(ConnectionError, OSError, TimeoutError, AdmissionRefused):
+                    await self.connection(record.node_id)
+        told = await self._tell_all({"t": "rekey", "mesh_id": new.mesh_id, "secret": new.secret,
+                                     "epoch": new.epoch}, skip=exclude)
         self.mesh = new
         self.on_rekey(new)
-        log.info("rotated the mesh secret; told %d members", told)
+        self._reconnect_all("the mesh key was rotated")
+        log.info("rotated the mesh key (epoch %d); told %d members%s", new.epoch, told,
+                 f"; left out {', '.join(n[:12] for n in exclude)}" if exclude else "")
         return told
 
     async def leave(self) -> None:
@@ -369,12 +410,17 @@ def significant_change(old: dict[str, float], new: dict[str, float]) -> bool:
 
 
 def parse_records(value: Any) -> list[NodeRecord]:
+    """The valid records of a gossip message; a bad one is dropped alone (one record
+    never stops the others), and said in the debug log."""
     if not isinstance(value, list) or len(value) > 10000:
         raise FrameError("gossip records are not a list")
-    try:
-        return [NodeRecord.from_wire(v) for v in value]
-    except RecordError as exc:
-        raise FrameError(f"bad gossip record: {exc}") from exc
+    records = []
+    for item in value:
+        try:
+            records.append(NodeRecord.from_wire(item))
+        except RecordError as exc:
+            log.debug("dropped a gossiped record: %s", exc)
+    return records
 
 
 def parse_digest(value: Any) -> dict[str, list[int]]:

@@ -2,11 +2,11 @@
 
 Each node owns one record and is the only one that raises its version. Records
 are signed by their owner (Ed25519; the record carries the public key, whose hash
-is the node id) and checked when they arrive from the wire: no member can forge,
-raise or retire another node's record. Others may only mark a record `dead`
-(failure detector) at the version they know — the signature covers the record as
-`alive` — and the owner, on hearing that, refutes by raising its version. A clean
-shutdown publishes `left`, signed by the owner. Versions are wall-clock
+is the node id) and checked when they arrive from the wire: no member can forge or
+raise another node's record. Others may only mark a record `dead` (failure
+detector) or `left` (a client that disconnected) at the version they know — the
+signature covers it as `alive` — and the owner, on hearing that, refutes by raising
+its version. A clean shutdown publishes `left`, signed by the owner. Versions are wall-clock
 milliseconds; one more than a day ahead of this node's clock is refused.
 Merge rule: higher version wins; at equal version, dead/left beats alive. A new
 incarnation starts at max(last + 1, wall-clock ms), so a restarted node's record
@@ -68,10 +68,9 @@ class NodeRecord:
             data[key] = list(data[key])
         return data
 
-    def signing_bytes(self) -> bytes:
-        """What the owner signs: every field but the signature, with the state as the
-        owner set it (a `dead` mark is another node's opinion of an `alive` record)."""
-        owner_state = ALIVE if self.state == DEAD else self.state
+    def signing_bytes(self, state: str | None = None) -> bytes:
+        """What the owner signs: every field but the signature, with its own state."""
+        owner_state = self.state if state is None else state
         return msgpack.packb(["mesh-llm record v1", self.node_id, self.version, list(self.addrs), self.role,
                               self.vram_bytes, list(self.models_on_disk), list(self.serving),
                               sorted(self.demand.items()), sorted(self.rtt_ms.items()), self.app_version,
@@ -83,9 +82,14 @@ class NodeRecord:
         return replace(record, sig=private_key.sign(record.signing_bytes()))
 
     def verified(self) -> bool:
+        """Signed by the key whose hash is the node id, as it is, or as `alive` when
+        another node marked it dead or left (an opinion about a known version, which the
+        owner refutes by raising its version)."""
         from meshcore import admission
-        return admission.key_matches(self.node_id, self.key) and \
-            admission.verify(self.key, self.sig, self.signing_bytes())
+        if not admission.key_matches(self.node_id, self.key):
+            return False
+        return admission.verify(self.key, self.sig, self.signing_bytes()) or (
+            self.state != ALIVE and admission.verify(self.key, self.sig, self.signing_bytes(ALIVE)))
 
     @staticmethod
     def from_wire(data: Any) -> "NodeRecord":

@@ -164,6 +164,11 @@ class MeshEndpoint:
                 await conn.wait_connected()
                 await self._admit_as_dialer(conn)
         except BaseException:
+            # aioquic's wait_connected() awaits a shielded future that gets ConnectionError
+            # when the connection ends; a dial that gave up first never retrieves it.
+            waiter = conn._connected_waiter
+            if waiter is not None:
+                waiter.add_done_callback(lambda f: f.cancelled() or f.exception())
             conn.close()
             self.connections.discard(conn)
             raise

@@ -67,8 +67,12 @@ def run_command(argv: list[str]) -> int:
     find.add_argument("--directory")
     find.add_argument("--json", action="store_true")
     find.add_argument("--auto", action="store_true", help="print the mesh --auto would join, and why")
-    rotate = sub.add_parser("rotate-key", help="replace the mesh secret; old invite tokens stop working")
+    rotate = sub.add_parser("rotate-key", help="replace the mesh secret (on the mesh's owner, the node that "
+                                               "created it): every member is admitted again with it, old invite "
+                                               "tokens stop working")
     rotate.add_argument("--home", default=str(default_home()))
+    rotate.add_argument("--exclude", action="append", default=[], metavar="NODE",
+                        help="leave this node out (its id, or 6+ digits of it); may repeat")
     drop = sub.add_parser("drop", help="stop serving a model on the running node")
     drop.add_argument("model")
     drop.add_argument("--home", default=str(default_home()))
@@ -79,8 +83,9 @@ def run_command(argv: list[str]) -> int:
     with channel:
         try:
             if args.command == "rotate-key":
-                reply = stub.RotateKey(pb.RotateKeyRequest(), timeout=30)
-                print(f"mesh-llm: new mesh secret shared with {reply.members_told} members; "
+                reply = stub.RotateKey(pb.RotateKeyRequest(exclude=args.exclude), timeout=30)
+                left_out = f", {len(args.exclude)} left out" if args.exclude else ""
+                print(f"mesh-llm: new mesh secret shared with {reply.members_told} members{left_out}; "
                       f"old invite tokens no longer work. New token:", file=sys.stderr)
                 print(reply.token)
             else:

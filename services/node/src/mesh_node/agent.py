@@ -17,7 +17,9 @@ from meshcore.api import node_pb2_grpc
 from meshcore.config import NodeConfig
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
-from meshcore.identity import MeshSecret, load_or_create_identity, load_or_create_mesh_secret, save_mesh_secret
+from meshcore.identity import (MeshSecret, load_mesh_secret, load_or_create_identity, load_or_create_mesh_secret,
+                               save_mesh_secret)
+from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version
 from meshcore.models import model_id_of
@@ -51,17 +53,23 @@ async def start_grpc(home: Home, service: NodeAgentService) -> grpc.aio.Server:
     return server
 
 
-def mesh_to_use(home: Home, join: tuple[str, ...]) -> tuple[MeshSecret, list[InviteToken]]:
-    """The mesh secret: the joined mesh's (from the tokens) or this node's own."""
+def mesh_to_use(home: Home, join: tuple[str, ...], me: NodeId) -> tuple[MeshSecret, list[InviteToken]]:
+    """The mesh secret: the joined mesh's (from the tokens) or this node's own. A key
+    this node already holds for the same mesh at a newer epoch (rotated while it was a
+    member) wins over the --join token it was first started with."""
     try:
         tokens = [InviteToken.decode(t) for t in join]
     except TokenError as exc:
         raise ConfigError(str(exc)) from exc
     if not tokens:
-        return load_or_create_mesh_secret(home.root), []
+        return load_or_create_mesh_secret(home.root, me), []
     if len({(t.mesh_id, t.secret) for t in tokens}) > 1:
         raise ConfigError("the --join tokens belong to different meshes (or to one before and after rotate-key)")
-    mesh = MeshSecret(tokens[0].mesh_id, tokens[0].secret)
+    mesh = tokens[0].mesh
+    saved = load_mesh_secret(home.root)
+    if saved is not None and saved.mesh_id == mesh.mesh_id and saved.epoch > mesh.epoch:
+        log.info("the mesh key was rotated since this --join token was made: using the newer key this node has")
+        return saved, tokens
     save_mesh_secret(home.root, mesh)
     return mesh, tokens
 
@@ -108,7 +116,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     here at once), then stop the models."""
     home = Home(Path(config.home)).ensure()
     identity = load_or_create_identity(home.root)
-    mesh, tokens = mesh_to_use(home, config.join)
+    mesh, tokens = mesh_to_use(home, config.join, identity.node_id)
     bin_dir = llama_bin_dir(config.llama_bin_dir)
     vram, source = offered_memory_bytes(config.max_vram_gb, config.device)
     paths = [Path(p) for p in config.models]

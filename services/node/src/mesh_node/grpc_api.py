@@ -9,7 +9,8 @@ import grpc
 
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
-from meshcore.ids import ModelId
+from meshcore.errors import ConfigError
+from meshcore.ids import ModelId, NodeId
 
 from mesh_node.state import NodeState
 
@@ -37,7 +38,19 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
         return self.state.routes()
 
     async def RotateKey(self, request: pb.RotateKeyRequest, context: grpc.aio.ServicerContext) -> pb.RotateKeyReply:
-        told = await self.link.rotate_secret()
+        known = list(self.link.member.membership.records)
+        exclude = set()
+        for prefix in request.exclude:
+            matches = [n for n in known if n.startswith(prefix.lower())] if len(prefix) >= 6 else []
+            if len(matches) != 1:
+                await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                    f"--exclude {prefix!r} names {'no' if not matches else 'more than one'} node of "
+                                    "this mesh (give 6 or more digits of its id)")
+            exclude.add(NodeId(matches[0]))
+        try:
+            told = await self.link.rotate_secret(exclude)
+        except ConfigError as exc:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(exc))
         return pb.RotateKeyReply(token=self.state.token, members_told=told)
 
     async def DropModel(self, request: pb.DropModelRequest, context: grpc.aio.ServicerContext) -> pb.DropModelReply:

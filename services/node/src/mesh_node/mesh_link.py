@@ -64,7 +64,8 @@ class MeshLink:
 
     def refresh_token(self) -> None:
         mesh = self.member.mesh
-        token = InviteToken(mesh.mesh_id, mesh.secret, tuple(advertised_addresses(self.port)), self.member.node_id)
+        token = InviteToken(mesh.mesh_id, mesh.secret, tuple(advertised_addresses(self.port)), self.member.node_id,
+                            mesh.owner, mesh.epoch)
         self.state.set_identity(mesh.mesh_id, token.encode())
 
     async def watch_addresses(self) -> None:
@@ -78,8 +79,8 @@ class MeshLink:
                 self.member.publish(addrs=addrs)
                 self.refresh_token()
 
-    async def rotate_secret(self) -> int:
-        return await self.member.rotate_secret()
+    async def rotate_secret(self, exclude: set[NodeId] = frozenset()) -> int:  # type: ignore[assignment]
+        return await self.member.rotate_secret(exclude)
 
     def report_demand(self, requests: dict[str, int]) -> None:
         if requests != self.member.membership.own.demand:
@@ -97,7 +98,7 @@ class MeshLink:
 
     async def switch_mesh(self, token: InviteToken) -> None:
         """Leave a mesh this node is alone in and join another one (buddy mode)."""
-        self.member.mesh = MeshSecret(token.mesh_id, token.secret)
+        self.member.mesh = token.mesh
         self._save_secret(self.member.mesh)
         await self.join([token])
         self.member.changes.bump()

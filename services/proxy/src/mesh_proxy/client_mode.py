@@ -21,7 +21,7 @@ from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
-from meshcore.identity import MeshSecret, load_or_create_identity, save_mesh_secret
+from meshcore.identity import load_or_create_identity, save_mesh_secret
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version
 from meshcore.token import InviteToken
@@ -40,7 +40,7 @@ class MeshClient:
         self.home = home.ensure()
         self.tokens = tokens
         self.router = router
-        mesh = MeshSecret(tokens[0].mesh_id, tokens[0].secret)
+        mesh = tokens[0].mesh
         save_mesh_secret(home.root, mesh)
         identity = load_or_create_identity(home.root)
         record = NodeRecord(node_id=identity.node_id, version=next_version(), role="client", app_version=__version__)

@@ -25,8 +25,10 @@ MODEL_STATE_WORKER: ModelState
 MODEL_STATE_STANDBY: ModelState
 
 class RotateKeyRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("exclude",)
+    EXCLUDE_FIELD_NUMBER: _ClassVar[int]
+    exclude: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, exclude: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RotateKeyReply(_message.Message):
     __slots__ = ("token", "members_told")
