@@ -53,3 +53,18 @@ def test_tampered_byte_changes_or_breaks_the_token() -> None:
     except TokenError:
         return
     assert decoded != GOOD
+
+
+def test_owner_and_epoch_round_trip_and_old_tokens_still_decode() -> None:
+    owned = InviteToken("a" * 32, b"s" * 32, ("10.0.0.2:4000",), "b" * 32, "c" * 32, 3)
+    assert InviteToken.decode(owned.encode()) == owned
+    assert owned.mesh.owner == "c" * 32 and owned.mesh.epoch == 3
+    old = pack({"v": 1, "mesh_id": "a" * 32, "secret": b"s" * 32, "addrs": ["10.0.0.2:4000"], "node_id": "b" * 32})
+    assert InviteToken.decode(old).owner == "" and InviteToken.decode(old).epoch == 0
+
+
+@pytest.mark.parametrize("bad", [{"owner": "x"}, {"owner": 5}, {"epoch": -1}, {"epoch": True}, {"epoch": "1"}])
+def test_a_bad_owner_or_epoch_is_refused(bad: dict) -> None:
+    data = {"v": 1, "mesh_id": "a" * 32, "secret": b"s" * 32, "addrs": ["10.0.0.2:4000"], "node_id": "b" * 32, **bad}
+    with pytest.raises(TokenError):
+        InviteToken.decode(pack(data))

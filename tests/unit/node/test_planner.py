@@ -109,3 +109,12 @@ def test_offload_args_alone_is_plain() -> None:
     from mesh_node.model_runner import offload_args
 
     assert offload_args((8,), gpu=False) == [] and offload_args((8,), gpu=True) == []
+
+
+def test_a_plan_whose_host_is_no_longer_elected_is_replaced() -> None:
+    """Two nodes planned before gossip converged: the one that is not elected yields."""
+    early = plan_model([node("b", 1.2, rtt={"c": 1.0}), node("c", 1)], M, int(1.5 * GIB))
+    assert early.host == "b"
+    converged = [node("a", 1.2, rtt={"b": 1.0, "c": 2.0}), node("b", 1.2, rtt={"c": 1.0}), node("c", 1)]
+    replanned = keep_or_replan(early, converged, M, int(1.5 * GIB))
+    assert replanned.host == "a"

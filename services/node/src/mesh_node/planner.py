@@ -82,9 +82,13 @@ def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force
 
 def keep_or_replan(current: Plan | None, records: list[NodeRecord], model_id: str, model_bytes: int,
                    force_split: bool = False, ready: set[str] | None = None) -> Plan:
-    """Keep a working plan while all its members are alive; otherwise plan anew."""
+    """Keep a working plan while all its members are alive and its host is still the
+    one every node elects (two nodes that planned before gossip converged both yield
+    to the elected host; memory and files change rarely, RTT never moves the host)."""
     alive = {r.node_id for r in records if r.state == ALIVE and r.role == "node"}
-    if current is not None and current.fits and current.host and set(current.members) <= alive:
+    elected = choose_host(records, model_id)
+    if current is not None and current.fits and current.host and set(current.members) <= alive \
+            and elected is not None and elected.node_id == current.host:
         if not (force_split and not current.workers):
             return current
         fresh = plan_model(records, model_id, model_bytes, force_split, ready)
