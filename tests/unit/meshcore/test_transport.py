@@ -124,3 +124,53 @@ def test_signatures_bind_the_listener_certificate() -> None:
     assert not admission.verify(lst.public_bytes, sig, admission.transcript("listener", *args, b"R" * 32))
     assert not admission.verify(lst.public_bytes, sig, admission.transcript("dialer", *args, b"L" * 32))
     assert admission.key_matches(lst.node_id, lst.public_bytes) and not admission.key_matches(d.node_id, lst.public_bytes)
+
+
+class Silent(MeshEndpoint):
+    """A dialer that connects (QUIC and TLS) and then says nothing at all."""
+
+    async def _admit_as_dialer(self, conn) -> None:  # noqa: ANN001
+        return None
+
+
+async def test_a_connection_that_never_asks_for_admission_is_closed(tmp_path: Path) -> None:
+    mesh = MeshSecret.new()
+    b = endpoint(tmp_path, "b", mesh)
+    b.admission_timeout_s = 0.5
+    (tmp_path / "silent").mkdir()
+    silent = Silent(load_or_create_identity(tmp_path / "silent"), lambda: mesh)
+    port = await b.listen("127.0.0.1", 0)
+    try:
+        conn = await silent.dial(f"127.0.0.1:{port}")
+        await asyncio.wait_for(conn.wait_closed(), 5)
+        assert "not admitted within" in conn.closed_reason
+        assert not b.connections
+    finally:
+        silent.close()
+        b.close()
+
+
+async def test_connections_per_address_and_streams_per_connection_are_capped(tmp_path: Path) -> None:
+    mesh = MeshSecret.new()
+    a, b = endpoint(tmp_path, "a", mesh), endpoint(tmp_path, "b", mesh)
+    b.max_connections_per_address, b.max_streams = 2, 3
+    stalled = asyncio.Event()
+
+    async def stall(conn, reader, writer) -> None:  # noqa: ANN001
+        await stalled.wait()
+
+    b.handlers[Kind.CONTROL] = stall
+    port = await b.listen("127.0.0.1", 0)
+    try:
+        first = await a.dial(f"127.0.0.1:{port}")
+        await a.dial(f"127.0.0.1:{port}")
+        with pytest.raises(AdmissionRefused):
+            await a.dial(f"127.0.0.1:{port}")
+        for _ in range(4):  # four stalled streams at once on one connection: over the cap of 3
+            _, writer = await first.open_stream(Kind.CONTROL, {"t": "x"})
+        await asyncio.wait_for(first.wait_closed(), 5)
+        assert "streams at once" in first.closed_reason
+    finally:
+        stalled.set()
+        a.close()
+        b.close()

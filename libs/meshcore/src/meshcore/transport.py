@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 ALPN = "mesh-llm/1"
 ADMISSION_TIMEOUT_S = 5.0
 IDLE_TIMEOUT_S = 30.0
+MAX_STREAMS_PER_CONNECTION = 4096   # streams served at once on one connection; more closes it
+MAX_CONNECTIONS_PER_ADDRESS = 64    # connections from one IP address being admitted or admitted
 ERROR_ADMISSION = 0x100
 ERROR_PROTOCOL = 0x101
 
@@ -66,10 +68,18 @@ class MeshConnection(QuicConnectionProtocol):
         paths = self._quic._network_paths
         return f"{paths[0].addr[0]}:{paths[0].addr[1]}" if paths else "?"
 
+    @property
+    def remote_ip(self) -> str:
+        paths = self._quic._network_paths
+        return str(paths[0].addr[0]) if paths else "?"
+
     def quic_event_received(self, event: events.QuicEvent) -> None:
         if isinstance(event, events.StreamDataReceived):
             reader = self._stream_readers.get(event.stream_id)
             if reader is None:
+                if len(self._tasks) >= self.endpoint.max_streams:
+                    self.refuse(ERROR_PROTOCOL, f"more than {self.endpoint.max_streams} streams at once")
+                    return
                 reader, writer = self._create_stream(event.stream_id)
                 self._spawn(self.endpoint._serve_stream(self, reader, writer))
             reader.feed_data(event.data)
@@ -127,6 +137,10 @@ class MeshEndpoint:
         self.server: QuicServer | None = None
         self.connections: set[MeshConnection] = set()
         self._certificate = self_signed_certificate(identity)
+        # Limits per connection and per address (attributes, so tests can lower them).
+        self.admission_timeout_s = ADMISSION_TIMEOUT_S  # a connection not admitted by then is closed
+        self.max_streams = MAX_STREAMS_PER_CONNECTION
+        self.max_connections_per_address = MAX_CONNECTIONS_PER_ADDRESS
 
     def _config(self, is_client: bool) -> QuicConfiguration:
         config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
@@ -143,7 +157,13 @@ class MeshEndpoint:
 
     def _track(self, conn: MeshConnection) -> MeshConnection:
         self.connections.add(conn)
+        if not conn.dialer:  # an incoming connection must be admitted in time, streams or not
+            asyncio.get_running_loop().call_later(self.admission_timeout_s, self._admission_deadline, conn)
         return conn
+
+    def _admission_deadline(self, conn: MeshConnection) -> None:
+        if not conn.admitted.is_set() and conn in self.connections:
+            conn.refuse(ERROR_ADMISSION, f"not admitted within {self.admission_timeout_s:.0f} s")
 
     def _on_closed(self, conn: MeshConnection) -> None:
         self.connections.discard(conn)
@@ -224,6 +244,9 @@ class MeshEndpoint:
                                  writer: asyncio.StreamWriter) -> None:
         mesh = self.mesh()
         me, my_key = self.identity.node_id, self.identity.public_bytes
+        same_address = sum(1 for c in self.connections if c is not conn and c.remote_ip == conn.remote_ip)
+        if same_address >= self.max_connections_per_address:
+            raise AdmissionRefused(f"{same_address} connections from {conn.remote_ip} already")
         hello = await read_frame(reader, MAX_HEADER_FRAME)
         peer, peer_nonce, peer_key = hello.get("node_id"), hello.get("nonce"), hello.get("key")
         if hello.get("t") != "hello" or not isinstance(peer, str) or len(peer) > 64 \
@@ -255,7 +278,7 @@ class MeshEndpoint:
     async def _serve_stream(self, conn: MeshConnection, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         try:
-            async with asyncio.timeout(ADMISSION_TIMEOUT_S if not conn.admitted.is_set() else None):
+            async with asyncio.timeout(self.admission_timeout_s if not conn.admitted.is_set() else None):
                 kind = await read_kind(reader)
                 if not conn.admitted.is_set():
                     if kind is not Kind.CONTROL or conn.dialer:
