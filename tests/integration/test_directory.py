@@ -14,11 +14,16 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshcore.directory_client import sign
+from meshcore.identity import node_id_of
+from meshcore.token import InviteToken
 from meshnode import free_port
 
 
+PLACEHOLDER_TOKEN = "haF2AadtZXNoX2lk2SA" + "A" * 40
+
+
 def listing(name: str = "alpha", **overrides: object) -> dict:
-    body = {"token": "haF2AadtZXNoX2lk2SA" + "A" * 40, "mesh_id": "ab" * 16, "name": name, "region": "eu",
+    body = {"token": PLACEHOLDER_TOKEN, "mesh_id": "ab" * 16, "name": name, "region": "eu",
             "models_served": ["Qwen2.5-3B-Instruct-Q4_K_M"], "models_wanted": ["Llama-3-70B"],
             "models_on_disk": ["Qwen2.5-3B-Instruct-Q4_K_M"], "total_vram_gb": 48.0, "node_count": 3,
             "client_count": 1, "max_clients": 0, "version": "0.1.0"}
@@ -27,6 +32,11 @@ def listing(name: str = "alpha", **overrides: object) -> dict:
 
 
 def publish_body(key: Ed25519PrivateKey, body: dict, now: float | None = None) -> dict:
+    """Signed as the node holding `key` publishes; the listing's placeholder token is
+    replaced by that node's own invite to the listed mesh (the directory checks it)."""
+    if body.get("token") == PLACEHOLDER_TOKEN:
+        body = {**body, "token": InviteToken(body["mesh_id"], b"s" * 32, ("127.0.0.1:4000",),
+                                             node_id_of(key.public_key())).encode()}
     return {"listing": body, **sign(key, body, "publish", now)}
 
 
@@ -153,3 +163,27 @@ def test_floods_get_429(tmp_path: Path) -> None:
 def test_openapi_document_is_served(directory: Directory) -> None:
     spec = httpx.get(f"{directory.url}/openapi.json").json()
     assert {"/v1/meshes", "/v1/meshes/{lid}", "/healthz"} <= set(spec["paths"])
+
+
+def test_a_listing_must_carry_its_publishers_own_token_for_that_mesh(directory: Directory) -> None:
+    key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    def token(mesh_id: str, issuer: Ed25519PrivateKey) -> str:
+        return InviteToken(mesh_id, b"s" * 32, ("127.0.0.1:4000",), node_id_of(issuer.public_key())).encode()
+    for bad in (token("cd" * 16, key),            # a token for another (private) mesh
+                token("ab" * 16, other),          # someone else's token for this mesh
+                "haF2AadtZXNoX2lk2SA" + "B" * 40):  # not a token at all
+        reply = httpx.post(f"{directory.url}/v1/meshes", json=publish_body(key, listing(token=bad)))
+        assert reply.status_code == 403 and reply.json()["error"]["code"] == "token_mismatch", reply.text
+    assert httpx.get(f"{directory.url}/v1/meshes").json()["meshes"] == []
+
+
+def test_a_replayed_signature_is_refused(directory: Directory) -> None:
+    key = Ed25519PrivateKey.generate()
+    body = publish_body(key, listing())
+    assert httpx.post(f"{directory.url}/v1/meshes", json=body).status_code == 200
+    replay = httpx.post(f"{directory.url}/v1/meshes", json=body)
+    assert replay.status_code == 409 and replay.json()["error"]["code"] == "replayed"
+    older = publish_body(key, listing(), now=body["signed_at"] - 5)  # validly signed, but older than the last
+    assert httpx.post(f"{directory.url}/v1/meshes", json=older).status_code == 409
+    changed = publish_body(key, listing(node_count=4), now=body["signed_at"])  # same second, new content: fresh
+    assert httpx.post(f"{directory.url}/v1/meshes", json=changed).status_code == 200

@@ -79,3 +79,13 @@ def test_every_operation_in_the_openapi_document_survives_random_input(tmp_path:
             params[param["name"]] = value
     body = data.draw(PUBLISHISH | JSON) if "requestBody" in op else None
     check(c.request(method.upper(), url, params=params, json=body))
+
+
+def test_rate_limits_count_an_ipv6_64_as_one_client() -> None:
+    from mesh_directory.limits import client_key
+
+    assert client_key({"client": ("2001:db8:1:2:aaaa::1", 1)}) == client_key({"client": ("2001:db8:1:2:ffff::9", 2)})
+    assert client_key({"client": ("2001:db8:1:3::1", 1)}) != client_key({"client": ("2001:db8:1:2::1", 1)})
+    assert client_key({"client": ("192.0.2.7", 1)}) == "192.0.2.7"
+    assert client_key({"client": ("::ffff:192.0.2.7", 1)}) == "192.0.2.7"
+    assert client_key({}) == "unknown"

@@ -81,6 +81,18 @@ class Choice:
     why: str
 
 
+def token_ok(mesh: dict) -> bool:
+    """Whether a listing's token decodes and is for the mesh it is listed as (the
+    directory also checks it was issued by the publishing node): never join a mesh
+    through a token that says otherwise."""
+    from meshcore.errors import TokenError
+    from meshcore.token import InviteToken
+    try:
+        return InviteToken.decode(str(mesh.get("token", ""))).mesh_id == mesh.get("mesh_id")
+    except TokenError:
+        return False
+
+
 def has_room(mesh: dict) -> bool:
     return not mesh.get("max_clients") or mesh.get("client_count", 0) < mesh["max_clients"]
 
@@ -102,6 +114,6 @@ def score(mesh: dict, models: list[str], region: str | None) -> Choice:
 
 
 def best_mesh(meshes: list[dict], models: list[str], region: str | None) -> Choice | None:
-    choices = [score(m, models, region) for m in meshes]
+    choices = [score(m, models, region) for m in meshes if token_ok(m)]
     choices = [c for c in choices if c.score != float("-inf")]
     return max(choices, key=lambda c: (c.score, c.mesh.get("mesh_id", ""))) if choices else None

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from meshcore.directory_client import signing_bytes
 
 from mesh_directory.limits import BodyLimit, RateLimiter, client_key
-from mesh_directory.listing import DeleteRequest, PublishRequest, listing_id, verify
+from mesh_directory.listing import DeleteRequest, PublishRequest, ReplayGuard, listing_id, token_matches, verify
 from mesh_directory.store import ListingStore
 
 TTL_S = 120.0
@@ -51,6 +51,7 @@ def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig())
     # change far less often than they are read.
     cache: dict[tuple, tuple[float, bytes]] = {}
     writers = RateLimiter(config.write_rate, config.write_burst)
+    replays = ReplayGuard()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -126,6 +127,11 @@ def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig())
                      request.signed_at)
         if why:
             return error(403, why, "bad_signature")
+        why = token_matches(body, request.public_key)
+        if why:
+            return error(403, why, "token_mismatch")
+        if not replays.fresh(request.public_key, request.signed_at, request.signature):
+            return error(409, "this signature was already used (a replay); sign again", "replayed")
         now = time.time()
         lid = listing_id(request.public_key)
         await asyncio.to_thread(store.put, lid, body, now, now + config.ttl_s)
@@ -140,6 +146,8 @@ def create_app(store: ListingStore, config: DirectoryConfig = DirectoryConfig())
                      request.signed_at)
         if why:
             return error(403, why, "bad_signature")
+        if not replays.fresh(request.public_key, request.signed_at, request.signature):
+            return error(409, "this signature was already used (a replay); sign again", "replayed")
         if not await asyncio.to_thread(store.delete, lid):
             return error(404, "no such listing", "not_found")
         cache.clear()

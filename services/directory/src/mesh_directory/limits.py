@@ -3,6 +3,8 @@ per-client token-bucket rate limit (429 with Retry-After). Pure enough to test."
 
 from __future__ import annotations
 
+import ipaddress
+
 import json
 import time
 from dataclasses import dataclass, field
@@ -102,5 +104,15 @@ class BodyLimit:
 
 
 def client_key(scope: dict[str, Any]) -> str:
+    """Who a rate limit counts: the IPv4 address, or the IPv6 /64 (one host gets a
+    whole /64 and can rotate through it)."""
     client = scope.get("client")
-    return client[0] if client else "unknown"
+    if not client:
+        return "unknown"
+    try:
+        addr = ipaddress.ip_address(client[0])
+    except ValueError:
+        return str(client[0])
+    if addr.version == 6 and not addr.ipv4_mapped:
+        return str(ipaddress.ip_network(f"{addr}/64", strict=False))
+    return str(addr.ipv4_mapped or addr) if addr.version == 6 else str(addr)

@@ -4,8 +4,12 @@ A publish request is {listing, public_key, signed_at, signature}: the publishing
 node's Ed25519 public key (hex), the time it signed (unix seconds), and its
 signature over `signing_bytes(listing, signed_at, action)` (canonical JSON; defined
 once, in meshcore.directory_client, which publishers sign with). The listing
-id is derived from the key, so only that key can refresh or remove it; a
-signature older or newer than SIGNATURE_WINDOW_S is refused (no replays).
+id is derived from the key (it is the publishing node's id), so only that key can
+refresh or remove it. The listing's invite token must be that node's own token for
+that mesh (`token_matches`): nobody lists a token they did not issue, or a private
+mesh's token under a public mesh's id. A signature older or newer than
+SIGNATURE_WINDOW_S is refused, and so is one not newer than the last one this
+directory took from the same key (no replays, `ReplayGuard`).
 Field limits keep absurd values out (422), and nothing here is ever HTML.
 """
 
@@ -76,3 +80,41 @@ def verify(public_key_hex: str, signature_hex: str, message: bytes, signed_at: i
     except (InvalidSignature, ValueError):
         return "the signature does not match the listing and key"
     return None
+
+
+def token_matches(listing: dict, public_key_hex: str) -> str | None:
+    """None if the listing's token is the publishing node's own invite to the listed
+    mesh, else why not (in words)."""
+    from meshcore.errors import TokenError
+    from meshcore.token import InviteToken
+    try:
+        token = InviteToken.decode(listing["token"])
+    except TokenError as exc:
+        return f"the listing's token does not decode: {exc}"
+    if token.mesh_id != listing["mesh_id"]:
+        return "the listing's token is for another mesh than its mesh_id"
+    if token.node_id != listing_id(public_key_hex):
+        return "the listing's token was not issued by the node whose key signed it"
+    return None
+
+
+class ReplayGuard:
+    """Per key, the newest signed_at taken and the signatures taken at that second: a
+    request signed earlier, or the very same signature again, is a replay (Ed25519 is
+    deterministic, so the same request signed again is the same signature; a different
+    request in the same second is not). Bounded: the oldest keys are forgotten first,
+    and then the time window alone protects them."""
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self.last: dict[str, tuple[int, set[str]]] = {}
+        self.max_keys = max_keys
+
+    def fresh(self, public_key_hex: str, signed_at: int, signature_hex: str) -> bool:
+        newest, seen = self.last.pop(public_key_hex, (-1, set()))
+        if signed_at < newest or (signed_at == newest and signature_hex in seen):
+            self.last[public_key_hex] = (newest, seen)
+            return False
+        self.last[public_key_hex] = (signed_at, (seen if signed_at == newest else set()) | {signature_hex})
+        while len(self.last) > self.max_keys:
+            self.last.pop(next(iter(self.last)))
+        return True

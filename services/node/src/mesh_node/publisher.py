@@ -117,7 +117,8 @@ class Publisher:
             except dc.DirectoryError:
                 continue
             mine = self.member.mesh.mesh_id
-            older = sorted((m for m in meshes if m["mesh_id"] < mine and dc.has_room(m)), key=lambda m: m["mesh_id"])
+            older = sorted((m for m in meshes if m["mesh_id"] < mine and dc.has_room(m) and dc.token_ok(m)),
+                           key=lambda m: m["mesh_id"])
             if older:
                 log.info("another mesh named %r exists (%s): joining it", self.config.mesh_name, older[0]["mesh_id"][:12])
                 await self.withdraw()
