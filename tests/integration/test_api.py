@@ -96,6 +96,17 @@ def test_bad_bodies_are_400(node: MeshNode, body: bytes, code: str) -> None:
     assert err["error"]["message"]
 
 
+@pytest.mark.parametrize("ctype", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; b=x"])
+def test_a_body_that_is_not_declared_json_is_415(node: MeshNode, ctype: str) -> None:
+    """What a web page can POST cross-origin without a preflight never reaches a model."""
+    body = json.dumps({"model": TINY, "prompt": "x", "max_tokens": 1}).encode()
+    status, err, _ = http_json(f"{node.api}/v1/completions", body, headers={"Content-Type": ctype})
+    assert status == 415 and err["error"]["code"] == "unsupported_media_type" and "application/json" in err["error"]["message"]
+    status, _, _ = http_json(f"{node.api}/v1/completions", body,
+                             headers={"Content-Type": "application/json; charset=utf-8"})
+    assert status == 200
+
+
 def test_body_over_8_mib_is_413(node: MeshNode) -> None:
     big = json.dumps({"model": TINY, "prompt": "x" * (8 * 1024 * 1024)}).encode()
     status, err, _ = http_json(f"{node.api}/v1/completions", big)

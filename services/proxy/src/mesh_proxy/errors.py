@@ -28,6 +28,10 @@ class ModelNotFound(ProxyError):
     status, type, code = 404, "invalid_request_error", "model_not_found"
 
 
+class UnsupportedMediaType(ProxyError):
+    status, type, code = 415, "invalid_request_error", "unsupported_media_type"
+
+
 class BodyTooLarge(ProxyError):
     status, type, code = 413, "invalid_request_error", "request_too_large"
 

@@ -17,7 +17,7 @@ from typing import AsyncIterator, Awaitable, Protocol, TypeVar
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, error_body
+from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, UnsupportedMediaType, error_body
 from mesh_proxy.routes import Endpoint, Router
 from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
 
@@ -124,7 +124,18 @@ class Opener(Protocol):
     async def open(self, endpoint: Endpoint) -> Streams: ...
 
 
+def require_json(request: Request) -> None:
+    """API requests are JSON. Refusing every other Content-Type also refuses what a web
+    page may POST to 127.0.0.1 without a CORS preflight (text/plain, forms): a page the
+    user visits cannot spend this machine's models."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType(f"send the request body as JSON with 'Content-Type: application/json' "
+                                   f"(got {ctype or 'no Content-Type'!r})")
+
+
 async def forward(request: Request, router: Router, opener: Opener, path: str, limit: int) -> Response:
+    require_json(request)
     body = await read_body(request, limit)
     endpoint = router.choose(model_of(body))
     router.begin(endpoint)
