@@ -52,8 +52,9 @@ def say(msg: str) -> None:
 
 def build(dry_run: bool) -> Path:
     if not dry_run:
-        nvcc = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'llama.cpp'); import build; "
-                               "print(build.find_nvcc() or '')"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        sys.path.insert(0, str(ROOT / "llama.cpp"))
+        from build import find_nvcc  # the build script's own lookup (PATH, /usr/local/cuda/bin)
+        nvcc = find_nvcc()
         if not nvcc:
             say("no nvcc found (PATH or /usr/local/cuda/bin): this check needs the CUDA toolkit")
             sys.exit(2)

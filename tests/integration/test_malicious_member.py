@@ -163,6 +163,9 @@ async def test_bad_or_flooding_records_neither_crash_nor_blind_a_node(tmp_path: 
         # The honest node's own record, forged: evicted for good, a better offer, a higher version.
         for change in ({"state": "left", "version": 2 ** 62}, {"vram_bytes": 1 << 50}, {"version": 2 ** 40}):
             await gossip(conn, [{**honest_record, **change}])
+        after = next(r for r in (await gossip(conn, []))["records"] if r["node_id"] == honest_id)
+        assert after["state"] == "alive" and after["vram_bytes"] == honest_record["vram_bytes"]
+        assert honest_record["version"] <= after["version"] < 2 ** 62  # only the node itself raises it
         # A flood of well-formed records: kept to the cap, in pieces no bigger than a frame.
         for start in range(100, 3100, 500):
             await gossip(conn, [forged(i, role="client") for i in range(start, start + 500)])
@@ -176,7 +179,7 @@ async def test_bad_or_flooding_records_neither_crash_nor_blind_a_node(tmp_path: 
     status = honest.node_status()
     assert 2000 <= len(status.peers) < 2048
     assert not any(p.role == "node" for p in status.peers)  # none of the bad ones (they were nodes) got in
-    assert status.node_state == "serving" and status.my_vram_gb < 1 << 20
+    assert status.node_state == "serving"
     assert honest.child_pid("mesh_node") == agent  # the node agent never restarted
     assert len(greedy(honest.api, MODEL, 4)) == 3
     assert "Traceback" not in honest.log()

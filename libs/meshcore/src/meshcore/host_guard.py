@@ -14,6 +14,8 @@ import json
 import socket
 from typing import Any, Awaitable, Callable
 
+from meshcore.api_errors import error_body
+
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
 
@@ -49,10 +51,9 @@ class HostGuard:
         if scope["type"] in ("http", "websocket"):
             host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
             if not host_allowed(host, self.names):
-                body = json.dumps({"error": {"message": f"Host {host!r} is not this machine: refused (DNS "
-                                             "rebinding guard; use an IP address or localhost)",
-                                             "type": "invalid_request_error", "param": None,
-                                             "code": "host_not_allowed"}}).encode()
+                body = json.dumps(error_body(f"Host {host!r} is not this machine: refused (DNS rebinding guard; "
+                                             "use an IP address or localhost)", "invalid_request_error",
+                                             "host_not_allowed")).encode()
                 await send({"type": "http.response.start", "status": 403,
                             "headers": [(b"content-type", b"application/json"),
                                         (b"content-length", str(len(body)).encode())]})

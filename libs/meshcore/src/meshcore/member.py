@@ -22,7 +22,7 @@ import logging
 import os
 import random
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 from meshcore.changes import Changes
 from meshcore.errors import ConfigError
@@ -330,7 +330,7 @@ class MeshMember:
         writer.write_eof()
 
     async def _tell_all(self, message: dict[str, Any], timeout: float = 2.0,
-                        skip: set[NodeId] | frozenset = frozenset()) -> int:
+                        skip: Collection[NodeId] = ()) -> int:
         async def tell(conn: MeshConnection) -> bool:
             reader, writer = await conn.open_stream(Kind.CONTROL, message)
             writer.write_eof()
@@ -366,7 +366,7 @@ class MeshMember:
             if conn is not keep:
                 del self.conns[nid]
 
-    async def rotate_secret(self, exclude: set[NodeId] | frozenset = frozenset()) -> int:
+    async def rotate_secret(self, exclude: Collection[NodeId] = ()) -> int:
         """A new key for the whole mesh: tell every member but `exclude`, use it, then
         close every connection so that all are admitted again with it (revocation).
         Only the mesh's owner may. Returns how many members confirmed."""

@@ -218,7 +218,8 @@ class Membership:
 
     def copy(self) -> "Membership":
         """An independent copy (records are immutable; the maps are not shared)."""
-        view = Membership(self.own, self.sign)
+        view = Membership(self.own)  # the own record is already signed: not signed again
+        view.sign = self.sign
         view.records, view.changed_at, view.tombstones = dict(self.records), dict(self.changed_at), dict(self.tombstones)
         return view
 

@@ -34,7 +34,7 @@ def for_client(status: dict | None, request: Request) -> dict | None:
     """The status as this client may see it: the invite token holds the mesh secret,
     so it is shown only to a browser on this machine (127.0.0.1 / ::1), never to one
     reaching the console over the network (--listen-all)."""
-    if status is None or is_loopback(request.client and (request.client.host, request.client.port)):
+    if status is None or is_loopback(request.client):
         return status
     return {**status, "token": "", "token_hidden": True}
 

@@ -17,8 +17,10 @@ import json
 import logging
 import os
 from collections import defaultdict
+from typing import Collection
 
 from meshcore.api import node_pb2 as pb
+from meshcore.api_errors import error_body
 from meshcore.errors import ConfigError
 from meshcore.home import Home
 from meshcore.identity import MeshSecret, save_mesh_secret
@@ -40,7 +42,7 @@ ADDRESS_CHECK_S = 5.0
 
 def http_error(status: int, message: str, code: str) -> bytes:
     kind = "service_unavailable" if status in (502, 503) else "invalid_request_error"
-    body = json.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}}).encode()
+    body = json.dumps(error_body(message, kind, code)).encode()
     reason = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 502: "Bad Gateway",
               503: "Service Unavailable"}.get(status, "Error")
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
@@ -79,7 +81,7 @@ class MeshLink:
                 self.member.publish(addrs=addrs)
                 self.refresh_token()
 
-    async def rotate_secret(self, exclude: set[NodeId] = frozenset()) -> int:  # type: ignore[assignment]
+    async def rotate_secret(self, exclude: Collection[NodeId] = ()) -> int:
         return await self.member.rotate_secret(exclude)
 
     def report_demand(self, requests: dict[str, int]) -> None:

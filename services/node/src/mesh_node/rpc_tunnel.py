@@ -79,9 +79,10 @@ class RpcTunnels:
             self.refuse(writer, model, sender, "another RPC stream is in use")
             return
         try:
-            if not self.entitled(model, sender) or self.state.rpc_port is None:
+            if not self.entitled(model, sender):
                 self.refuse(writer, model, sender, "the plan changed")
                 return
+            assert self.state.rpc_port is not None  # entitled() requires it
             local = await asyncio.open_connection("127.0.0.1", self.state.rpc_port)
             piping = asyncio.ensure_future(splice((reader, writer), local))
             withdrawn = asyncio.ensure_future(self._wait_withdrawn(model, sender))

@@ -101,8 +101,7 @@ class NodeState:
             self._bump()
 
     def drop_model(self, model_id: ModelId) -> None:
-        if model_id in self.rpc_grants:
-            self.grant_rpc(model_id, None)
+        self.grant_rpc(model_id, None)
         self.ready_models.discard(model_id)
         if self.models.pop(model_id, None) is not None:
             log.info("model %s dropped", model_id)

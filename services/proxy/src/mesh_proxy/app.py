@@ -68,14 +68,15 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
 
     def model_object(model_id: str) -> dict:
         """One model in the OpenAI shape, plus where the mesh serves it. A split lists
-        its nodes in layer order: the host first (role "host"), then its workers."""
+        its nodes in layer order, each with its role: "host" (the node serving it, which
+        runs llama-server) or "worker"."""
         eps = [e for e in router.endpoints if e.model_id == model_id]
-        split = next((e.split for e in eps if e.split), ())
+        host, split = next(((e.node_id, e.split) for e in eps if e.split), ("", ()))
         return {"id": model_id, "object": "model", "created": 0, "owned_by": "mesh-llm",
                 "status": "serving" if any(e.serving for e in eps) else eps[0].state,
                 "nodes": sorted({e.node_id for e in eps if e.node_id}),
-                "split": [{"node_id": n, "role": "worker" if i else "host", "layers": c, "fraction": f}
-                          for i, (n, c, f) in enumerate(split)]}
+                "split": [{"node_id": n, "role": "host" if n == host else "worker", "layers": c, "fraction": f}
+                          for n, c, f in split]}
 
     @app.get("/v1/models")
     async def list_models() -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
+from meshcore.api_errors import error_body
+
 
 class ProxyError(Exception):
     status = 500
@@ -43,10 +45,6 @@ class ModelUnavailable(ProxyError):
 
 class BackendGone(ProxyError):
     status, type, code = 502, "server_error", "backend_unavailable"
-
-
-def error_body(message: str, type_: str, code: str | None) -> dict:
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
 
 
 def error_response(status: int, message: str, type_: str, code: str | None,

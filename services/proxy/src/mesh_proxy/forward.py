@@ -17,8 +17,9 @@ from typing import AsyncIterator, Awaitable, Protocol, TypeVar
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, UnsupportedMediaType, error_body
+from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, UnsupportedMediaType
 from mesh_proxy.routes import Endpoint, Router
+from meshcore.api_errors import error_body
 from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
 
 log = logging.getLogger(__name__)
