@@ -166,8 +166,13 @@ def test_the_console_keeps_the_secret_on_its_machine_and_both_refuse_rebound_nam
     try:
         wait_routes(a, {TINY})
         token = a.node_status().token
-        # On the node's machine: the console shows the invite token.
-        code, local = curl_get(ns_a, f"http://127.0.0.1:{a.console_port}/api/status")
+        # On the node's machine: the console shows the invite token (once its feed from the
+        # node agent is up: 503 until then).
+        deadline = time.monotonic() + 20
+        while (code_local := curl_get(ns_a, f"http://127.0.0.1:{a.console_port}/api/status"))[0] == 503 \
+                and time.monotonic() < deadline:
+            time.sleep(0.3)
+        code, local = code_local
         assert code == 200 and local["token"] == token
         # From another machine on the LAN (--listen-all): everything but the secret.
         code, remote = curl_get(ns_b, f"http://{ip_a}:{a.console_port}/api/status")
