@@ -9,6 +9,11 @@ After admission each incoming stream is dispatched by its kind byte to the
 handler registered for that kind: handler(conn, reader, writer). A peer that
 sends garbage gets its connection closed with the reason logged; nothing else
 is affected.
+
+Memory a peer can make this process hold is bounded: receive windows follow what
+the handlers have read (meshcore.quic_flow: 4 MiB unread per stream, 32 MiB per
+connection); once a stream's handler has returned,
+whatever still arrives for it is dropped, never buffered.
 """
 
 from __future__ import annotations
@@ -21,17 +26,17 @@ import ssl
 from typing import Any, Awaitable, Callable
 
 from aioquic.asyncio import serve
-from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamAdapter
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.connection import QuicConnection
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meshcore import admission
 from meshcore.identity import Identity, MeshSecret
 from meshcore.ids import NodeId
+from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW, FlowControlledQuic, MeteredReader
 from meshcore.tls_cert import self_signed_certificate
 from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, encode_frame, read_frame, read_kind
 
@@ -62,6 +67,48 @@ class MeshConnection(QuicConnectionProtocol):
         self.admitted = asyncio.Event()
         self.closed_reason = ""
         self._tasks: set[asyncio.Task] = set()
+        self._highest_peer_stream = -1
+        self._credit_due = False
+        FlowControlledQuic.adopt(self._quic).unread = self._unread
+
+    # -- flow control (meshcore.quic_flow) ------------------------------------------------
+
+    def _create_stream(self, stream_id: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader = MeteredReader(self._drained)
+        writer = asyncio.StreamWriter(QuicStreamAdapter(self, stream_id), asyncio.StreamReaderProtocol(reader),
+                                      reader, self._loop)
+        self._stream_readers[stream_id] = reader
+        return reader, writer
+
+    def _unread(self, stream_id: int | None) -> int:
+        if stream_id is None:
+            return sum(getattr(r, "unread", 0) for r in self._stream_readers.values())
+        return getattr(self._stream_readers.get(stream_id), "unread", 0)
+
+    def _drained(self) -> None:
+        """A reader was read down: send the peer its new credit (once per loop turn)."""
+        if not self._credit_due:
+            self._credit_due = True
+            self._loop.call_soon(self._send_credit)
+
+    def _send_credit(self) -> None:
+        self._credit_due = False
+        self.transmit()
+
+    def finish_stream(self, stream_id: int) -> None:
+        """The handler of a stream is done: whatever the peer still sends on it is
+        dropped on arrival, never buffered. (No STOP_SENDING: aioquic makes the
+        peer's next write raise, and an honest peer may still be closing its side.)"""
+        self._stream_readers.pop(stream_id, None)
+
+    def _is_peer_stream(self, stream_id: int) -> bool:
+        return (stream_id & 1) == (1 if self.dialer else 0)  # bit 0: who opened it (RFC 9000 2.1)
+
+    def _is_new_peer_stream(self, stream_id: int) -> bool:
+        if not self._is_peer_stream(stream_id) or stream_id <= self._highest_peer_stream:
+            return False
+        self._highest_peer_stream = stream_id
+        return True
 
     @property
     def remote_addr(self) -> str:
@@ -77,6 +124,8 @@ class MeshConnection(QuicConnectionProtocol):
         if isinstance(event, events.StreamDataReceived):
             reader = self._stream_readers.get(event.stream_id)
             if reader is None:
+                if not self._is_new_peer_stream(event.stream_id):
+                    return  # a stream already finished here: dropped, not buffered
                 if len(self._tasks) >= self.endpoint.max_streams:
                     self.refuse(ERROR_PROTOCOL, f"more than {self.endpoint.max_streams} streams at once")
                     return
@@ -84,18 +133,25 @@ class MeshConnection(QuicConnectionProtocol):
                 self._spawn(self.endpoint._serve_stream(self, reader, writer))
             reader.feed_data(event.data)
             if event.end_stream:
-                reader.feed_eof()
-                self._stream_readers.pop(event.stream_id, None)
+                self._ended(event.stream_id, reader)
         elif isinstance(event, events.StreamReset):
-            reader = self._stream_readers.pop(event.stream_id, None)
+            reader = self._stream_readers.get(event.stream_id)
             if reader is not None:
-                reader.feed_eof()
+                self._ended(event.stream_id, reader)
         elif isinstance(event, events.ConnectionTerminated):
             self.closed_reason = event.reason_phrase or f"error {event.error_code}"
             for reader in self._stream_readers.values():
                 reader.feed_eof()
             self._stream_readers.clear()
             self.endpoint._on_closed(self)
+
+    def _ended(self, stream_id: int, reader: asyncio.StreamReader) -> None:
+        """The peer finished (or reset) a stream. A peer's stream stays counted against
+        the connection's window until its handler is done with it (finish_stream):
+        ending streams early must not buy a peer more unread bytes."""
+        reader.feed_eof()
+        if not self._is_peer_stream(stream_id):
+            self._stream_readers.pop(stream_id, None)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -144,7 +200,8 @@ class MeshEndpoint:
 
     def _config(self, is_client: bool) -> QuicConfiguration:
         config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
-                                   verify_mode=ssl.CERT_NONE)
+                                   verify_mode=ssl.CERT_NONE, max_data=CONNECTION_WINDOW,
+                                   max_stream_data=STREAM_WINDOW)
         config.certificate = self._certificate
         config.private_key = self.identity.private_key
         return config
@@ -174,7 +231,7 @@ class MeshEndpoint:
         """Connect to "host:port" and pass admission, or raise (OSError, TimeoutError, AdmissionRefused)."""
         host, _, port = addr.rpartition(":")
         loop = asyncio.get_running_loop()
-        quic = QuicConnection(configuration=self._config(True))
+        quic = FlowControlledQuic(configuration=self._config(True))
         _, conn = await loop.create_datagram_endpoint(
             lambda: self._track(MeshConnection(quic, endpoint=self, dialer=True)),
             remote_addr=(host.strip("[]"), int(port)))
@@ -299,6 +356,7 @@ class MeshEndpoint:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+            conn.finish_stream(writer.get_extra_info("stream_id"))
 
     def close(self) -> None:
         for conn in list(self.connections):

@@ -1,0 +1,136 @@
+"""Flow control by consumption (meshcore.quic_flow), over real aioquic connections on
+loopback: a peer cannot make a node buffer more than the windows, however much it
+sends; a stream that is read still carries any amount; a finished stream's data is
+dropped, not buffered, and starts no new handler."""
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+from meshcore.identity import MeshSecret, load_or_create_identity
+from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW
+from meshcore.transport import MeshConnection, MeshEndpoint
+from meshcore.wire import Kind
+
+MiB = 1 << 20
+
+
+def endpoint(tmp: Path, name: str, mesh: MeshSecret) -> MeshEndpoint:
+    (tmp / name).mkdir()
+    return MeshEndpoint(load_or_create_identity(tmp / name), lambda: mesh)
+
+
+async def pair(tmp: Path) -> tuple[MeshEndpoint, MeshEndpoint, MeshConnection, int]:
+    mesh = MeshSecret.new()
+    a, b = endpoint(tmp, "a", mesh), endpoint(tmp, "b", mesh)
+    port = await b.listen("127.0.0.1", 0)
+    return a, b, await a.dial(f"127.0.0.1:{port}"), port
+
+
+def buffered(b: MeshEndpoint) -> int:
+    return sum(conn._unread(None) for conn in b.connections)
+
+
+async def settle(b: MeshEndpoint, limit_s: float = 30.0) -> int:
+    """The most bytes `b` held unread while the sender kept pushing: watched until it
+    has not grown for a second (aioquic moves a few MB/s on a busy 2-core machine)."""
+    most, still, waited = 0, 0.0, 0.0
+    while still < 1.0 and waited < limit_s:
+        await asyncio.sleep(0.05)
+        waited += 0.05
+        now = buffered(b)
+        still = still + 0.05 if now <= most else 0.0
+        most = max(most, now)
+    return most
+
+
+async def test_a_stream_nobody_reads_holds_one_window_at_most(tmp_path: Path) -> None:
+    a, b, conn, _ = await pair(tmp_path)
+    never = asyncio.Event()
+
+    async def idle(conn, reader, writer) -> None:  # noqa: ANN001  reads nothing
+        await never.wait()
+
+    b.handlers[Kind.RPC] = idle
+    try:
+        reader, writer = await conn.open_stream(Kind.RPC)
+        writer.write(b"x" * (64 * MiB))  # the attacker's own send buffer holds it
+        most = await settle(b)
+        assert 0 < most <= STREAM_WINDOW + 64 * 1024, f"{most} bytes buffered by a stream nobody reads"
+    finally:
+        never.set()
+        a.close()
+        b.close()
+
+
+async def test_many_unread_streams_hold_one_connection_window_at_most(tmp_path: Path) -> None:
+    a, b, conn, _ = await pair(tmp_path)
+    never = asyncio.Event()
+
+    async def idle(conn, reader, writer) -> None:  # noqa: ANN001
+        await never.wait()
+
+    b.handlers[Kind.RPC] = idle
+    try:
+        for _ in range(2 * CONNECTION_WINDOW // STREAM_WINDOW):  # each could fill its own window
+            _, writer = await conn.open_stream(Kind.RPC)
+            writer.write(b"y" * STREAM_WINDOW)
+            writer.write_eof()  # ending a stream early buys no more room
+        most = await settle(b)
+        assert CONNECTION_WINDOW // 2 <= most <= CONNECTION_WINDOW + 256 * 1024, most
+    finally:
+        never.set()
+        a.close()
+        b.close()
+
+
+async def test_a_read_stream_carries_many_windows_intact(tmp_path: Path) -> None:
+    a, b, conn, _ = await pair(tmp_path)
+    got: list[str] = []
+    most = [0]
+
+    async def digest(conn, reader, writer) -> None:  # noqa: ANN001  reads slowly, in small bites
+        h, n = hashlib.sha256(), 0
+        while chunk := await reader.read(256 * 1024):
+            h.update(chunk)
+            n += len(chunk)
+            most[0] = max(most[0], buffered(b))
+            await asyncio.sleep(0.001)
+        got.append(f"{n}:{h.hexdigest()}")
+        writer.write(b"done")
+        writer.write_eof()
+
+    b.handlers[Kind.RPC] = digest
+    payload = bytes(range(256)) * (24 * MiB // 256)  # six windows
+    try:
+        reader, writer = await conn.open_stream(Kind.RPC)
+        writer.write(payload)
+        writer.write_eof()
+        assert await asyncio.wait_for(reader.read(), 60) == b"done"
+        assert got == [f"{len(payload)}:{hashlib.sha256(payload).hexdigest()}"]
+        assert most[0] <= STREAM_WINDOW + 256 * 1024
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_data_after_the_handler_returned_is_dropped(tmp_path: Path) -> None:
+    a, b, conn, _ = await pair(tmp_path)
+    calls = []
+
+    async def short(conn, reader, writer) -> None:  # noqa: ANN001  reads one byte and is done
+        calls.append(await reader.read(1))
+
+    b.handlers[Kind.RPC] = short
+    try:
+        _, writer = await conn.open_stream(Kind.RPC)
+        writer.write(b"z")
+        await asyncio.sleep(0.3)
+        writer.write(b"z" * (8 * MiB))
+        await asyncio.sleep(1.0)
+        assert calls == [b"z"]  # one handler, not a new one per late packet
+        assert buffered(b) == 0
+        assert [c for c in b.connections if c.admitted.is_set()], "the connection itself stays up"
+    finally:
+        a.close()
+        b.close()
