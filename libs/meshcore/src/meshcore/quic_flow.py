@@ -34,7 +34,7 @@ from aioquic.quic.packet_builder import QuicPacketBuilder
 from aioquic.quic.stream import QuicStream
 
 STREAM_WINDOW = 4 << 20        # unread bytes one stream may hold (4 MiB: 100 MB/s at 40 ms RTT)
-CONNECTION_WINDOW = 32 << 20   # unread bytes all streams of one connection may hold together
+CONNECTION_WINDOW = 16 << 20   # unread bytes all streams of one connection may hold together
 
 
 class MeteredReader(asyncio.StreamReader):

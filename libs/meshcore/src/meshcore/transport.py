@@ -11,7 +11,7 @@ sends garbage gets its connection closed with the reason logged; nothing else
 is affected.
 
 Memory a peer can make this process hold is bounded: receive windows follow what
-the handlers have read (meshcore.quic_flow: 4 MiB unread per stream, 32 MiB per
+the handlers have read (meshcore.quic_flow: 4 MiB unread per stream, 16 MiB per
 connection); once a stream's handler has returned,
 whatever still arrives for it is dropped, never buffered.
 """
@@ -45,7 +45,7 @@ ALPN = "mesh-llm/1"
 ADMISSION_TIMEOUT_S = 5.0
 IDLE_TIMEOUT_S = 30.0
 MAX_STREAMS_PER_CONNECTION = 4096   # streams served at once on one connection; more closes it
-MAX_CONNECTIONS_PER_ADDRESS = 64    # connections from one IP address being admitted or admitted
+MAX_CONNECTIONS_PER_ADDRESS = 32    # connections from one IP address being admitted or admitted
 ERROR_ADMISSION = 0x100
 ERROR_PROTOCOL = 0x101
 
