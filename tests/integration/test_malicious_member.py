@@ -20,7 +20,7 @@ from meshcore.identity import MeshSecret, load_or_create_identity, node_id_of
 from meshcore.membership import NodeRecord
 from meshcore.token import InviteToken
 from meshcore.transport import MeshConnection, MeshEndpoint
-from meshcore.wire import Kind, encode_frame, read_frame
+from meshcore.wire import FrameError, Kind, encode_frame, read_frame
 from meshnode import MeshNode, greedy, start_node
 
 MODEL = TINY.name
@@ -119,17 +119,41 @@ async def test_a_split_worker_serves_only_its_host(tmp_path: Path, models: dict[
         worker.wait_serving([MODEL], timeout=60)
         before = greedy(host.api, MODEL, 8)
         assert len(rpc_servers(worker)) == 1 and rpc_servers(host) == []
+        host_id = host.node_status().node_id
         endpoint, conn = await attacker(tmp_path, worker)
         try:
             # The model the worker holds layers of, asked by someone who is not its host.
             assert await answer(conn, Kind.RPC, {"model": MODEL}, RPC_HELLO) == b""
+            # Take the host out of the worker's mesh by words: a goodbye that is not the
+            # host's own, and gossip saying it is dead or left (others' opinions).
+            host_record = next(r for r in (await gossip(conn, []))["records"] if r["node_id"] == host_id)
+            await control(conn, {"t": "leave", "record": {**host_record, "state": "left"}})
+            for state in ("left", "dead"):
+                await gossip(conn, [{**host_record, "state": state}])
+            # Indirect probes: of a node nobody knows, of itself, and a burst at once.
+            unknown = "f" * 32
+            assert (await control(conn, {"t": "ping_req", "target": unknown}))["ok"] is False
+            burst = await asyncio.gather(*(control(conn, {"t": "ping_req", "target": host_id}) for _ in range(5)))
+            assert sum(1 for r in burst if r["ok"]) < 5  # one at a time per member
+            await asyncio.sleep(2)
         finally:
             endpoint.close()
         assert "refused an RPC stream" in worker.log()
+        assert "ignored a leave" in worker.log()
+        assert next(p for p in worker.node_status().peers if p.node_id == host_id).state == "alive"
         assert greedy(worker.api, MODEL, 8) == before  # the split still works, same tokens
     finally:
         for node in nodes:
             node.stop()
+
+
+async def control(conn: MeshConnection, message: dict) -> dict:
+    reader, writer = await conn.open_stream(Kind.CONTROL, message)
+    writer.write_eof()
+    try:
+        return await asyncio.wait_for(read_frame(reader), 10)
+    except FrameError:
+        return {}  # no answer (leave)
 
 
 async def gossip(conn: MeshConnection, records: list[dict]) -> dict:
@@ -149,6 +173,41 @@ def forged(i: int, role: str = "node", **tampered: object) -> dict:
     record = NodeRecord(node_id=node_id_of(key.public_key()), version=int(time.time() * 1000), role=role,
                         addrs=(f"127.9.{i // 250 % 250}.{i % 250}:4000",))
     return {**record.signed(key).to_wire(), **tampered}
+
+
+def own(i: int, **fields: object) -> dict:
+    """A well-formed record of the attacker's own key `i`, `fields` signed with it."""
+    key = Ed25519PrivateKey.from_private_bytes(i.to_bytes(32, "little"))
+    return NodeRecord(node_id=node_id_of(key.public_key()), version=int(time.time() * 1000),
+                      **fields).signed(key).to_wire()  # type: ignore[arg-type]
+
+
+async def test_records_cannot_turn_a_node_into_a_packet_cannon(tmp_path: Path, honest: MeshNode) -> None:
+    """Records list addresses that honest nodes dial; a member lists a victim's in many
+    records of its own (16 each, the most a record may hold). The node backs off per
+    address and dials few at once: the victim gets a trickle, not a flood."""
+    victim = await asyncio.get_running_loop().create_datagram_endpoint(Counter, local_addr=("127.0.0.1", 0))
+    transport, counter = victim
+    port = transport.get_extra_info("sockname")[1]
+    endpoint, conn = await attacker(tmp_path, honest)
+    try:
+        too_many = own(5000, addrs=(f"127.0.0.1:{port}",) * 17)
+        await gossip(conn, [too_many] + [own(i, addrs=(f"127.0.0.1:{port}",) * 16) for i in range(5001, 5051)])
+        await asyncio.sleep(12)
+    finally:
+        endpoint.close()
+        transport.close()
+    # Each dial is an Initial packet and its retransmissions (~3 in the 3 s it may take);
+    # without the backoff, 50 records x 16 addresses would be dialled on every probe.
+    assert 0 < counter.datagrams <= 40, counter.datagrams
+    assert honest.node_status().node_state == "serving"
+
+
+class Counter(asyncio.DatagramProtocol):
+    datagrams = 0
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        self.datagrams += 1
 
 
 async def test_bad_or_flooding_records_neither_crash_nor_blind_a_node(tmp_path: Path, honest: MeshNode) -> None:
@@ -178,8 +237,10 @@ async def test_bad_or_flooding_records_neither_crash_nor_blind_a_node(tmp_path: 
         endpoint.close()
     status = honest.node_status()
     assert 2000 <= len(status.peers) < 2048
-    assert not any(p.role == "node" for p in status.peers)  # none of the bad ones (they were nodes) got in
+    bad = {forged(i)["node_id"] for i in (1, 2, 3)}
+    assert not bad & {p.node_id for p in status.peers}  # none of the records with bad fields got in
     assert status.node_state == "serving"
     assert honest.child_pid("mesh_node") == agent  # the node agent never restarted
     assert len(greedy(honest.api, MODEL, 4)) == 3
     assert "Traceback" not in honest.log()
+

@@ -28,8 +28,10 @@ from meshcore.changes import Changes
 from meshcore.errors import ConfigError
 from meshcore.identity import Identity, MeshSecret
 from meshcore.ids import NodeId
-from meshcore.membership import (ALIVE, DEAD, LEFT, MAX_RECORDS_PER_EXCHANGE, Membership, NodeRecord,
-                                 RecordError)
+from meshcore.membership import (ALIVE, DEAD, LEFT, MAX_RECORDS, MAX_RECORDS_PER_EXCHANGE, Membership,
+                                 NodeRecord, RecordError)
+from meshcore.messages import (Control, Leave, Ok, Ping, PingAck, PingReq, Pong, Refused, Rekey, parse_control,
+                               to_wire)
 from meshcore.transport import AdmissionRefused, MeshConnection, MeshEndpoint
 from meshcore.wire import FrameError, Kind, encode_frame, read_frame
 
@@ -41,6 +43,8 @@ PING_TIMEOUT_S = 1.0
 SUSPECT_AFTER = 3
 INDIRECT_PROBES = 2
 DIAL_TIMEOUT_S = 3.0
+MAX_DIALS_AT_ONCE = 8         # dials in progress at once, to any address
+DIAL_BACKOFF_S = (1.0, 15.0)  # an address that failed is not dialled again for 1 s, doubling to 15 s
 HEAL_INTERVAL_S = 3.0
 # Test hook: answer pings this much later, as if this node were far away (the kernel
 # here has no netem, so latency is injected in user space). Never set in production.
@@ -63,6 +67,10 @@ class MeshMember:
         self.on_rekey = on_rekey
         self.on_peer_gone: list[Callable[[NodeId], None]] = []
         self._dialing: dict[NodeId, asyncio.Future[MeshConnection]] = {}
+        self._pinging_for: set[NodeId] = set()
+        self._dial_slots = asyncio.Semaphore(MAX_DIALS_AT_ONCE)
+        self._backoff: dict[str, tuple[float, float]] = {}  # address -> (not before, delay)
+        self._dialling: set[str] = set()
 
     @property
     def node_id(self) -> NodeId:
@@ -104,16 +112,31 @@ class MeshMember:
             done.exception()  # retrieved: a caller that gave up waiting leaves no "never retrieved" warning
 
     async def _dial_record(self, node_id: NodeId) -> MeshConnection:
+        """Dial the addresses a node's record lists. Those are the node's own word, and
+        a malicious member could list someone else's: so an address that failed is
+        left alone for a while (backing off to 15 s), and few dials run at once,
+        which bounds what members' records can make this node send anywhere."""
         record = self.membership.records.get(node_id)
         if record is None or not record.addrs:
             raise ConnectionError(f"no address known for node {node_id[:12]}")
         last: BaseException | None = None
-        for addr in record.addrs:
-            try:
-                conn = await self.endpoint.dial(addr, DIAL_TIMEOUT_S)
-            except (OSError, TimeoutError, AdmissionRefused, ConnectionError) as exc:
-                last = exc
-                continue
+        for addr in dict.fromkeys(record.addrs):
+            async with self._dial_slots:
+                now = time.monotonic()
+                not_before, delay = self._backoff.get(addr, (0.0, 0.0))
+                if now < not_before or addr in self._dialling:
+                    last = ConnectionError(f"{addr} failed recently or is being dialled")
+                    continue
+                self._dialling.add(addr)
+                try:
+                    conn = await self.endpoint.dial(addr, DIAL_TIMEOUT_S)
+                except (OSError, TimeoutError, AdmissionRefused, ConnectionError) as exc:
+                    last = exc
+                    self._back_off(addr, delay)
+                    continue
+                finally:
+                    self._dialling.discard(addr)
+            self._backoff.pop(addr, None)
             if conn.peer_id != node_id:
                 conn.close()
                 last = ConnectionError(f"{addr} is node {conn.peer_id}, not {node_id}")
@@ -121,6 +144,13 @@ class MeshMember:
             self.conns[node_id] = conn
             return conn
         raise ConnectionError(f"node {node_id[:12]} is not reachable ({last})")
+
+    def _back_off(self, addr: str, delay: float) -> None:
+        delay = min(DIAL_BACKOFF_S[1], max(DIAL_BACKOFF_S[0], 2 * delay))
+        now = time.monotonic()
+        if len(self._backoff) >= 4 * MAX_RECORDS:  # forget those whose wait is over
+            self._backoff = {a: v for a, v in self._backoff.items() if v[0] > now}
+        self._backoff[addr] = (now + delay, delay)
 
     async def open_stream(self, node_id: NodeId, kind: Kind, header: dict[str, Any] | None = None
                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -160,6 +190,11 @@ class MeshMember:
     # -- gossip ----------------------------------------------------------------------
 
     def _apply(self, records: list[NodeRecord]) -> None:
+        """Merge what a peer sent. Another member's opinion that a node is dead or
+        left is not taken while this node's own probe of it has just succeeded: a
+        malicious member cannot take a live node out of this node's routes by saying so."""
+        records = [r for r in records if not (r.node_id in self.rtt_ms and self.missed.get(r.node_id) == 0
+                                              and r.is_opinion())]
         known = self.membership.records
         before = {r.node_id: known[r.node_id].state for r in records if r.node_id in known}
         changed = self.membership.merge(records)
@@ -234,10 +269,10 @@ class MeshMember:
         try:
             async with asyncio.timeout(timeout):
                 started = time.perf_counter()
-                reader, writer = await self.open_stream(node_id, Kind.CONTROL, {"t": "ping"})
-                reply = await read_frame(reader)
+                reader, writer = await self.open_stream(node_id, Kind.CONTROL, to_wire(Ping()))
+                reply = parse_control(await read_frame(reader))
                 writer.close()
-            return (time.perf_counter() - started) * 1000 if reply.get("t") == "pong" else None
+            return (time.perf_counter() - started) * 1000 if isinstance(reply, Pong) else None
         except (OSError, TimeoutError, ConnectionError, FrameError, AdmissionRefused):
             return None
 
@@ -263,10 +298,10 @@ class MeshMember:
     async def _indirect_ping(self, helper: NodeId, target: NodeId) -> bool:
         try:
             async with asyncio.timeout(2 * PING_TIMEOUT_S + 0.5):
-                reader, writer = await self.open_stream(helper, Kind.CONTROL, {"t": "ping_req", "target": target})
-                reply = await read_frame(reader)
+                reader, writer = await self.open_stream(helper, Kind.CONTROL, to_wire(PingReq(target)))
+                reply = parse_control(await read_frame(reader))
                 writer.close()
-            return bool(reply.get("ok"))
+            return isinstance(reply, PingAck) and reply.ok
         except (OSError, TimeoutError, ConnectionError, FrameError, AdmissionRefused):
             return False
 
@@ -301,58 +336,78 @@ class MeshMember:
 
     async def _serve_control(self, conn: MeshConnection, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
-        message = await read_frame(reader)
-        kind = message.get("t")
-        if kind == "ping":
+        """Control messages (meshcore.messages), each allowed only to whom may send it."""
+        assert conn.peer_id is not None
+        message = parse_control(await read_frame(reader))
+        if isinstance(message, Ping):
             if INJECTED_DELAY_S:
                 await asyncio.sleep(INJECTED_DELAY_S)
-            writer.write(encode_frame({"t": "pong"}))
-        elif kind == "ping_req" and isinstance(message.get("target"), str):
-            target = NodeId(message["target"])
-            ok = target in self.membership.records and await self.ping(target) is not None
-            writer.write(encode_frame({"t": "ack", "ok": ok}))
-        elif kind == "leave":
-            self._apply(parse_records([message.get("record")]))
-        elif kind == "rekey":
-            why = self._rekey_refusal(conn, message)
+            writer.write(encode_frame(to_wire(Pong())))
+        elif isinstance(message, PingReq):
+            writer.write(encode_frame(to_wire(PingAck(await self._ping_for(conn.peer_id, message.target)))))
+        elif isinstance(message, Leave):
+            self._take_leave(conn.peer_id, message)
+        elif isinstance(message, Rekey):
+            why = self._rekey_refusal(conn.peer_id, message)
             if why:
-                log.warning("refused a new mesh key from node %s: %s", (conn.peer_id or "?")[:12], why)
-                writer.write(encode_frame({"t": "refused", "why": why}))
+                log.warning("refused a new mesh key from node %s: %s", conn.peer_id[:12], why)
+                writer.write(encode_frame(to_wire(Refused(why))))
             else:
-                self.mesh = MeshSecret(self.mesh.mesh_id, message["secret"], self.mesh.owner, message["epoch"])
+                self.mesh = MeshSecret(self.mesh.mesh_id, message.secret, self.mesh.owner, message.epoch)
                 self.on_rekey(self.mesh)
                 log.info("the mesh owner %s rotated the mesh key (epoch %d): reconnecting to every member",
                          self.mesh.owner[:12], self.mesh.epoch)
-                writer.write(encode_frame({"t": "ok"}))
+                writer.write(encode_frame(to_wire(Ok())))
                 self._reconnect_all("the mesh key was rotated", keep=conn)  # the owner closes that one
         else:
-            raise FrameError(f"unknown control message {kind!r}")
+            raise FrameError(f"{message.TAG} is an answer, not a request")
         writer.write_eof()
 
-    async def _tell_all(self, message: dict[str, Any], timeout: float = 2.0,
+    async def _ping_for(self, sender: NodeId, target: NodeId) -> bool:
+        """An indirect probe asked by `sender`: only of a node this node knows alive
+        (never an address the sender chose), one at a time per sender, so a member
+        cannot make this node ping anything it likes, or ping it in a loop."""
+        record = self.membership.records.get(target)
+        if record is None or record.role != "node" or record.state != ALIVE or target in (sender, self.node_id) \
+                or sender in self._pinging_for:
+            return False
+        self._pinging_for.add(sender)
+        try:
+            return await self.ping(target) is not None
+        finally:
+            self._pinging_for.discard(sender)
+
+    def _take_leave(self, sender: NodeId, message: Leave) -> None:
+        """A peer says goodbye: only with its own record, signed by it, saying `left`."""
+        records = parse_records([message.record])
+        if not records or records[0].node_id != sender or records[0].state != LEFT or records[0].is_opinion():
+            log.warning("ignored a leave from node %s that was not its own signed goodbye", sender[:12])
+            return
+        self._apply(records)
+
+    async def _tell_all(self, message: Control, timeout: float = 2.0,
                         skip: Collection[NodeId] = ()) -> int:
         async def tell(conn: MeshConnection) -> bool:
-            reader, writer = await conn.open_stream(Kind.CONTROL, message)
+            reader, writer = await conn.open_stream(Kind.CONTROL, to_wire(message))
             writer.write_eof()
             try:
-                reply = await read_frame(reader)
+                reply = parse_control(await read_frame(reader))
             except FrameError:
                 return True  # no answer expected (leave)
-            return reply.get("t") == "ok"
+            return isinstance(reply, Ok)
         conns = [c for nid, c in self.conns.items() if not c._closed.is_set() and nid not in skip]
         async with asyncio.timeout(timeout):
             results = await asyncio.gather(*(self._quietly(tell(c)) for c in conns))
         return sum(1 for r in results if r)
 
-    def _rekey_refusal(self, conn: MeshConnection, message: dict[str, Any]) -> str:
+    def _rekey_refusal(self, sender: NodeId, message: Rekey) -> str:
         """Why a rekey message is not taken ("" if it is): only the mesh's owner (its
         id is bound to its key at admission) may send one, for this mesh, newer."""
-        secret, epoch = message.get("secret"), message.get("epoch")
-        if not self.mesh.owner or conn.peer_id != self.mesh.owner:
+        if not self.mesh.owner or sender != self.mesh.owner:
             return "only the mesh's owner may rotate its key"
-        if message.get("mesh_id") != self.mesh.mesh_id or not (isinstance(secret, bytes) and len(secret) == 32):
+        if message.mesh_id != self.mesh.mesh_id:
             return "malformed"
-        if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch <= self.mesh.epoch:
+        if message.epoch <= self.mesh.epoch:
             return f"not newer than this node's key (epoch {self.mesh.epoch})"
         return ""
 
@@ -379,8 +434,7 @@ class MeshMember:
             if record.node_id not in exclude:
                 with contextlib.suppress(ConnectionError, OSError, TimeoutError, AdmissionRefused):
                     await self.connection(record.node_id)
-        told = await self._tell_all({"t": "rekey", "mesh_id": new.mesh_id, "secret": new.secret,
-                                     "epoch": new.epoch}, skip=exclude)
+        told = await self._tell_all(Rekey(new.mesh_id, new.secret, new.epoch), skip=exclude)
         self.mesh = new
         self.on_rekey(new)
         self._reconnect_all("the mesh key was rotated")
@@ -392,7 +446,7 @@ class MeshMember:
         """Say goodbye so peers drop this node's routes at once."""
         record = self.membership.update_own(state=LEFT)
         with contextlib.suppress(TimeoutError):
-            await self._tell_all({"t": "leave", "record": record.to_wire()}, timeout=1.5)
+            await self._tell_all(Leave(record.to_wire()), timeout=1.5)
         self.endpoint.close()
 
     async def run(self) -> None:

@@ -30,6 +30,7 @@ ALIVE, DEAD, LEFT = "alive", "dead", "left"
 STATE_RANK = {ALIVE: 0, DEAD: 1, LEFT: 2}
 ROLES = ("node", "client")
 MAX_LIST = 256
+MAX_ADDRS = 16                # addresses one record may list (a node advertises at most 9)
 MAX_LAYERS = 1 << 16          # no model has more layers; the route table carries them as uint32
 MAX_RTT_MS = 1e6
 MAX_RECORDS = 2048            # records one node keeps; new ids beyond it are ignored (a flood cannot blind gossip)
@@ -91,6 +92,12 @@ class NodeRecord:
         return admission.verify(self.key, self.sig, self.signing_bytes()) or (
             self.state != ALIVE and admission.verify(self.key, self.sig, self.signing_bytes(ALIVE)))
 
+    def is_opinion(self) -> bool:
+        """Dead or left by another node's word (its signature covers it as alive),
+        not by its owner's."""
+        from meshcore import admission
+        return self.state != ALIVE and not admission.verify(self.key, self.sig, self.signing_bytes())
+
     @staticmethod
     def from_wire(data: Any) -> "NodeRecord":
         if not isinstance(data, dict):
@@ -144,6 +151,8 @@ def _addrs(value: Any) -> tuple[str, ...]:
     """Mesh endpoints as "ip:port" or "[v6]:port": IP literals and real ports only (a
     peer dials them: nothing else may reach the dialer)."""
     out = []
+    if isinstance(value, list) and len(value) > MAX_ADDRS:
+        raise RecordError(f"a record lists more than {MAX_ADDRS} addresses")
     for addr in _strs(value):
         host, sep, port = addr.rpartition(":")
         if host.startswith("[") and host.endswith("]"):

@@ -4,7 +4,7 @@ node's record, HTTP streams to and from remote nodes.
 - Incoming HTTP streams (a remote proxy asking for a model served here) are
   piped to the local llama-server for that model.
 - The local proxy reaches remote models through `run/tunnel.sock`: it sends one
-  line "HTTP <node_id> <model>\\n" and then raw HTTP; the link opens a QUIC HTTP
+  `TunnelRequest` line (meshcore.messages) and then raw HTTP; the link opens a QUIC HTTP
   stream to that node and pipes both ways. When a peer dies or leaves, its open
   tunnels are cut at once, so a client mid-stream gets an error, not a hang.
 """
@@ -26,17 +26,17 @@ from meshcore.home import Home
 from meshcore.identity import MeshSecret, save_mesh_secret
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
+from meshcore.messages import StreamHeader, TunnelRequest
 from meshcore.netaddr import advertised_addresses
 from meshcore.pipe import copy_until_eof, splice
 from meshcore.token import InviteToken
 from meshcore.transport import AdmissionRefused, MeshConnection
-from meshcore.wire import MAX_HEADER_FRAME, Kind, read_frame
+from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, read_frame
 
 from mesh_node.http_gate import Refused, read_request
 from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
-MAX_TUNNEL_LINE = 256
 ADDRESS_CHECK_S = 5.0
 
 
@@ -119,17 +119,15 @@ class MeshLink:
 
     async def _serve_tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            line = await reader.readuntil(b"\n")
-            kind, node_id, model = line.decode().split()
-            if kind != "HTTP" or len(line) > MAX_TUNNEL_LINE:
-                raise ValueError(line)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError, UnicodeDecodeError):
+            ask = TunnelRequest.decode(await reader.readuntil(b"\n"))
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, FrameError):
             writer.close()
             return
-        task = self._track(NodeId(node_id))
+        node_id, model = ask.node_id, ask.model
+        task = self._track(node_id)
         answered = [0]  # bytes relayed back to the proxy
         try:
-            remote = await self.member.open_stream(NodeId(node_id), Kind.HTTP, {"model": model})
+            remote = await self.member.open_stream(node_id, Kind.HTTP, StreamHeader(model).to_wire())
             await splice((reader, writer), remote, b_to_a=answered, close_a=False)
         except (ConnectionError, OSError, TimeoutError, AdmissionRefused) as exc:
             log.warning("no stream to node %s for %s: %s", node_id[:12], model, exc)
@@ -141,7 +139,7 @@ class MeshLink:
                 writer.write(http_error(503, f"the node serving {model!r} stopped answering; retry shortly",
                                         "model_not_ready"))
         finally:
-            self.tunnels[NodeId(node_id)].discard(task)
+            self.tunnels[node_id].discard(task)
             writer.close()
 
     async def _serve_http(self, conn: MeshConnection, reader: asyncio.StreamReader,
@@ -149,9 +147,8 @@ class MeshLink:
         """A member's request for a model served here: checked (http_gate), sent to the
         local llama-server as one rebuilt request, its answer streamed back. The member
         going away (stream ended or reset) abandons the request."""
-        header = await read_frame(reader, MAX_HEADER_FRAME)
-        model = header.get("model")
-        port = self.state.local_port(model) if isinstance(model, str) else None
+        model = StreamHeader.parse(await read_frame(reader, MAX_HEADER_FRAME)).model
+        port = self.state.local_port(model)
         if not port:
             writer.write(http_error(503, f"model {model!r} is not served by this node right now", "model_not_ready"))
             writer.write_eof()

@@ -25,6 +25,7 @@ from typing import AsyncIterator
 
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
+from meshcore.messages import StreamHeader
 from meshcore.pipe import splice
 from meshcore.transport import MeshConnection
 from meshcore.wire import MAX_HEADER_FRAME, Kind, read_frame
@@ -67,8 +68,7 @@ class RpcTunnels:
 
     async def _serve_rpc(self, conn: MeshConnection, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:
-        header = await read_frame(reader, MAX_HEADER_FRAME)
-        model, sender = header.get("model") if isinstance(header, dict) else None, conn.peer_id
+        model, sender = StreamHeader.parse(await read_frame(reader, MAX_HEADER_FRAME)).model, conn.peer_id
         if not await self._wait_entitled(model, sender):
             self.refuse(writer, model, sender, "this node is not a worker of a split it hosts")
             return
@@ -119,7 +119,8 @@ class RpcTunnels:
                 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                                  worker: str = worker, link: RpcLink = link) -> None:
                     try:
-                        remote = await self.member.open_stream(NodeId(worker), Kind.RPC, {"model": model})
+                        remote = await self.member.open_stream(NodeId(worker), Kind.RPC,
+                                                               StreamHeader(model).to_wire())
                     except (ConnectionError, OSError, TimeoutError):
                         writer.close()
                         return

@@ -24,6 +24,7 @@ from meshcore.home import Home
 from meshcore.identity import load_or_create_identity, save_mesh_secret
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version
+from meshcore.messages import StreamHeader
 from meshcore.token import InviteToken
 from meshcore.transport import AdmissionRefused
 from meshcore.wire import Kind
@@ -61,7 +62,7 @@ class MeshClient:
     async def open(self, endpoint: Endpoint) -> Streams:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                return await self.member.open_stream(endpoint.node_id, Kind.HTTP, {"model": endpoint.model_id})  # type: ignore[arg-type]
+                return await self.member.open_stream(endpoint.node_id, Kind.HTTP, StreamHeader(endpoint.model_id).to_wire())  # type: ignore[arg-type]
         except (OSError, TimeoutError, ConnectionError, AdmissionRefused) as exc:
             raise BackendGone(f"the node serving {endpoint.model_id!r} is not reachable") from exc
 

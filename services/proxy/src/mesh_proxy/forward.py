@@ -21,6 +21,8 @@ from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, Unsupported
 from mesh_proxy.routes import Endpoint, Router
 from meshcore.api_errors import error_body
 from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
+from meshcore.ids import NodeId
+from meshcore.messages import TunnelRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -94,7 +96,7 @@ class BackendOpener:
             host, _, port = endpoint.address.rpartition(":")
             return await asyncio.open_connection(host, int(port))
         reader, writer = await asyncio.open_unix_connection(self.tunnel_socket)
-        writer.write(f"HTTP {endpoint.node_id} {endpoint.model_id}\n".encode())
+        writer.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id).encode())
         return reader, writer
 
     async def open(self, endpoint: Endpoint) -> Streams:

@@ -1,0 +1,167 @@
+"""The mesh's messages, defined once: control messages, stream headers and the local
+tunnel request. Typed and frozen; every service writes and reads them through here.
+
+On the wire a control message is one msgpack map (a frame, meshcore.wire) whose "t"
+names the type. `parse_control` turns a frame into one of the classes below or
+raises FrameError naming what is wrong: a field of the wrong type or size is
+never passed on. Who may send which message is decided where it is handled
+(meshcore.member), from the admitted identity of the connection, never from a
+field of the message.
+
+| message | sender → receiver | answer |
+|---|---|---|
+| Ping | any member → any member | Pong |
+| PingReq(target) | any member → a node (indirect probe of a suspect) | PingAck(ok) |
+| Leave(record) | a member leaving → its peers; the record must be its own, signed, `left` | — |
+| Rekey(mesh_id, secret, epoch) | the mesh's owner only → members | Ok / Refused(why) |
+
+HTTP and RPC streams start with a `StreamHeader` (the model they are for). The
+local proxy asks its node agent for a stream to a remote node with one
+`TunnelRequest` line on the agent's unix socket.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
+
+from meshcore.ids import NodeId
+from meshcore.wire import FrameError
+
+_NODE_ID = re.compile(r"^[0-9a-f]{32}$")
+MAX_MODEL_ID = 200
+MAX_WHY = 200
+
+
+def _node_id(value: Any, what: str) -> NodeId:
+    if not isinstance(value, str) or not _NODE_ID.match(value):
+        raise FrameError(f"{what} is not a node id")
+    return NodeId(value)
+
+
+def _model(value: Any) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_MODEL_ID or any(c.isspace() for c in value):
+        raise FrameError("the model is not a model id")
+    return value
+
+
+@dataclass(frozen=True)
+class Ping:
+    TAG: ClassVar[str] = "ping"
+
+
+@dataclass(frozen=True)
+class Pong:
+    TAG: ClassVar[str] = "pong"
+
+
+@dataclass(frozen=True)
+class PingReq:
+    TAG: ClassVar[str] = "ping_req"
+    target: NodeId
+
+
+@dataclass(frozen=True)
+class PingAck:
+    TAG: ClassVar[str] = "ack"
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Leave:
+    TAG: ClassVar[str] = "leave"
+    record: dict  # the sender's own record in its wire form (meshcore.membership checks it)
+
+
+@dataclass(frozen=True)
+class Rekey:
+    TAG: ClassVar[str] = "rekey"
+    mesh_id: str
+    secret: bytes
+    epoch: int
+
+
+@dataclass(frozen=True)
+class Ok:
+    TAG: ClassVar[str] = "ok"
+
+
+@dataclass(frozen=True)
+class Refused:
+    TAG: ClassVar[str] = "refused"
+    why: str
+
+
+Control = Union[Ping, Pong, PingReq, PingAck, Leave, Rekey, Ok, Refused]
+
+
+def to_wire(message: Control) -> dict[str, Any]:
+    return {"t": message.TAG, **{k: getattr(message, k) for k in message.__dataclass_fields__}}
+
+
+def parse_control(frame: dict[str, Any]) -> Control:
+    tag = frame.get("t")
+    if tag == Ping.TAG:
+        return Ping()
+    if tag == Pong.TAG:
+        return Pong()
+    if tag == PingReq.TAG:
+        return PingReq(_node_id(frame.get("target"), "ping_req target"))
+    if tag == PingAck.TAG:
+        if not isinstance(frame.get("ok"), bool):
+            raise FrameError("ack without ok")
+        return PingAck(frame["ok"])
+    if tag == Leave.TAG:
+        if not isinstance(frame.get("record"), dict):
+            raise FrameError("leave without a record")
+        return Leave(frame["record"])
+    if tag == Rekey.TAG:
+        mesh_id, secret, epoch = frame.get("mesh_id"), frame.get("secret"), frame.get("epoch")
+        if not (isinstance(mesh_id, str) and len(mesh_id) <= 64 and isinstance(secret, bytes) and len(secret) == 32
+                and isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch < 1 << 63):
+            raise FrameError("malformed rekey")
+        return Rekey(mesh_id, secret, epoch)
+    if tag == Ok.TAG:
+        return Ok()
+    if tag == Refused.TAG:
+        why = frame.get("why")
+        return Refused(why[:MAX_WHY] if isinstance(why, str) else "")
+    raise FrameError(f"unknown control message {str(tag)[:32]!r}")
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """The first frame of an HTTP or RPC stream: which model it is for."""
+    model: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"model": self.model}
+
+    @staticmethod
+    def parse(frame: dict[str, Any]) -> "StreamHeader":
+        return StreamHeader(_model(frame.get("model")))
+
+
+@dataclass(frozen=True)
+class TunnelRequest:
+    """The line the local proxy sends on the node agent's tunnel socket before raw
+    HTTP: "HTTP <node_id> <model>\\n"."""
+    node_id: NodeId
+    model: str
+    MAX_LINE: ClassVar[int] = 256
+
+    def encode(self) -> bytes:
+        return f"HTTP {self.node_id} {self.model}\n".encode()
+
+    @staticmethod
+    def decode(line: bytes) -> "TunnelRequest":
+        if len(line) > TunnelRequest.MAX_LINE:
+            raise FrameError("tunnel request line too long")
+        try:
+            kind, node_id, model = line.decode().split()
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise FrameError("tunnel request is not 'HTTP <node_id> <model>'") from exc
+        if kind != "HTTP":
+            raise FrameError(f"unknown tunnel kind {kind[:16]!r}")
+        return TunnelRequest(_node_id(node_id, "tunnel node"), _model(model))

@@ -1,0 +1,106 @@
+"""Every decoder of what a peer sends, fuzzed (hypothesis): frames, control messages,
+stream headers, gossip digests and record lists, the tunnel line, invite tokens.
+Each returns a typed value or raises its own error class; nothing else escapes
+(a stray TypeError or KeyError would end the handler with a traceback)."""
+
+import msgpack
+from hypothesis import given, settings, strategies as st
+
+from meshcore.member import parse_digest, parse_records
+from meshcore.errors import TokenError
+from meshcore.messages import (Leave, Ok, Ping, PingAck, PingReq, Pong, Refused, Rekey, StreamHeader, TunnelRequest,
+                               parse_control, to_wire)
+from meshcore.ids import NodeId
+from meshcore.token import InviteToken
+from meshcore.wire import FrameError, decode_body
+
+NODE = NodeId("0123456789abcdef0123456789abcdef")
+leaves = st.none() | st.booleans() | st.integers(min_value=-(1 << 70), max_value=1 << 70) | st.floats() \
+    | st.text(max_size=40) | st.binary(max_size=40)
+values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=5)
+                      | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=20)
+tags = st.sampled_from(["ping", "pong", "ping_req", "ack", "leave", "rekey", "ok", "refused", "hello", ""])
+frames = st.dictionaries(st.sampled_from(["t", "target", "ok", "record", "mesh_id", "secret", "epoch", "why",
+                                          "model", "digest", "records"]), values, max_size=6)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.binary(max_size=200))
+def test_frame_bodies_decode_to_a_map_or_frame_error(raw: bytes) -> None:
+    try:
+        assert isinstance(decode_body(raw), dict)
+    except FrameError:
+        pass
+
+
+@settings(max_examples=600, deadline=None)
+@given(tags, frames)
+def test_control_frames_parse_to_a_message_or_frame_error(tag: str, frame: dict) -> None:
+    frame = {**frame, "t": tag}
+    try:
+        message = parse_control(frame)
+    except FrameError:
+        return
+    assert to_wire(message)["t"] == tag
+    if isinstance(message, Rekey):
+        assert len(message.secret) == 32 and message.epoch >= 0
+    if isinstance(message, PingReq):
+        assert len(message.target) == 32
+
+
+@settings(max_examples=300, deadline=None)
+@given(frames)
+def test_stream_headers_and_gossip_parts_never_crash(frame: dict) -> None:
+    for decode in (lambda f: StreamHeader.parse(f), lambda f: parse_digest(f.get("digest")),
+                   lambda f: parse_records(f.get("records"))):
+        try:
+            decode(frame)
+        except FrameError:
+            pass
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_tunnel_lines_parse_or_raise_frame_error(line: bytes) -> None:
+    try:
+        ask = TunnelRequest.decode(line)
+    except FrameError:
+        return
+    assert TunnelRequest.decode(ask.encode()) == ask
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=300) | st.binary(max_size=200).map(lambda b: "mesh1" + b.hex()))
+def test_tokens_decode_or_raise_token_error(text: str) -> None:
+    try:
+        InviteToken.decode(text)
+    except TokenError:
+        pass
+
+
+def test_every_message_round_trips_through_msgpack() -> None:
+    for message in (Ping(), Pong(), PingReq(NODE), PingAck(True), Leave({"node_id": NODE}),
+                    Rekey("ab" * 16, b"k" * 32, 3), Ok(), Refused("no")):
+        wire = msgpack.unpackb(msgpack.packb(to_wire(message), use_bin_type=True), raw=False)
+        assert parse_control(wire) == message
+    assert StreamHeader.parse(StreamHeader("qwen-7b").to_wire()) == StreamHeader("qwen-7b")
+    assert TunnelRequest.decode(TunnelRequest(NODE, "m").encode()) == TunnelRequest(NODE, "m")
+
+
+def test_fields_of_the_wrong_type_or_size_are_refused() -> None:
+    for frame in ({"t": "rekey", "mesh_id": "m", "secret": b"short", "epoch": 1},
+                  {"t": "rekey", "mesh_id": "m", "secret": b"k" * 32, "epoch": True},
+                  {"t": "rekey", "mesh_id": "m", "secret": b"k" * 32, "epoch": -1},
+                  {"t": "ping_req", "target": "../etc"}, {"t": "ack", "ok": 1}, {"t": "leave", "record": []},
+                  {"t": "launch"}):
+        try:
+            parse_control(frame)
+        except FrameError:
+            continue
+        raise AssertionError(f"{frame} was accepted")
+    for header in ({}, {"model": 12}, {"model": ""}, {"model": "a b"}, {"model": "x" * 300}):
+        try:
+            StreamHeader.parse(header)
+        except FrameError:
+            continue
+        raise AssertionError(f"{header} was accepted")
