@@ -51,6 +51,11 @@ def sign(private_key: "Ed25519PrivateKey", message: bytes) -> bytes:
     return private_key.sign(message)
 
 
+def key_id(key: bytes) -> str:
+    """The id of a raw Ed25519 public key: sha256[:16] in hex (node ids, owner ids)."""
+    return hashlib.sha256(key).hexdigest()[:32]
+
+
 def key_matches(node_id: object, key: object) -> bool:
     """Whether `key` (32 raw bytes) is an Ed25519 key whose hash is `node_id`."""
     from meshcore.identity import node_id_of

@@ -34,6 +34,9 @@ class NodeConfig:
     max_clients: int = 0                        # delist while this many clients are connected (0: never)
     buddy: bool = False                         # --auto --mesh-name created this mesh: merge into an older
                                                 # mesh of the same name if one appears
+    split_with: tuple[str, ...] = ("mesh",)     # split allow-list (meshcore.split_policy); the launcher
+                                                # makes it ("owner",) on a public mesh unless told
+    owner_key: str = ""                         # owner key file (default: owner.key in the home)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 Files (created on first start, mode 0600):
   identity.key  PEM, Ed25519 private key; node id = sha256(public key)[:16] in hex
+  owner.key     PEM, Ed25519 private key of the person who runs this node: nodes whose
+                records carry the same owner key are "the same owner" (meshcore.split_policy).
+                Copy it to your other machines (or pass --owner-key) to make them one owner.
   mesh.json     {"mesh_id": hex, "secret": hex}; the secret admits peers to the mesh
 """
 
@@ -65,8 +68,25 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def load_or_create_identity(home: Path) -> Identity:
-    path = home / "identity.key"
+def load_or_create_owner(home: Path, path: Path | None = None) -> Identity:
+    """The owner key: `path` if given (it must exist: a typo must not make a new owner),
+    else owner.key in the home, created on first start."""
+    if path is not None:
+        if not path.is_file():
+            raise FileNotFoundError(f"owner key {path} does not exist")
+        return _load_key(path)
+    return load_or_create_identity(home, "owner.key")
+
+
+def _load_key(path: Path) -> Identity:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError(f"{path} is not an Ed25519 key")
+    return Identity(key)
+
+
+def load_or_create_identity(home: Path, name: str = "identity.key") -> Identity:
+    path = home / name
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
         if not isinstance(key, Ed25519PrivateKey):

@@ -27,6 +27,7 @@ import msgpack
 from meshcore.ids import NodeId
 
 ALIVE, DEAD, LEFT = "alive", "dead", "left"
+MESH, OWNER = "mesh", "owner"  # split_with words: any member; nodes of the same owner
 STATE_RANK = {ALIVE: 0, DEAD: 1, LEFT: 2}
 ROLES = ("node", "client")
 MAX_LIST = 256
@@ -60,22 +61,32 @@ class NodeRecord:
     state: str = ALIVE
     mesh_name: str = ""
     splits: dict[str, list] = field(default_factory=dict)  # model -> [[node_id, layers], ...] it hosts
-    key: bytes = b""                         # the owner's Ed25519 public key (node id = its hash)
-    sig: bytes = b""                         # the owner's signature of signing_bytes()
+    owner: bytes = b""                       # the public key of the person running it (meshcore.split_policy)
+    owner_sig: bytes = b""                   # that owner's signature of this node's key: "this node is mine"
+    split_with: tuple[str, ...] = (MESH,)    # whom it shares a split with: MESH, OWNER, or owner/node ids
+    key: bytes = b""                         # the node's Ed25519 public key (node id = its hash)
+    sig: bytes = b""                         # the node's signature of signing_bytes()
 
     def to_wire(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("addrs", "models_on_disk", "serving"):
+        for key in ("addrs", "models_on_disk", "serving", "split_with"):
             data[key] = list(data[key])
         return data
 
     def signing_bytes(self, state: str | None = None) -> bytes:
         """What the owner signs: every field but the signature, with its own state."""
         owner_state = self.state if state is None else state
-        return msgpack.packb(["mesh-llm record v1", self.node_id, self.version, list(self.addrs), self.role,
+        return msgpack.packb(["mesh-llm record v2", self.node_id, self.version, list(self.addrs), self.role,
                               self.vram_bytes, list(self.models_on_disk), list(self.serving),
                               sorted(self.demand.items()), sorted(self.rtt_ms.items()), self.app_version,
-                              owner_state, self.mesh_name, sorted(self.splits.items()), self.key])
+                              owner_state, self.mesh_name, sorted(self.splits.items()), self.owner,
+                              self.owner_sig, list(self.split_with), self.key])
+
+    @property
+    def owner_id(self) -> str:
+        """The owner's id (the hash of its key, like node ids), "" if none."""
+        from meshcore.admission import key_id
+        return key_id(self.owner) if self.owner else ""
 
     def signed(self, private_key: Any) -> "NodeRecord":
         from meshcore.identity import public_bytes
@@ -111,7 +122,10 @@ class NodeRecord:
                 rtt_ms=_counts(data.get("rtt_ms", {}), float, MAX_RTT_MS),
                 app_version=_str(data.get("app_version", ""), 64),
                 state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128),
-                splits=_splits(data.get("splits", {})), key=_bytes(data.get("key"), 32), sig=_bytes(data.get("sig"), 64))
+                splits=_splits(data.get("splits", {})), owner=_optional_bytes(data.get("owner", b""), 32),
+                owner_sig=_optional_bytes(data.get("owner_sig", b""), 64),
+                split_with=_split_with(data.get("split_with", [MESH])),
+                key=_bytes(data.get("key"), 32), sig=_bytes(data.get("sig"), 64))
         except KeyError as exc:
             raise RecordError(f"record has no {exc.args[0]}") from exc
         if record.state not in STATE_RANK or record.role not in ROLES:
@@ -120,7 +134,30 @@ class NodeRecord:
             raise RecordError("record version is far in the future")
         if not record.verified():
             raise RecordError(f"record of node {record.node_id[:12]} is not signed by that node's key")
+        if bool(record.owner) != bool(record.owner_sig) or (record.owner and not _owner_vouches(record)):
+            raise RecordError(f"the owner of node {record.node_id[:12]} did not sign for it")
         return record
+
+
+def owner_statement(node_key: bytes) -> bytes:
+    """What an owner signs to say a node is theirs."""
+    return b"mesh-llm owner v1|" + node_key
+
+
+def _owner_vouches(record: NodeRecord) -> bool:
+    from meshcore import admission
+    return admission.verify(record.owner, record.owner_sig, owner_statement(record.key))
+
+
+def _optional_bytes(value: Any, size: int) -> bytes:
+    return b"" if value == b"" else _bytes(value, size)
+
+
+def _split_with(value: Any) -> tuple[str, ...]:
+    words = _strs(value)
+    if len(words) > 64 or not words or not all(w in (MESH, OWNER) or _NODE_ID.match(w) for w in words):
+        raise RecordError("split_with is not mesh, owner or a list of ids")
+    return words
 
 
 def _str(value: Any, limit: int) -> str:

@@ -59,6 +59,13 @@ def parser() -> argparse.ArgumentParser:
                    help="serve the API and console on all interfaces, not only 127.0.0.1")
     p.add_argument("--max-vram", type=positive_float, metavar="GB", help="cap the memory this node offers")
     p.add_argument("--split", action="store_true", help="split models across nodes even when one node could hold them")
+    p.add_argument("--split-with", metavar="WHO",
+                   help="whom this node shares a split with: mesh (any member; the default on a private "
+                        "mesh), owner (nodes with this node's owner key; the default on a public mesh), "
+                        "or owner/node ids separated by commas")
+    p.add_argument("--owner-key", metavar="PATH",
+                   help="owner key file: nodes with the same one are one owner (default: owner.key in the "
+                        "home; copy it to your other machines)")
     p.add_argument("--device", metavar="DEV",
                    help="where this node computes: CPU (no accelerator), or llama.cpp device names as "
                         "`llama-server --list-devices` prints them: CUDA0, CUDA0,CUDA1, Vulkan0, Metal "

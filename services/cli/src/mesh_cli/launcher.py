@@ -28,7 +28,9 @@ from meshcore.errors import ConfigError
 from meshcore.home import Home
 from meshcore.llama_bin import check_device, list_devices, llama_bin_dir
 from meshcore.models import resolve_model
+from meshcore.membership import MESH, OWNER
 from meshcore.process import bind_tcp, unix_socket_alive
+from meshcore.split_policy import parse_split_with
 from meshcore.token import InviteToken
 
 from mesh_cli.supervisor import Child, GiveUp, keep_running
@@ -85,12 +87,17 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
     if unix_socket_alive(str(home.node_socket)):
         raise ConfigError(f"a mesh-llm node is already running with home {home.root} "
                           f"(stop it, or pass another --home)")
+    public = bool(args.publish or args.mesh_name or args.auto)
+    split_with = parse_split_with(args.split_with) if args.split_with else ((OWNER,) if public else (MESH,))
+    if args.owner_key and not Path(args.owner_key).expanduser().is_file():
+        raise ConfigError(f"--owner-key {args.owner_key}: no such file")
     node = NodeConfig(home=str(home.root), models=models, max_vram_gb=args.max_vram, device=args.device,
                       bind_port=args.bind_port or 0, listen_all=args.listen_all,
                       llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel,
                       join=tuple(args.join), split=args.split, mesh_name=args.mesh_name or "",
                       publish=args.publish or bool(args.mesh_name) or buddy, directory=args.directory or "",
-                      region=args.region, max_clients=args.max_clients, buddy=buddy)
+                      region=args.region, max_clients=args.max_clients, buddy=buddy, split_with=split_with,
+                      owner_key=str(Path(args.owner_key).expanduser().resolve()) if args.owner_key else "")
     proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all,
                         join=tuple(args.join) if args.client else ())
     console = ConsoleConfig(home=str(home.root), port=args.console, api_port=args.port,

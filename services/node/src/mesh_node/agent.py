@@ -18,12 +18,13 @@ from meshcore.config import NodeConfig
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
 from meshcore.identity import (MeshSecret, load_mesh_secret, load_or_create_identity, load_or_create_mesh_secret,
-                               save_mesh_secret)
+                               load_or_create_owner, save_mesh_secret)
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
-from meshcore.membership import NodeRecord, next_version
+from meshcore.membership import NodeRecord, next_version, owner_statement
 from meshcore.models import model_id_of
 from meshcore.netaddr import advertised_addresses
+from meshcore.split_policy import describe
 from meshcore.process import free_tcp_port, unix_socket_alive
 from meshcore.token import InviteToken
 
@@ -120,9 +121,12 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     bin_dir = llama_bin_dir(config.llama_bin_dir)
     vram, source = offered_memory_bytes(config.max_vram_gb, config.device)
     paths = [Path(p) for p in config.models]
+    owner = load_or_create_owner(home.root, Path(config.owner_key) if config.owner_key else None)
     record = NodeRecord(node_id=identity.node_id, version=next_version(), role="node", vram_bytes=vram,
                         models_on_disk=tuple(sorted(model_id_of(p) for p in paths)), app_version=__version__,
-                        mesh_name=config.mesh_name)
+                        mesh_name=config.mesh_name, owner=owner.public_bytes,
+                        owner_sig=owner.private_key.sign(owner_statement(identity.public_bytes)),
+                        split_with=config.split_with)
     member = MeshMember(identity, mesh, record)
     port = await member.endpoint.listen("0.0.0.0", config.bind_port)
     member.publish(addrs=tuple(advertised_addresses(port)))
@@ -131,6 +135,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     link.refresh_token()
     log.info("node %s in mesh %s; mesh endpoint on UDP port %d; offering %.1f GiB (%s memory); llama.cpp from %s",
              identity.node_id[:12], mesh.mesh_id[:12], port, vram / (1 << 30), source, bin_dir)
+    log.info("owner %s; this node %s", owner.node_id, describe(config.split_with, owner.node_id))
     rpc_port = free_tcp_port()
     tunnels = RpcTunnels(member, state)
     state.rpc_links = tunnels.links

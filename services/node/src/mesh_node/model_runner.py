@@ -24,6 +24,7 @@ from meshcore.config import NodeConfig
 from meshcore.ids import NodeId
 from meshcore.membership import ALIVE
 from meshcore.process import free_tcp_port
+from meshcore.split_policy import may_pair
 
 from mesh_node import weights_cache
 from mesh_node.gguf_info import block_count, is_embedding_model
@@ -180,8 +181,10 @@ class ModelRunner:
             # Who may use this node's rpc-server for this model, by this node's own reckoning:
             # the host it elects when that host splits the model (the exact worker set can
             # differ for a moment between nodes' views of RTT), or the node that serves it
-            # and names this node in its split.
-            grant = plan.host if plan.host != me and plan.workers else None
+            # and names this node in its split; never a host the split allow-list excludes.
+            host_record = member.membership.records.get(plan.host) if plan.host else None
+            grant = plan.host if plan.host != me and plan.workers and host_record is not None \
+                and may_pair(host_record, member.membership.own) else None
             if other:
                 part = self.gossiped_part(other)
                 if part is not None:
@@ -213,7 +216,9 @@ class ModelRunner:
         publishes for this model, or None if this node is not in it."""
         assert self.state.member is not None
         record = self.state.member.membership.records.get(host)
-        parts = record.splits.get(self.model_id, []) if record else []
+        if record is None or not may_pair(record, self.state.member.membership.own):
+            return None  # a host this node's split allow-list does not admit gets no layers of it
+        parts = record.splits.get(self.model_id, [])
         first = 0
         for node, layers in parts:
             if node == self.state.node_id:
@@ -279,7 +284,7 @@ class ModelRunner:
             gone = [n for n in plan.members if n not in records or records[n].state != ALIVE]
             if gone:
                 return f"node {gone[0][:12]} of its split is {records[gone[0]].state if gone[0] in records else 'gone'}"
-            elected = choose_host(list(records.values()), self.model_id)
+            elected = choose_host(list(records.values()), self.model_id, self.entry.size_bytes, self.config.split)
             if elected is not None and elected.node_id != self.state.node_id:
                 return f"node {elected.node_id[:12]} is the better host (two nodes planned at once)"
             if not plan.workers:

@@ -3,11 +3,14 @@ same gossiped records.
 
 For one model of `model_bytes`:
 - candidates are alive nodes (never clients) that have it on disk;
-- host = the candidate offering the most memory (ties: lowest node id);
+- host = the candidate offering the most memory (ties: lowest node id) among those
+  that can hold the model, alone or with the peers the split allow-list lets it
+  pair with (else the first: its plan says why it does not fit);
 - solo on the host if its memory >= FIT_FACTOR x model bytes, unless forced to split;
 - otherwise workers are added, lowest RTT from the host first (ties: node id),
-  skipping peers whose RTT is over MAX_RTT_MS and peers not ready (their weights
-  not prepared for zero-transfer loading), until the total memory fits;
+  skipping peers whose RTT is over MAX_RTT_MS, peers not ready (their weights
+  not prepared for zero-transfer loading) and peers the host and the peer do not
+  both allow (the split allow-list, meshcore.split_policy), until the memory fits;
 - forced to split (--split) with no peer to split with, a model that fits the host
   is served by the host alone (a plan with no workers) until a peer with the
   model joins: the runner then re-plans into a split. Serving beats waiting;
@@ -21,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshcore.membership import ALIVE, NodeRecord
+from meshcore.split_policy import may_pair
 
 FIT_FACTOR = 1.1
 MAX_RTT_MS = 80.0
@@ -40,28 +44,56 @@ class Plan:
         return ((self.host,) if self.host else ()) + self.workers
 
 
-def choose_host(records: list[NodeRecord], model_id: str) -> NodeRecord | None:
-    candidates = [r for r in records if r.state == ALIVE and r.role == "node" and model_id in r.models_on_disk]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda r: (-r.vram_bytes, r.node_id))
+def candidates(records: list[NodeRecord], model_id: str) -> list[NodeRecord]:
+    """Nodes that could host `model_id`, most memory first (ties: lowest node id)."""
+    return sorted((r for r in records if r.state == ALIVE and r.role == "node" and model_id in r.models_on_disk),
+                  key=lambda r: (-r.vram_bytes, r.node_id))
+
+
+def _partners(records: list[NodeRecord], host: NodeRecord, model_id: str) -> list[NodeRecord]:
+    return [r for r in records if r.state == ALIVE and r.role == "node" and r.node_id != host.node_id
+            and model_id in r.models_on_disk and r.vram_bytes > 0]
+
+
+def choose_host(records: list[NodeRecord], model_id: str, model_bytes: int = 0,
+                force_split: bool = False) -> NodeRecord | None:
+    """The elected host: the first candidate that can hold the model alone or with the
+    peers both it and they allow (the split allow-list) — asked to split, the first
+    that has such a peer at all; if none can, the first. RTT and readiness do not
+    move the host: only memory, files and policies, which change rarely."""
+    ranked = candidates(records, model_id)
+    need = FIT_FACTOR * model_bytes
+    allowed = {h.node_id: [r for r in _partners(records, h, model_id) if may_pair(h, r)] for h in ranked}
+    if force_split:
+        for host in ranked:
+            if allowed[host.node_id] and host.vram_bytes + sum(r.vram_bytes for r in allowed[host.node_id]) >= need:
+                return host
+    for host in ranked:
+        if host.vram_bytes + sum(r.vram_bytes for r in allowed[host.node_id]) >= need:
+            return host
+    return ranked[0] if ranked else None
 
 
 def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force_split: bool = False,
                ready: set[str] | None = None) -> Plan:
     """`ready`: ids of nodes prepared to serve this model's weights as workers
     (None: every node with the file)."""
-    host = choose_host(records, model_id)
+    host = choose_host(records, model_id, model_bytes, force_split)
     if host is None:
         return Plan(model_id, None, fits=False, reason=f"no node has {model_id} on disk")
     need = FIT_FACTOR * model_bytes
     if host.vram_bytes >= need and not force_split:
         return Plan(model_id, host.node_id, fractions=(1.0,))
+    others = [r for r in _partners(records, host, model_id) if ready is None or r.node_id in ready]
+    excluded = [r for r in others if not may_pair(host, r)]
+    others = [r for r in others if may_pair(host, r)]
     chosen: list[NodeRecord] = []
     total = host.vram_bytes
     others = [r for r in records if r.state == ALIVE and r.role == "node" and r.node_id != host.node_id
               and model_id in r.models_on_disk and r.vram_bytes > 0
               and (ready is None or r.node_id in ready)]
+    excluded = [r for r in others if not may_pair(host, r)]
+    others = [r for r in others if may_pair(host, r)]
     for peer in sorted(others, key=lambda r: (host.rtt_ms.get(r.node_id, float("inf")), r.node_id)):
         if host.rtt_ms.get(peer.node_id, float("inf")) > MAX_RTT_MS:
             continue
@@ -73,7 +105,9 @@ def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force
         gib = 1 << 30
         return Plan(model_id, host.node_id, tuple(p.node_id for p in chosen), fits=False,
                     reason=f"{model_id} needs {need / gib:.2f} GiB; the nodes that can take part offer "
-                           f"{total / gib:.2f} GiB together")
+                           f"{total / gib:.2f} GiB together"
+                           + (f" ({len(excluded)} more with the model are not on the split allow-list: "
+                              f"see --split-with)" if excluded else ""))
     if not chosen:  # forced split, nobody to split with: alone until a peer joins
         return Plan(model_id, host.node_id, fractions=(1.0,))
     fractions = tuple(v / total for v in [host.vram_bytes, *(p.vram_bytes for p in chosen)])
@@ -86,7 +120,7 @@ def keep_or_replan(current: Plan | None, records: list[NodeRecord], model_id: st
     one every node elects (two nodes that planned before gossip converged both yield
     to the elected host; memory and files change rarely, RTT never moves the host)."""
     alive = {r.node_id for r in records if r.state == ALIVE and r.role == "node"}
-    elected = choose_host(records, model_id)
+    elected = choose_host(records, model_id, model_bytes, force_split)
     if current is not None and current.fits and current.host and set(current.members) <= alive \
             and elected is not None and elected.node_id == current.host:
         if not (force_split and not current.workers):
