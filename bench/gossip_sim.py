@@ -17,9 +17,9 @@ import random
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from meshcore.identity import node_id_of
+from meshcore.identity import node_id_of, public_bytes
 from meshcore.member import FANOUT, GOSSIP_INTERVAL_S
-from meshcore.membership import ALIVE, DEAD, Membership, NodeRecord
+from meshcore.membership import ALIVE, DEAD, Membership, NodeRecord, owner_statement
 from meshcore.wire import encode_frame
 
 MAX_ROUNDS = 60
@@ -38,9 +38,12 @@ def node_id(i: int) -> str:
 
 
 def record(i: int) -> NodeRecord:
+    owner = key(100000 + i // 4)  # an owner key for every four nodes, as real records carry
     return NodeRecord(node_id=node_id(i), version=1, addrs=(f"10.0.{i // 250}.{i % 250}:4000",),
                       vram_bytes=24 << 30, models_on_disk=("Qwen2.5-7B-Instruct-Q4_K_M",),
-                      serving=("Qwen2.5-7B-Instruct-Q4_K_M",), app_version="0.1.0").signed(key(i))
+                      serving=("Qwen2.5-7B-Instruct-Q4_K_M",), app_version="0.1.0", owner=public_bytes(owner),
+                      owner_sig=owner.sign(owner_statement(public_bytes(key(i)))),
+                      split_with=("owner",)).signed(key(i))
 
 
 def snapshot(m: Membership) -> Membership:
