@@ -78,7 +78,7 @@ async def test_member_http_streams_reach_only_the_forwarded_api(tmp_path: Path, 
     pid = honest.llama_pid(MODEL)
     try:
         for method, path in (("GET", "/props"), ("GET", "/slots"), ("POST", "/slots/0?action=erase"),
-                             ("GET", "/v1/chat/completions"), ("POST", "/completion")):
+                             ("GET", "/v1/chat/completions"), ("POST", "/lora-adapters"), ("POST", "/props")):
             reply = await answer(conn, Kind.HTTP, {"model": MODEL}, http(method, path))
             assert reply.startswith(b"HTTP/1.1 404") and b'"code": "not_found"' in reply, (path, reply[:200])
         big = await answer(conn, Kind.HTTP, {"model": MODEL},

@@ -84,7 +84,7 @@ def test_every_message_round_trips_through_msgpack() -> None:
         wire = msgpack.unpackb(msgpack.packb(to_wire(message), use_bin_type=True), raw=False)
         assert parse_control(wire) == message
     assert StreamHeader.parse(StreamHeader("qwen-7b").to_wire()) == StreamHeader("qwen-7b")
-    assert TunnelRequest.decode(TunnelRequest(NODE, "m").encode()) == TunnelRequest(NODE, "m")
+    assert TunnelRequest.decode(TunnelRequest(NODE, "m", "/v1/messages").encode()) == TunnelRequest(NODE, "m", "/v1/messages")
 
 
 def test_fields_of_the_wrong_type_or_size_are_refused() -> None:

@@ -35,7 +35,7 @@ async def test_a_forwarded_request_is_rebuilt_as_one_request() -> None:
 
 
 @pytest.mark.parametrize("head", [b"GET /props HTTP/1.1\r\nHost: x\r\n\r\n", b"GET /slots HTTP/1.1\r\nHost: x\r\n\r\n",
-                                  post("/completion", b"{}"), post("/v1/completions/../../props", b"{}"),
+                                  post("/lora-adapters", b"{}"), post("/v1/completions/../../props", b"{}"),
                                   b"GET /v1/chat/completions HTTP/1.1\r\nHost: x\r\n\r\n"])
 async def test_other_paths_are_refused(head: bytes) -> None:
     with pytest.raises(Refused) as err:

@@ -65,3 +65,12 @@ def test_endpoints_from_proto() -> None:
 def test_a_failed_model_is_503_and_says_failed() -> None:
     with pytest.raises(ModelUnavailable, match="failed"):
         router(Endpoint("a", "n", True, "", "failed")).choose("a")
+
+
+def test_no_model_means_the_only_model_else_400_naming_them() -> None:
+    from mesh_proxy.errors import BadRequest
+    assert router(ep("a", "n1"), ep("a", "n2")).choose(None).model_id == "a"
+    with pytest.raises(BadRequest, match="serves 2: a, b; name one"):
+        router(ep("a", "n1"), ep("b", "n1")).choose(None)
+    with pytest.raises(BadRequest, match="serves none"):
+        router().choose(None)

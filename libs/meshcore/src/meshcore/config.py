@@ -46,6 +46,8 @@ class ProxyConfig:
     listen_all: bool = False                    # bind 0.0.0.0 instead of 127.0.0.1
     max_body_bytes: int = MAX_BODY_BYTES        # larger request bodies get 413 (meshcore.api_paths)
     join: tuple[str, ...] = ()                  # client-only mode: invite tokens; the proxy joins itself
+    cors_origins: tuple[str, ...] = ()          # web origins allowed besides this machine's loopback
+                                                # ("*": any; never with credentials; mesh_proxy.cors)
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ import ipaddress
 import json
 import socket
 from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
 
-from meshcore.api_errors import error_body
+from meshcore.api_errors import family_error
+from meshcore.errors import ConfigError
 
 Scope = dict[str, Any]
 ASGIApp = Callable[[Scope, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]], Awaitable[None]]
@@ -51,9 +53,9 @@ class HostGuard:
         if scope["type"] in ("http", "websocket"):
             host = next((v.decode("latin-1") for k, v in scope.get("headers", []) if k == b"host"), "")
             if not host_allowed(host, self.names):
-                body = json.dumps(error_body(f"Host {host!r} is not this machine: refused (DNS rebinding guard; "
-                                             "use an IP address or localhost)", "invalid_request_error",
-                                             "host_not_allowed")).encode()
+                body = json.dumps(family_error(scope.get("path", "/"), 403, f"Host {host!r} is not this machine: "
+                                               "refused (DNS rebinding guard; use an IP address or localhost)",
+                                               "invalid_request_error", "host_not_allowed")).encode()
                 await send({"type": "http.response.start", "status": 403,
                             "headers": [(b"content-type", b"application/json"),
                                         (b"content-length", str(len(body)).encode())]})
@@ -70,3 +72,14 @@ def is_loopback(client: tuple[str, int] | None) -> bool:
         return ipaddress.ip_address(client[0]).is_loopback
     except ValueError:
         return False
+
+
+def check_origin(origin: str) -> str:
+    """A --cors-origin value: * or scheme://host[:port], nothing after it."""
+    if origin == "*":
+        return origin
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") \
+            or parts.query or parts.fragment:
+        raise ConfigError(f"--cors-origin {origin!r} is not an origin like https://app.example or http://host:8080")
+    return f"{parts.scheme}://{parts.netloc}".lower()

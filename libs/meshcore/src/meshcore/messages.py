@@ -146,22 +146,23 @@ class StreamHeader:
 @dataclass(frozen=True)
 class TunnelRequest:
     """The line the local proxy sends on the node agent's tunnel socket before raw
-    HTTP: "HTTP <node_id> <model>\\n"."""
+    HTTP: "HTTP <node_id> <model> <path>\\n" (the path: for errors in its API family)."""
     node_id: NodeId
     model: str
-    MAX_LINE: ClassVar[int] = 256
+    path: str = "/"
+    MAX_LINE: ClassVar[int] = 512
 
     def encode(self) -> bytes:
-        return f"HTTP {self.node_id} {self.model}\n".encode()
+        return f"HTTP {self.node_id} {self.model} {self.path}\n".encode()
 
     @staticmethod
     def decode(line: bytes) -> "TunnelRequest":
         if len(line) > TunnelRequest.MAX_LINE:
             raise FrameError("tunnel request line too long")
         try:
-            kind, node_id, model = line.decode().split()
+            kind, node_id, model, path = line.decode().split()
         except (UnicodeDecodeError, ValueError) as exc:
-            raise FrameError("tunnel request is not 'HTTP <node_id> <model>'") from exc
-        if kind != "HTTP":
-            raise FrameError(f"unknown tunnel kind {kind[:16]!r}")
-        return TunnelRequest(_node_id(node_id, "tunnel node"), _model(model))
+            raise FrameError("tunnel request is not 'HTTP <node_id> <model> <path>'") from exc
+        if kind != "HTTP" or not path.startswith("/") or len(path) > MAX_MODEL_ID:
+            raise FrameError(f"unknown tunnel kind {kind[:16]!r} or bad path")
+        return TunnelRequest(_node_id(node_id, "tunnel node"), _model(model), path)

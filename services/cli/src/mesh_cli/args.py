@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--console", type=port_number, default=3131, help="console port (default 3131)")
     p.add_argument("--home", default=str(default_home()),
                    help="node home: identity, mesh secret, logs (default ~/.mesh-llm)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (https://app.example, or * for any) call the API from a "
+                        "browser; pages on this machine's localhost always may; may repeat")
     p.add_argument("--listen-all", action="store_true",
                    help="serve the API and console on all interfaces, not only 127.0.0.1")
     p.add_argument("--max-vram", type=positive_float, metavar="GB", help="cap the memory this node offers")

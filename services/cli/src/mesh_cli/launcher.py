@@ -26,6 +26,7 @@ from meshcore.config import ConsoleConfig, NodeConfig, ProxyConfig, to_json
 from meshcore.directory_client import best_mesh, directory_url, list_meshes
 from meshcore.errors import ConfigError
 from meshcore.home import Home
+from meshcore.host_guard import check_origin
 from meshcore.llama_bin import check_device, list_devices, llama_bin_dir
 from meshcore.models import resolve_model
 from meshcore.membership import MESH, OWNER
@@ -99,7 +100,8 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
                       region=args.region, max_clients=args.max_clients, buddy=buddy, split_with=split_with,
                       owner_key=str(Path(args.owner_key).expanduser().resolve()) if args.owner_key else "")
     proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all,
-                        join=tuple(args.join) if args.client else ())
+                        join=tuple(args.join) if args.client else (),
+                        cors_origins=tuple(check_origin(o) for o in args.cors_origin))
     console = ConsoleConfig(home=str(home.root), port=args.console, api_port=args.port,
                             listen_all=args.listen_all)
     return home, node, proxy, console

@@ -23,9 +23,9 @@ DROPPED = {b"host", b"content-length", b"transfer-encoding", b"connection", b"ke
 
 
 class Refused(Exception):
-    def __init__(self, status: int, message: str, code: str) -> None:
+    def __init__(self, status: int, message: str, code: str, target: str = "/") -> None:
         super().__init__(message)
-        self.status, self.message, self.code = status, message, code
+        self.status, self.message, self.code, self.target = status, message, code, target
 
 
 @dataclass(frozen=True)
@@ -64,18 +64,19 @@ async def read_request(reader: asyncio.StreamReader, max_body: int = MAX_BODY_BY
     method, target = event.method.decode("ascii", "replace"), event.target.decode("ascii", "replace")
     headers = tuple((k, v) for k, v in event.headers if k.lower() not in DROPPED)
     if not is_forwarded(method, target):
-        raise Refused(404, f"{method} {target} is not an API path this mesh forwards", "not_found")
+        raise Refused(404, f"{method} {target[:200]} is not an API path this mesh forwards", "not_found", target)
     declared = dict(event.headers).get(b"content-length")
     if declared is not None and int(declared) > max_body:
         raise Refused(413, f"request body is {int(declared)} bytes; the limit is {max_body} bytes",
-                      "request_too_large")
+                      "request_too_large", target)
     body, size = [], 0
     while not isinstance(event := await _event(conn, reader), h11.EndOfMessage):
         if isinstance(event, h11.ConnectionClosed):
-            raise Refused(400, "the stream ended inside the request body", "invalid_request")
+            raise Refused(400, "the stream ended inside the request body", "invalid_request", target)
         if isinstance(event, h11.Data):
             size += len(event.data)
             if size > max_body:
-                raise Refused(413, f"request body is over the limit of {max_body} bytes", "request_too_large")
+                raise Refused(413, f"request body is over the limit of {max_body} bytes", "request_too_large",
+                              target)
             body.append(bytes(event.data))
     return GatedRequest(method, target, headers, b"".join(body))

@@ -20,7 +20,7 @@ from collections import defaultdict
 from typing import Collection
 
 from meshcore.api import node_pb2 as pb
-from meshcore.api_errors import error_body
+from meshcore.api_errors import family_error
 from meshcore.errors import ConfigError
 from meshcore.home import Home
 from meshcore.identity import MeshSecret, save_mesh_secret
@@ -40,9 +40,10 @@ log = logging.getLogger(__name__)
 ADDRESS_CHECK_S = 5.0
 
 
-def http_error(status: int, message: str, code: str) -> bytes:
+def http_error(status: int, message: str, code: str, target: str = "/") -> bytes:
+    """An HTTP error answer in the shape of `target`'s API family (meshcore.api_errors)."""
     kind = "service_unavailable" if status in (502, 503) else "invalid_request_error"
-    body = json.dumps(error_body(message, kind, code)).encode()
+    body = json.dumps(family_error(target, status, message, kind, code)).encode()
     reason = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 502: "Bad Gateway",
               503: "Service Unavailable"}.get(status, "Error")
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
@@ -123,7 +124,7 @@ class MeshLink:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, FrameError):
             writer.close()
             return
-        node_id, model = ask.node_id, ask.model
+        node_id, model, target = ask.node_id, ask.model, ask.path
         task = self._track(node_id)
         answered = [0]  # bytes relayed back to the proxy
         try:
@@ -132,12 +133,12 @@ class MeshLink:
         except (ConnectionError, OSError, TimeoutError, AdmissionRefused) as exc:
             log.warning("no stream to node %s for %s: %s", node_id[:12], model, exc)
             writer.write(http_error(503, f"the node serving {model!r} is not reachable right now; retry shortly",
-                                    "model_not_ready"))
+                                    "model_not_ready", target))
         except asyncio.CancelledError:
             log.info("cut the stream to node %s for %s: the node is gone", node_id[:12], model)
             if not answered[0]:  # nothing sent back yet: the request can simply be retried
                 writer.write(http_error(503, f"the node serving {model!r} stopped answering; retry shortly",
-                                        "model_not_ready"))
+                                        "model_not_ready", target))
         finally:
             self.tunnels[node_id].discard(task)
             writer.close()
@@ -148,22 +149,24 @@ class MeshLink:
         local llama-server as one rebuilt request, its answer streamed back. The member
         going away (stream ended or reset) abandons the request."""
         model = StreamHeader.parse(await read_frame(reader, MAX_HEADER_FRAME)).model
-        port = self.state.local_port(model)
-        if not port:
-            writer.write(http_error(503, f"model {model!r} is not served by this node right now", "model_not_ready"))
-            writer.write_eof()
-            return
         try:
             request = await read_request(reader)
         except Refused as exc:
             log.warning("refused a request from node %s: %s", str(conn.peer_id)[:12], exc.message)
-            writer.write(http_error(exc.status, exc.message, exc.code))
+            writer.write(http_error(exc.status, exc.message, exc.code, exc.target))
+            writer.write_eof()
+            return
+        port = self.state.local_port(model)
+        if not port:
+            writer.write(http_error(503, f"model {model!r} is not served by this node right now", "model_not_ready",
+                                    request.target))
             writer.write_eof()
             return
         try:
             local_reader, local_writer = await asyncio.open_connection("127.0.0.1", port)
         except OSError:
-            writer.write(http_error(502, f"the backend for {model!r} is not answering", "backend_unavailable"))
+            writer.write(http_error(502, f"the backend for {model!r} is not answering", "backend_unavailable",
+                                    request.target))
             writer.write_eof()
             return
         local_writer.write(request.encode(f"127.0.0.1:{port}"))

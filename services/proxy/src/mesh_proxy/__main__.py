@@ -14,6 +14,7 @@ from pathlib import Path
 from meshcore.config import ProxyConfig, config_text, from_json
 from meshcore.errors import MeshError
 from meshcore.home import Home, default_home
+from meshcore.host_guard import check_origin
 from meshcore.http_service import run_http_service
 from meshcore.process import setup_logging
 
@@ -29,13 +30,19 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9337)
     parser.add_argument("--home", default=str(default_home()))
     parser.add_argument("--listen-all", action="store_true")
+    parser.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                        help="let web pages from ORIGIN (or *) call the API from a browser; may repeat")
     args = parser.parse_args()
     setup_logging("proxy")
     if args.config:
         config = from_json(ProxyConfig, config_text(args.config))
     elif args.join:
+        try:
+            origins = tuple(check_origin(o) for o in args.cors_origin)
+        except MeshError as exc:
+            parser.error(str(exc))
         config = ProxyConfig(home=str(Path(args.home).expanduser().resolve()), port=args.port,
-                             listen_all=args.listen_all, join=tuple(args.join))
+                             listen_all=args.listen_all, join=tuple(args.join), cors_origins=origins)
     else:
         parser.error("give --join TOKEN (client machine) or --config (started by mesh-llm)")
     client = None

@@ -1,4 +1,5 @@
-"""The proxy's FastAPI app: one thin route per OpenAI endpoint."""
+"""The proxy's FastAPI app: one thin route per API path of every family
+(meshcore.api_paths), the model list, health and metrics; CORS and Host guards."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -18,8 +20,10 @@ from meshcore.home import Home
 from meshcore.host_guard import HostGuard
 
 from mesh_proxy.client_mode import MeshClient
+from mesh_proxy.cors import CorsGuard
 from mesh_proxy.errors import ModelNotFound, ProxyError, error_response
 from mesh_proxy.forward import BackendOpener, forward
+from mesh_proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from mesh_proxy.node_link import follow_node, report_demand
 from mesh_proxy.routes import Router
 
@@ -31,11 +35,12 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
     home = Home(Path(config.home))
     router = client.router if client is not None else Router()
     opener = client if client is not None else BackendOpener(str(home.tunnel_socket))
+    metrics = ProxyMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tasks = [] if client is not None else [
-            asyncio.create_task(follow_node(home, router), name="follow node"),
+            asyncio.create_task(follow_node(home, router, metrics), name="follow node"),
             asyncio.create_task(report_demand(home, router), name="report demand")]
         try:
             yield
@@ -45,22 +50,27 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
             await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="Mesh LLM API", version=__version__, lifespan=lifespan)
-    app.add_middleware(HostGuard)
+    app.add_middleware(CorsGuard, origins=config.cors_origins)
+    app.add_middleware(HostGuard)  # outermost: a rebinding page gets nothing, not even CORS answers
     app.state.router = router
 
     @app.exception_handler(ProxyError)
     async def on_proxy_error(request: Request, exc: ProxyError) -> Response:
-        return exc.response()
+        return exc.response(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> Response:
         code = "not_found" if exc.status_code == 404 else None
-        return error_response(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}",
-                              "invalid_request_error", code)
+        return error_response(request.url.path, exc.status_code,
+                              f"{request.method} {request.url.path}: {exc.detail}", "invalid_request_error", code)
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return error_response(400, str(exc), "invalid_request_error", "invalid_request")
+        return error_response(request.url.path, 400, str(exc), "invalid_request_error", "invalid_request")
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/health")
     async def health() -> dict:
@@ -91,7 +101,7 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
 
     def route_for(path: str):  # noqa: ANN202 - FastAPI endpoint factory
         async def endpoint(request: Request) -> Response:
-            return await forward(request, router, opener, path, config.max_body_bytes)
+            return await forward(request, router, opener, path, config.max_body_bytes, metrics)
         endpoint.__name__ = path.strip("/").replace("/", "_")
         return endpoint
 

@@ -59,7 +59,7 @@ class MeshClient:
         status.peers.extend(mesh_view.peers(self.member))
         return status
 
-    async def open(self, endpoint: Endpoint) -> Streams:
+    async def open(self, endpoint: Endpoint, path: str = "/") -> Streams:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 return await self.member.open_stream(endpoint.node_id, Kind.HTTP, StreamHeader(endpoint.model_id).to_wire())  # type: ignore[arg-type]

@@ -1,11 +1,12 @@
-"""Every failure the proxy reports, as one OpenAI-style JSON body:
-{"error": {"message", "type", "code"}} with the matching HTTP status."""
+"""Every failure the proxy reports, with the matching HTTP status, in the error shape
+of the API family of the request's path (meshcore.api_errors): OpenAI's
+{"error": {"message", "type", "code"}}, or Anthropic's on /v1/messages."""
 
 from __future__ import annotations
 
 from fastapi.responses import JSONResponse
 
-from meshcore.api_errors import error_body
+from meshcore.api_errors import family_error
 
 
 class ProxyError(Exception):
@@ -18,8 +19,8 @@ class ProxyError(Exception):
         self.message = message
         self.headers = headers or {}
 
-    def response(self) -> JSONResponse:
-        return error_response(self.status, self.message, self.type, self.code, self.headers)
+    def response(self, path: str = "/") -> JSONResponse:
+        return error_response(path, self.status, self.message, self.type, self.code, self.headers)
 
 
 class BadRequest(ProxyError):
@@ -47,6 +48,6 @@ class BackendGone(ProxyError):
     status, type, code = 502, "server_error", "backend_unavailable"
 
 
-def error_response(status: int, message: str, type_: str, code: str | None,
+def error_response(path: str, status: int, message: str, type_: str, code: str | None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, type_, code), status_code=status, headers=headers)
+    return JSONResponse(family_error(path, status, message, type_, code), status_code=status, headers=headers)

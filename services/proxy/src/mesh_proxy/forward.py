@@ -1,5 +1,6 @@
 """Forwarding one API request: read the body (bounded), peek at `model`, pick the
-endpoint, send the original bytes, relay the response as it arrives.
+endpoint, send the original bytes, relay the response as it arrives; count it in
+the proxy's metrics (mesh_proxy.metrics).
 
 A client that disconnects cancels the upstream request: while waiting for the
 response head we race the client's disconnect; while streaming, Starlette
@@ -12,14 +13,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import AsyncIterator, Awaitable, Protocol, TypeVar
 
 from fastapi import Request, Response
 from fastapi.responses import StreamingResponse
 
-from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, UnsupportedMediaType
+from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, ProxyError, UnsupportedMediaType
+from mesh_proxy.metrics import ProxyMetrics
 from mesh_proxy.routes import Endpoint, Router
-from meshcore.api_errors import error_body
+from meshcore.api_errors import family_error
+from meshcore.api_paths import Family, family_of
 from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
 from meshcore.ids import NodeId
 from meshcore.messages import TunnelRequest
@@ -49,7 +53,8 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def model_of(body: bytes) -> str:
+def model_of(body: bytes) -> str | None:
+    """The `model` the request names, or None if it names none."""
     try:
         data = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -57,8 +62,10 @@ def model_of(body: bytes) -> str:
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     model = data.get("model")
+    if model is None:
+        return None
     if not isinstance(model, str) or not model:
-        raise BadRequest("request body has no 'model' (a string naming the model)")
+        raise BadRequest("'model' must be a string naming the model")
     return model
 
 
@@ -91,40 +98,52 @@ class BackendOpener:
     def __init__(self, tunnel_socket: str) -> None:
         self.tunnel_socket = tunnel_socket
 
-    async def _connect(self, endpoint: Endpoint) -> Streams:
+    async def _connect(self, endpoint: Endpoint, path: str) -> Streams:
         if endpoint.local:
             host, _, port = endpoint.address.rpartition(":")
             return await asyncio.open_connection(host, int(port))
         reader, writer = await asyncio.open_unix_connection(self.tunnel_socket)
-        writer.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id).encode())
+        writer.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id, path).encode())
         return reader, writer
 
-    async def open(self, endpoint: Endpoint) -> Streams:
+    async def open(self, endpoint: Endpoint, path: str = "/") -> Streams:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                return await self._connect(endpoint)
+                return await self._connect(endpoint, path)
         except (OSError, TimeoutError, ValueError) as exc:
             raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
                               f"it may be restarting") from exc
 
 
-async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, sse: bool) -> AsyncIterator[bytes]:
+def broken_stream_event(path: str, model: str) -> bytes:
+    """The last event of a stream whose backend died mid-answer, in the family's form."""
+    message = f"the backend serving {model!r} stopped mid-response"
+    body = json.dumps(family_error(path, 502, message, "server_error", "backend_unavailable"))
+    if family_of(path) is Family.ANTHROPIC:
+        return f"event: error\ndata: {body}\n\n".encode()
+    return f"data: {body}\n\ndata: [DONE]\n\n".encode()
+
+
+async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, path: str,
+                metrics: ProxyMetrics, started: float) -> AsyncIterator[bytes]:
+    events = 0
     try:
         async for chunk in response.body():
+            if not events:
+                metrics.first_byte(endpoint.model_id, route_of(endpoint), started)
+            events += chunk.count(b"data: ") or 1
             yield chunk
     except UpstreamBroken as exc:
         log.warning("stream for %s broke: %s", endpoint.model_id, exc)
-        if sse:
-            body = error_body(f"the backend serving {endpoint.model_id!r} stopped mid-response",
-                              "server_error", "backend_unavailable")
-            yield f"data: {json.dumps(body)}\n\ndata: [DONE]\n\n".encode()
+        yield broken_stream_event(path, endpoint.model_id)
     finally:
         await response.close()
         router.end(endpoint)
+        metrics.stream_events(endpoint.model_id, route_of(endpoint), max(0, events - 1))  # not the [DONE]
 
 
 class Opener(Protocol):
-    async def open(self, endpoint: Endpoint) -> Streams: ...
+    async def open(self, endpoint: Endpoint, path: str = "/") -> Streams: ...
 
 
 def require_json(request: Request) -> None:
@@ -137,14 +156,30 @@ def require_json(request: Request) -> None:
                                    f"(got {ctype or 'no Content-Type'!r})")
 
 
-async def forward(request: Request, router: Router, opener: Opener, path: str, limit: int) -> Response:
+def route_of(endpoint: Endpoint) -> str:
+    return "local" if endpoint.local else "remote"
+
+
+async def forward(request: Request, router: Router, opener: Opener, path: str, limit: int,
+                  metrics: ProxyMetrics) -> Response:
+    try:
+        return await _forward(request, router, opener, path, limit, metrics)
+    except ProxyError as exc:
+        metrics.refused(family_of(path).value, exc.code)
+        raise
+
+
+async def _forward(request: Request, router: Router, opener: Opener, path: str, limit: int,
+                   metrics: ProxyMetrics) -> Response:
+    started = time.monotonic()
     require_json(request)
     body = await read_body(request, limit)
     endpoint = router.choose(model_of(body))
+    route = route_of(endpoint)
     router.begin(endpoint)
     handed_off = False
     try:
-        reader, writer = await opener.open(endpoint)
+        reader, writer = await opener.open(endpoint, path)
         try:
             response = await unless_disconnected(
                 request, send_request(reader, writer, "POST", path, endpoint.address, body))
@@ -154,10 +189,13 @@ async def forward(request: Request, router: Router, opener: Opener, path: str, l
             writer.close()
             log.info("client went away before %s answered; request cancelled", endpoint.model_id)
             return Response(status_code=499)
-        headers = {k: v for k, v in response.headers if k != "content-type"}
+        # The proxy owns the CORS policy (mesh_proxy.cors): llama-server's own headers go.
+        headers = {k: v for k, v in response.headers if k != "content-type" and not k.startswith("access-control-")}
+        metrics.answered(endpoint.model_id, route, family_of(path).value, response.status)
         if response.content_type.startswith("text/event-stream"):
             handed_off = True
-            return StreamingResponse(relay(response, endpoint, router, sse=True), status_code=response.status,
+            return StreamingResponse(relay(response, endpoint, router, path, metrics, started),
+                                     status_code=response.status,
                                      media_type=response.content_type, headers=headers)
         try:
             content = await response.read_all()
@@ -165,6 +203,8 @@ async def forward(request: Request, router: Router, opener: Opener, path: str, l
             raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
         finally:
             await response.close()
+        metrics.first_byte(endpoint.model_id, route, started)
+        metrics.usage_tokens(endpoint.model_id, route, content)
         return Response(content, status_code=response.status, media_type=response.content_type, headers=headers)
     finally:
         if not handed_off:

@@ -12,6 +12,7 @@ from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.home import Home
 
+from mesh_proxy.metrics import ProxyMetrics
 from mesh_proxy.routes import Router, endpoints_from_proto
 
 log = logging.getLogger(__name__)
@@ -19,7 +20,7 @@ RECONNECT_S = 0.5
 DEMAND_REPORT_S = 5.0
 
 
-async def follow_node(home: Home, router: Router) -> None:
+async def follow_node(home: Home, router: Router, metrics: ProxyMetrics | None = None) -> None:
     warned = False
     while True:
         try:
@@ -31,6 +32,8 @@ async def follow_node(home: Home, router: Router) -> None:
                     router.node_connected = True
                     warned = False
                     router.update(endpoints_from_proto(status.routes))
+                    if metrics is not None:
+                        metrics.node_status = status
         except grpc.aio.AioRpcError as exc:
             if router.node_connected or not warned:
                 log.warning("node agent not reachable (%s); retrying", exc.code().name)

@@ -16,7 +16,7 @@ from meshcore.model_state import word
 
 STATES = (pb.MODEL_STATE_LOADING, pb.MODEL_STATE_SERVING, pb.MODEL_STATE_FAILED)  # what a route can be
 
-from mesh_proxy.errors import ModelNotFound, ModelUnavailable
+from mesh_proxy.errors import BadRequest, ModelNotFound, ModelUnavailable
 
 RETRY_AFTER_S = 2
 
@@ -59,7 +59,15 @@ class Router:
     def model_ids(self) -> list[str]:
         return sorted({e.model_id for e in self.endpoints})
 
-    def choose(self, model_id: str) -> Endpoint:
+    def choose(self, model_id: str | None) -> Endpoint:
+        """`model_id` None (a request that names no model, as llama.cpp's native
+        endpoints send): the mesh's only model, if it has exactly one."""
+        if model_id is None:
+            known = self.model_ids()
+            if len(known) != 1 and self.node_connected:
+                raise BadRequest("the request names no 'model' and this mesh serves "
+                                 + (f"{len(known)}: {', '.join(known)}; name one" if known else "none"))
+            model_id = known[0] if known else ""
         candidates = [e for e in self.endpoints if e.model_id == model_id]
         if not candidates:
             if not self.node_connected:
