@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import httpx
 
@@ -24,24 +25,25 @@ from meshnode import start_node  # noqa: E402  (the integration tests' real-proc
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stream_timing import bench_main, alternate, compare  # noqa: E402
+from stream_timing import StreamTiming, alternate, bench_main, compare, stream_completion  # noqa: E402
 
 # ~410M parameters (820 MB F16): 20-50 ms a decoded token on 2 cores, a realistic
 # compute-to-overhead ratio for a mid-size model on a GPU.
 BENCH_MODEL = TinySpec(name="mesh-bench-F16", width=2048, layers=8, heads=16, ff=5632)
 
 
-def measure(runs: int, tokens: int) -> dict:
+def measure(runs: int, tokens: int, stream: Callable[..., StreamTiming] = stream_completion,
+            prefix: str = "proxy_local") -> dict:
     with tempfile.TemporaryDirectory(prefix="mesh-bench-") as tmp:
         model = generate(BENCH_MODEL, Path(tmp) / "models")
         node = start_node(Path(tmp), [model])
         try:
             direct_url = f"http://127.0.0.1:{node.llama_port(BENCH_MODEL.name)}"
             with httpx.Client(timeout=120) as client:
-                direct, proxied = alternate(client, direct_url, node.api, BENCH_MODEL.name, runs, tokens)
+                direct, proxied = alternate(client, direct_url, node.api, BENCH_MODEL.name, runs, tokens, stream)
         finally:
             node.stop()
-    return {**compare("proxy_local", direct, proxied), "runs": runs, "tokens": tokens}
+    return {**compare(prefix, direct, proxied), "runs": runs, "tokens": tokens}
 
 
 def main() -> None:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["proxy_local", "remote", "split", "gossip_sim", "directory", "proxy_concurrency"]
+BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "gossip_sim", "directory", "proxy_concurrency"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -35,6 +35,7 @@ PER_RUN = {"gossip_sim": lambda i: ["--seed", str(7 + i)]}
 HEADLINE = [
     ("proxy_local_tokps_ratio", "proxy ÷ direct llama-server, decode tok/s"),
     ("proxy_local_ttft_added_ms_p50", "proxy added time to first token, ms (p50)"),
+    ("proxy_messages_ttft_added_ms_p50", "proxy added TTFT, Anthropic /v1/messages stream, ms (p50)"),
     ("remote_tokps_ratio", "remote via QUIC tunnel ÷ direct, decode tok/s"),
     ("remote_ttft_added_ms_p50", "remote added time to first token, ms (p50)"),
     ("hard_kill_route_gone_s", "hard-killed node: its routes gone after, s"),

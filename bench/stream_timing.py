@@ -47,19 +47,39 @@ def stream_completion(client: httpx.Client, base_url: str, model: str, prompt: s
     return StreamTiming(first - started, tokens, last - first)
 
 
+def stream_messages(client: httpx.Client, base_url: str, model: str, prompt: str, max_tokens: int) -> StreamTiming:
+    """The same measure for Anthropic's /v1/messages stream (content_block_delta events)."""
+    body = {"model": model, "max_tokens": max_tokens, "stream": True, "temperature": 0, "ignore_eos": True,
+            "cache_prompt": False, "messages": [{"role": "user", "content": prompt}]}
+    started = time.perf_counter()
+    first = last = 0.0
+    tokens = 0
+    with client.stream("POST", f"{base_url}/v1/messages", json=body) as resp:
+        resp.raise_for_status()
+        for line in resp.iter_lines():
+            if line.startswith("data: ") and '"content_block_delta"' in line:
+                now = time.perf_counter()
+                first = first or now
+                last = now
+                tokens += 1
+    return StreamTiming(first - started, tokens, last - first)
+
+
 def median_spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def alternate(client: httpx.Client, reference_url: str, mesh_url: str, model: str, runs: int,
-              tokens: int) -> tuple[list[StreamTiming], list[StreamTiming]]:
+              tokens: int, stream: Callable[..., StreamTiming] = stream_completion
+              ) -> tuple[list[StreamTiming], list[StreamTiming]]:
     """Warm up, then alternate reference and mesh requests with the same prompts."""
-    stream_completion(client, mesh_url, model, "warm up", 8)
+    stream(client, mesh_url, model, "warm up", 8)
     reference, mesh = [], []
     for i in range(runs):
-        prompt = f"run {i}: the mesh serves tokens"
-        reference.append(stream_completion(client, reference_url, model, prompt, tokens))
-        mesh.append(stream_completion(client, mesh_url, model, prompt, tokens))
+        # Prompts of the same length that differ in their first token: no request reuses
+        # another's prompt cache (/v1/messages ignores cache_prompt=false).
+        reference.append(stream(client, reference_url, model, f"{2 * i} run: the mesh serves tokens", tokens))
+        mesh.append(stream(client, mesh_url, model, f"{2 * i + 1} run: the mesh serves tokens", tokens))
     return reference, mesh
 
 
