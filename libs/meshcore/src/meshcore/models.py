@@ -19,7 +19,10 @@ GGUF_MAGIC = b"GGUF"
 
 
 def model_id_of(path: Path) -> ModelId:
-    return ModelId(path.stem)
+    """A GGUF's stem; for a split GGUF (`name-00001-of-00003.gguf`, served from its first
+    part) the name without the part suffix."""
+    from meshcore.catalog import split_stem
+    return ModelId(split_stem(path.stem))
 
 
 def search_dirs(home: Home) -> list[Path]:

@@ -17,7 +17,7 @@ from meshcore.process import setup_logging
 
 from mesh_cli.args import parser
 from mesh_cli.commands import COMMANDS, run_command
-from mesh_cli.launcher import launch
+from mesh_cli.launcher import fetch_models, launch
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     # --join-file) ends the command; in a container it is PID 1, where the default is to ignore it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
+        fetch_models(args)
         code = asyncio.run(launch(args))
     except (MeshError, ExceptionGroup) as exc:
         error = find_mesh_error(exc)

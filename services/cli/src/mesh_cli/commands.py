@@ -1,5 +1,5 @@
-"""`mesh-llm rotate-key` and `mesh-llm drop MODEL` (talk to the running node), and
-`mesh-llm discover` (asks the directory)."""
+"""`mesh-llm rotate-key` and `mesh-llm drop MODEL` (talk to the running node),
+`mesh-llm discover` (asks the directory) and `mesh-llm download` (the catalog)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.home import Home, default_home
 from meshcore.process import unix_socket_alive
+
+from mesh_cli.download import download_command
 
 
 def node_stub(home_arg: str) -> tuple[grpc.Channel, node_pb2_grpc.NodeAgentStub]:
@@ -76,9 +78,16 @@ def run_command(argv: list[str]) -> int:
     drop = sub.add_parser("drop", help="stop serving a model on the running node")
     drop.add_argument("model")
     drop.add_argument("--home", default=str(default_home()))
+    fetch = sub.add_parser("download", help="list the model catalog, or download models from it "
+                                            "(into $MESH_LLM_MODELS_DIR or ~/.cache/mesh-llm/models)")
+    fetch.add_argument("names", nargs="*", metavar="NAME",
+                       help="a catalog name, a unique prefix of one, or a size like 32b (case does not matter)")
+    fetch.add_argument("--draft", action="store_true", help="also download the model's draft (speculative decoding)")
     args = parser.parse_args(argv)
     if args.command == "discover":
         return discover(args)
+    if args.command == "download":
+        return download_command(args.names, args.draft)
     channel, stub = node_stub(args.home)
     with channel:
         try:
@@ -97,4 +106,4 @@ def run_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"rotate-key", "drop", "discover"}
+COMMANDS = {"rotate-key", "drop", "discover", "download"}

@@ -20,20 +20,22 @@ from pathlib import Path
 
 import grpc
 
+from meshcore import catalog
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.config import ConsoleConfig, NodeConfig, ProxyConfig, to_json
 from meshcore.directory_client import best_mesh, directory_url, list_meshes
-from meshcore.errors import ConfigError
+from meshcore.errors import ConfigError, ModelNotFound
 from meshcore.home import Home
 from meshcore.host_guard import check_origin
 from meshcore.llama_bin import check_device, list_devices, llama_bin_dir
-from meshcore.models import resolve_model
 from meshcore.membership import MESH, OWNER
+from meshcore.models import resolve_model
 from meshcore.process import bind_tcp, unix_socket_alive
 from meshcore.split_policy import parse_split_with
 from meshcore.token import InviteToken
 
+from mesh_cli.download import download, on_disk
 from mesh_cli.supervisor import Child, GiveUp, keep_running
 from mesh_cli.token_files import keep_token_file, read_join_file
 
@@ -61,6 +63,29 @@ def choose_mesh(args: Namespace, models: tuple[str, ...]) -> bool:
     return False
 
 
+def model_path(spec: str, home: Home, fetch: bool = False) -> Path:
+    """--model: a file, a name in the models folders, or a catalog name — downloaded
+    first, with progress, when `fetch` (mesh-llm's main does it before the event loop
+    starts, so a download blocks nothing and Ctrl-C stops it at once)."""
+    try:
+        return resolve_model(spec, home)
+    except ModelNotFound:
+        entry = catalog.find(spec) if not spec.endswith(".gguf") and "/" not in spec else None
+        if entry is None:
+            raise
+    found = on_disk(entry)
+    if found is None and not fetch:
+        raise ModelNotFound(f"model {spec!r} ({entry.name}) is not downloaded yet")
+    return found or download(entry)
+
+
+def fetch_models(args: Namespace) -> None:
+    """Download the catalog models --model names that are not on disk yet."""
+    home = Home(Path(args.home).expanduser().resolve())
+    for spec in args.model:
+        model_path(spec, home, fetch=True)
+
+
 def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, ConsoleConfig]:
     home = Home(Path(args.home).expanduser().resolve())
     if not args.client and importlib.util.find_spec("mesh_node") is None:
@@ -73,7 +98,7 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
         raise ConfigError("a --client serves no models: drop --model, or drop --client")
     if args.client and not args.join and not args.auto:
         raise ConfigError("--client needs --join TOKEN or --auto (the mesh to use)")
-    models = tuple(str(resolve_model(spec, home)) for spec in args.model)
+    models = tuple(str(model_path(spec, home)) for spec in args.model)
     if args.device and args.client:
         raise ConfigError("a --client runs no llama.cpp: drop --device, or drop --client")
     if args.device:  # checked against what the built llama.cpp reports, before anything starts

@@ -1,0 +1,84 @@
+"""The model catalog (catalog.toml beside this file): names people type, the Hugging
+Face files behind them, their size and draft pairing.
+
+A name is looked up case-insensitively: the whole name (`Qwen2.5-32B-Instruct-Q4_K_M`),
+a unique prefix (`qwen2.5-32b`), or a size shorthand (`32b`) that only one model has.
+`MESH_LLM_CATALOG` may name another catalog file of the same form (tests use it).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from meshcore.errors import ModelNotFound
+
+CATALOG = Path(__file__).with_name("catalog.toml")
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    name: str
+    repo: str
+    files: tuple[str, ...]   # every part, in order; the first is what llama.cpp opens
+    size: int                # bytes, all parts
+    draft: str = ""          # the catalog name of its draft model, if any
+    revision: str = "main"
+
+    @property
+    def model_id(self) -> str:
+        """The id the mesh serves it under: its first file's stem, without a part suffix."""
+        return split_stem(Path(self.files[0]).stem)
+
+
+_PART = re.compile(r"-\d{5}-of-\d{5}$")
+
+
+def split_stem(stem: str) -> str:
+    """A multi-part GGUF's id is its name without `-00001-of-0000N`."""
+    return _PART.sub("", stem)
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path) -> tuple[CatalogEntry, ...]:
+    data = tomllib.loads(path.read_text())
+    entries = tuple(CatalogEntry(name=m["name"], repo=m["repo"], files=tuple(m["files"]), size=int(m["size"]),
+                                 draft=m.get("draft", ""), revision=m.get("revision", "main"))
+                    for m in data.get("model", []))
+    names = {e.name for e in entries}
+    for e in entries:
+        if e.draft and e.draft not in names:
+            raise ValueError(f"{path}: {e.name}'s draft {e.draft} is not in the catalog")
+    return entries
+
+
+def entries() -> tuple[CatalogEntry, ...]:
+    return _load(Path(os.environ.get("MESH_LLM_CATALOG", CATALOG)))
+
+
+def entry(name: str) -> CatalogEntry:
+    """The entry `name` means, or ModelNotFound saying why (unknown, or ambiguous)."""
+    want = name.lower()
+    all_ = entries()
+    exact = [e for e in all_ if e.name.lower() == want or e.model_id.lower() == want]
+    if exact:
+        return exact[0]
+    found = [e for e in all_ if e.name.lower().startswith(want)]
+    if not found and re.fullmatch(r"\d+(\.\d+)?b", want):
+        found = [e for e in all_ if re.search(rf"(^|-){re.escape(want)}(-|$)", e.name.lower())]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise ModelNotFound(f"{name!r} matches {', '.join(e.name for e in found)}: say which")
+    raise ModelNotFound(f"{name!r} is not in the catalog (see `mesh-llm download` for the list)")
+
+
+def find(name: str) -> CatalogEntry | None:
+    try:
+        return entry(name)
+    except ModelNotFound:
+        return None
