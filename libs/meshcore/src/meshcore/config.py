@@ -37,6 +37,7 @@ class NodeConfig:
     split_with: tuple[str, ...] = ("mesh",)     # split allow-list (meshcore.split_policy); the launcher
                                                 # makes it ("owner",) on a public mesh unless told
     owner_key: str = ""                         # owner key file (default: owner.key in the home)
+    drafts: tuple[tuple[str, str], ...] = ()    # (model path, draft model path): speculative decoding
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,10 @@ def parser() -> argparse.ArgumentParser:
         epilog=f"Example: mesh-llm --model {DEFAULT_MODEL}")
     p.add_argument("--model", action="append", default=[], metavar="NAME|PATH",
                    help="a GGUF file, or a model name found in the models folders; may repeat")
+    p.add_argument("--draft", metavar="NAME|PATH",
+                   help="a small model of the same family run beside the model for speculative decoding "
+                        "(default: the catalog's draft for it, when downloaded)")
+    p.add_argument("--no-draft", action="store_true", help="no speculative decoding, even with a draft on disk")
     p.add_argument("--join", action="append", default=[], metavar="TOKEN",
                    help="join the mesh of this invite token; may repeat (any live member)")
     p.add_argument("--join-file", metavar="PATH",

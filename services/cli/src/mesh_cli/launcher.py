@@ -30,7 +30,7 @@ from meshcore.home import Home
 from meshcore.host_guard import check_origin
 from meshcore.llama_bin import check_device, list_devices, llama_bin_dir
 from meshcore.membership import MESH, OWNER
-from meshcore.models import resolve_model
+from meshcore.models import model_id_of, resolve_model
 from meshcore.process import bind_tcp, unix_socket_alive
 from meshcore.split_policy import parse_split_with
 from meshcore.token import InviteToken
@@ -80,10 +80,32 @@ def model_path(spec: str, home: Home, fetch: bool = False) -> Path:
 
 
 def fetch_models(args: Namespace) -> None:
-    """Download the catalog models --model names that are not on disk yet."""
+    """Download the catalog models --model and --draft name that are not on disk yet."""
     home = Home(Path(args.home).expanduser().resolve())
-    for spec in args.model:
+    for spec in [*args.model, *([args.draft] if args.draft else [])]:
         model_path(spec, home, fetch=True)
+
+
+def choose_drafts(args: Namespace, models: tuple[str, ...], home: Home) -> tuple[tuple[str, str], ...]:
+    """(model, draft) pairs: --draft for every model; else each model's catalog draft
+    when it is on disk; none with --no-draft."""
+    if args.draft and args.no_draft:
+        raise ConfigError("--draft and --no-draft contradict each other; keep one")
+    if args.no_draft or args.client:
+        return ()
+    if args.draft:
+        draft = str(model_path(args.draft, home))
+        return tuple((m, draft) for m in models if m != draft)
+    pairs = []
+    for m in models:
+        entry = catalog.find(model_id_of(Path(m)))
+        draft_entry = catalog.find(entry.draft) if entry and entry.draft else None
+        found = on_disk(draft_entry) if draft_entry else None
+        if found is not None:
+            log.info("%s will use the draft %s for speculative decoding (--no-draft to turn it off)",
+                     model_id_of(Path(m)), draft_entry.name)  # type: ignore[union-attr]
+            pairs.append((m, str(found)))
+    return tuple(pairs)
 
 
 def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, ConsoleConfig]:
@@ -123,7 +145,8 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
                       join=tuple(args.join), split=args.split, mesh_name=args.mesh_name or "",
                       publish=args.publish or bool(args.mesh_name) or buddy, directory=args.directory or "",
                       region=args.region, max_clients=args.max_clients, buddy=buddy, split_with=split_with,
-                      owner_key=str(Path(args.owner_key).expanduser().resolve()) if args.owner_key else "")
+                      owner_key=str(Path(args.owner_key).expanduser().resolve()) if args.owner_key else "",
+                      drafts=choose_drafts(args, models, home))
     proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all,
                         join=tuple(args.join) if args.client else (),
                         cors_origins=tuple(check_origin(o) for o in args.cors_origin))

@@ -31,6 +31,8 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "path": m.path,
             "restarts": m.restarts,
             "split": [{"node_id": p.node_id, "layers": p.layers, "fraction": round(p.fraction, 4)} for p in m.split],
+            "draft": m.draft,
+            "draft_acceptance": round(m.draft_acceptance, 4),
         } for m in status.models],
         "rpc_links": [{"peer": link.peer, "model": link.model, "bytes_to_worker": link.bytes_to_worker,
                        "bytes_from_worker": link.bytes_from_worker} for link in status.rpc_links],

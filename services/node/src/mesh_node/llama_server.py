@@ -57,6 +57,31 @@ async def http_status(host: str, port: int, path: str, timeout: float = 2.0) -> 
         return None
 
 
+DRAFTED, ACCEPTED = "llamacpp:spec_decode_num_draft_tokens_total", "llamacpp:spec_decode_num_accepted_tokens_total"
+
+
+async def draft_counts(host: str, port: int, timeout: float = 2.0) -> tuple[float, float] | None:
+    """(tokens drafted, tokens accepted) from llama-server's /metrics (it runs with
+    --metrics when it has a draft), or None if it does not say."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                text = (await reader.read(1 << 20)).decode("utf-8", "replace")
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return None
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in (DRAFTED, ACCEPTED):
+            with contextlib.suppress(ValueError):
+                values[name] = float(value)
+    return (values[DRAFTED], values[ACCEPTED]) if len(values) == 2 else None
+
+
 class ChildServer:
     """A llama.cpp server process bound to 127.0.0.1:port, output to a log file."""
 

@@ -23,18 +23,20 @@ from meshcore.api import node_pb2 as pb
 from meshcore.config import NodeConfig
 from meshcore.ids import NodeId
 from meshcore.membership import ALIVE
+from meshcore.models import model_id_of
 from meshcore.process import free_tcp_port
 from meshcore.split_policy import may_pair
 
 from mesh_node import weights_cache
 from mesh_node.gguf_info import block_count, is_embedding_model
-from mesh_node.llama_server import LlamaServer, LlamaServerFailed
+from mesh_node.llama_server import LlamaServer, LlamaServerFailed, draft_counts
 from mesh_node.planner import FIT_FACTOR, Plan, choose_host, keep_or_replan, layer_split, planned_part
 from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.state import ModelEntry, NodeState
 
 log = logging.getLogger(__name__)
 MAX_FAILED_STARTS = 3
+DRAFT_METRICS_S = 5.0  # how often a model with a draft reads its acceptance rate
 LOAD_TIMEOUT_S = 900.0
 MAX_BACKOFF_S = 30.0
 SETTLE_S = 2.0
@@ -76,8 +78,34 @@ class ModelRunner:
     def fits_here(self) -> bool:
         return self.state.vram_bytes >= FIT_FACTOR * self.entry.size_bytes and not self.config.split
 
+    def draft_args(self, split_host: bool = False) -> list[str]:
+        """llama-server's speculative decoding options for this model's draft, if it has
+        one. The draft always runs on this node: a CPU split host keeps its layers off
+        the RPC devices (-ngld 0), a GPU host puts them on its own device."""
+        draft = dict(self.config.drafts).get(str(self.entry.path))
+        if not draft:
+            return []
+        args = ["--model-draft", draft, "--spec-type", "draft-simple"]  # this llama.cpp infers no type from a plain GGUF
+        if split_host and (not self.gpu or not self.config.device):
+            args += ["--gpu-layers-draft", "0" if not self.gpu else "99"]
+        if self.config.device and self.gpu:
+            args += ["--device-draft", self.config.device]
+        return args
+
+    async def watch_draft(self, port: int) -> None:
+        """Keep the draft's acceptance rate in the status, from llama-server's metrics."""
+        while True:
+            await asyncio.sleep(DRAFT_METRICS_S)
+            counts = await draft_counts("127.0.0.1", port)
+            if counts and counts[0] > 0:
+                self.state.update_model(self.model_id, draft_acceptance=counts[1] / counts[0])
+
     async def run(self) -> None:
         extra = list(self.config.extra_llama_args)
+        draft = dict(self.config.drafts).get(str(self.entry.path))
+        if draft:
+            self.state.update_model(self.model_id, draft=model_id_of(Path(draft)))
+            extra += ["--metrics"]
         try:
             if await asyncio.to_thread(is_embedding_model, self.entry.path):
                 extra += ["--embeddings"]
@@ -86,7 +114,7 @@ class ModelRunner:
         if self.fits_here() or self.state.member is None or self.tunnels is None:
             self.state.ready_models.add(self.model_id)
             self.state.mesh_changed()
-            await self.keep_serving(extra)
+            await self.keep_serving(extra + self.draft_args())
             return
         await self.prepare_weights()
         await self.serve_split(extra)
@@ -114,7 +142,12 @@ class ModelRunner:
                     self.state.update_model(self.model_id, state=pb.MODEL_STATE_SERVING, reason="")
                     exited = asyncio.ensure_future(server.wait_exit())
                     waiters = {exited} | ({plan_broken} if plan_broken is not None else set())
-                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    watcher = asyncio.ensure_future(self.watch_draft(port)) if "--model-draft" in args else None
+                    try:
+                        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        if watcher is not None:
+                            watcher.cancel()
                     if plan_broken is not None and plan_broken.done():
                         exited.cancel()
                         return plan_broken.result()
@@ -241,7 +274,7 @@ class ModelRunner:
                      "has joined; it will be split when one does", self.model_id)
             broken = asyncio.ensure_future(self.wait_plan_broken(plan))
             try:
-                why = await self.keep_serving(extra, broken)
+                why = await self.keep_serving(extra + self.draft_args(), broken)
             finally:
                 broken.cancel()
             await self.after_plan(why)
@@ -254,7 +287,7 @@ class ModelRunner:
                  ", ".join(f"{n[:12]} {c} layers" for n, c, _ in split))
         async with self.tunnels.open_links(self.model_id, plan.workers) as ports:
             args = extra + ["--rpc", ",".join(f"127.0.0.1:{p}" for p in ports)]
-            args += offload_args(layers, self.gpu)
+            args += offload_args(layers, self.gpu) + self.draft_args(split_host=True)
             self.state.update_model(self.model_id, split=split, worker=None)
             broken = asyncio.ensure_future(self.wait_plan_broken(plan))
             try:

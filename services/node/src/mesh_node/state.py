@@ -35,6 +35,8 @@ class ModelEntry:
     restarts: int = 0
     split: tuple[tuple[str, int, float], ...] = ()  # (node id, layers, fraction) when hosting a split
     worker: tuple[str, int, int, int] | None = None  # (host, first layer, layers, total) when a split's worker
+    draft: str = ""                  # the draft model's id (speculative decoding), if any
+    draft_acceptance: float = 0.0    # accepted / drafted tokens, from llama-server's metrics
 
 
 class NodeState:
@@ -143,7 +145,8 @@ class NodeState:
                 port=m.port, restarts=m.restarts,
                 split=[pb.SplitPart(node_id=n, layers=c, fraction=f) for n, c, f in m.split],
                 worker=pb.WorkerPart(host=m.worker[0], first_layer=m.worker[1], layers=m.worker[2],
-                                     total_layers=m.worker[3]) if m.worker else None))
+                                     total_layers=m.worker[3]) if m.worker else None,
+                draft=m.draft, draft_acceptance=m.draft_acceptance))
         for link in self.rpc_links:
             status.rpc_links.append(pb.RpcLink(peer=link.peer, model=link.model, bytes_to_worker=link.to_worker[0],
                                                bytes_from_worker=link.from_worker[0],

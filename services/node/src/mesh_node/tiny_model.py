@@ -36,7 +36,8 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
-FIELDS = ("name", "width", "layers", "heads", "kv_heads", "ff", "context", "dtype", "arch", "seed", "pooling")
+FIELDS = ("name", "width", "layers", "heads", "kv_heads", "ff", "context", "dtype", "arch", "seed", "pooling",
+          "quiet_layers")
 DTYPES = {"f32": 0, "f16": 1, "q4_0": 2, "q8_0": 7}  # dtype -> general.file_type (llama_ftype)
 LLAMA_QUANTIZE = {"q4_k_m": "Q4_K_M", "q5_k_m": "Q5_K_M", "q6_k": "Q6_K", "q3_k_m": "Q3_K_M"}  # made by llama-quantize
 ARCHS = ("llama", "qwen2")
@@ -56,6 +57,9 @@ class TinySpec:
     arch: str = "llama"           # "llama" or "qwen2" (Q/K/V biases, tied output)
     seed: int = 1234
     pooling: str = ""             # "mean" makes an embedding model (served with --embeddings)
+    quiet_layers: int = 0         # extra layers after `layers` whose outputs are scaled by 1e-3: the
+                                  # model is then the same spec without them (a draft) plus a tiny
+                                  # residual contribution, so that draft agrees with it nearly always
 
     def __post_init__(self) -> None:
         if self.dtype not in DTYPES and self.dtype not in LLAMA_QUANTIZE:
@@ -103,8 +107,10 @@ def generate(spec: TinySpec, out_dir: Path) -> Path:
 
     w = GGUFWriter(str(tmp), spec.arch)
 
-    def matrix(name: str, rows: int, cols: int) -> None:
-        data = rng.standard_normal((rows, cols), dtype=np.float32) / np.sqrt(cols)
+    quiet_rng = np.random.default_rng(spec.seed + 1)  # the quiet layers' own stream: the rest stays the draft's
+
+    def matrix(name: str, rows: int, cols: int, source=None, scale: float = 1.0) -> None:  # noqa: ANN001
+        data = (source or rng).standard_normal((rows, cols), dtype=np.float32) / np.sqrt(cols) * scale
         if spec.dtype in ("f16", "f32"):
             w.add_tensor(name, data.astype(np.float16 if spec.dtype == "f16" else np.float32))
             return
@@ -120,7 +126,7 @@ def generate(spec: TinySpec, out_dir: Path) -> Path:
     w.add_name(spec.name)
     w.add_context_length(spec.context)
     w.add_embedding_length(spec.width)
-    w.add_block_count(spec.layers)
+    w.add_block_count(spec.layers + spec.quiet_layers)
     w.add_feed_forward_length(spec.ff)
     w.add_head_count(spec.heads)
     w.add_head_count_kv(spec.n_head_kv)
@@ -158,6 +164,19 @@ def generate(spec: TinySpec, out_dir: Path) -> Path:
         matrix(f"blk.{i}.ffn_gate.weight", spec.ff, d)
         matrix(f"blk.{i}.ffn_up.weight", spec.ff, d)
         matrix(f"blk.{i}.ffn_down.weight", d, spec.ff)
+    for i in range(spec.layers, spec.layers + spec.quiet_layers):
+        vector(f"blk.{i}.attn_norm.weight", d)
+        matrix(f"blk.{i}.attn_q.weight", d, d, quiet_rng)
+        matrix(f"blk.{i}.attn_k.weight", d_kv, d, quiet_rng)
+        matrix(f"blk.{i}.attn_v.weight", d_kv, d, quiet_rng)
+        if spec.arch == "qwen2":
+            for part, n in (("q", d), ("k", d_kv), ("v", d_kv)):
+                w.add_tensor(f"blk.{i}.attn_{part}.bias", np.zeros(n, dtype=np.float32))
+        matrix(f"blk.{i}.attn_output.weight", d, d, quiet_rng, 1e-3)
+        vector(f"blk.{i}.ffn_norm.weight", d)
+        matrix(f"blk.{i}.ffn_gate.weight", spec.ff, d, quiet_rng)
+        matrix(f"blk.{i}.ffn_up.weight", spec.ff, d, quiet_rng)
+        matrix(f"blk.{i}.ffn_down.weight", d, spec.ff, quiet_rng, 1e-3)
     vector("output_norm.weight", d)
     if spec.arch != "qwen2":  # qwen2 files of this size tie the output layer to token_embd
         matrix("output.weight", n_vocab, d)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/node.proto\x12\x07mesh.v1\"#\n\x10RotateKeyRequest\x12\x0f\n\x07\x65xclude\x18\x01 \x03(\t\"5\n\x0eRotateKeyReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cmembers_told\x18\x02 \x01(\r\"$\n\x10\x44ropModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"!\n\x0e\x44ropModelReply\x12\x0f\n\x07message\x18\x01 \x01(\t\"v\n\x0c\x44\x65mandReport\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.mesh.v1.DemandReport.RequestsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x0b\n\tDemandAck\"\x12\n\x10GetStatusRequest\"\x14\n\x12WatchStatusRequest\"\x12\n\x10GetRoutesRequest\"\xdd\x01\n\x0bModelStatus\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x10\n\x08restarts\x18\x07 \x01(\r\x12!\n\x05split\x18\x08 \x03(\x0b\x32\x12.mesh.v1.SplitPart\x12#\n\x06worker\x18\t \x01(\x0b\x32\x13.mesh.v1.WorkerPart\"U\n\nWorkerPart\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_layer\x18\x02 \x01(\r\x12\x0e\n\x06layers\x18\x03 \x01(\r\x12\x14\n\x0ctotal_layers\x18\x04 \x01(\r\">\n\tSplitPart\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06layers\x18\x02 \x01(\r\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\"u\n\x07RpcLink\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x17\n\x0f\x62ytes_to_worker\x18\x03 \x01(\x04\x12\x19\n\x11\x62ytes_from_worker\x18\x04 \x01(\x04\x12\x19\n\x11reads_from_worker\x18\x05 \x01(\x04\"\x92\x01\n\x05Route\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05local\x18\x03 \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\"\n\x05state\x18\x05 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12!\n\x05split\x18\x06 \x03(\x0b\x32\x12.mesh.v1.SplitPart\"=\n\nRouteTable\x12\x1e\n\x06routes\x18\x01 \x03(\x0b\x32\x0e.mesh.v1.Route\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\xd1\x01\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07vram_gb\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12)\n\x06\x64\x65mand\x18\x08 \x03(\x0b\x32\x19.mesh.v1.Peer.DemandEntry\x1a-\n\x0b\x44\x65mandEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x91\x02\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07mesh_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x12\n\nnode_state\x18\x04 \x01(\t\x12$\n\x06models\x18\x05 \x03(\x0b\x32\x14.mesh.v1.ModelStatus\x12\x12\n\nmy_vram_gb\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12#\n\x06routes\x18\x08 \x01(\x0b\x32\x13.mesh.v1.RouteTable\x12\x1c\n\x05peers\x18\t \x03(\x0b\x32\r.mesh.v1.Peer\x12\x0b\n\x03seq\x18\n \x01(\x04\x12#\n\trpc_links\x18\x0b \x03(\x0b\x32\x10.mesh.v1.RpcLink*\xbd\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x17\n\x13MODEL_STATE_STOPPED\x10\x04\x12\x16\n\x12MODEL_STATE_WORKER\x10\x05\x12\x17\n\x13MODEL_STATE_STANDBY\x10\x06\x32\x85\x03\n\tNodeAgent\x12;\n\tGetStatus\x12\x19.mesh.v1.GetStatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x41\n\x0bWatchStatus\x12\x1b.mesh.v1.WatchStatusRequest\x1a\x13.mesh.v1.NodeStatus0\x01\x12;\n\tGetRoutes\x12\x19.mesh.v1.GetRoutesRequest\x1a\x13.mesh.v1.RouteTable\x12?\n\tRotateKey\x12\x19.mesh.v1.RotateKeyRequest\x1a\x17.mesh.v1.RotateKeyReply\x12?\n\tDropModel\x12\x19.mesh.v1.DropModelRequest\x1a\x17.mesh.v1.DropModelReply\x12\x39\n\x0cReportDemand\x12\x15.mesh.v1.DemandReport\x1a\x12.mesh.v1.DemandAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/node.proto\x12\x07mesh.v1\"#\n\x10RotateKeyRequest\x12\x0f\n\x07\x65xclude\x18\x01 \x03(\t\"5\n\x0eRotateKeyReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cmembers_told\x18\x02 \x01(\r\"$\n\x10\x44ropModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"!\n\x0e\x44ropModelReply\x12\x0f\n\x07message\x18\x01 \x01(\t\"v\n\x0c\x44\x65mandReport\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.mesh.v1.DemandReport.RequestsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x0b\n\tDemandAck\"\x12\n\x10GetStatusRequest\"\x14\n\x12WatchStatusRequest\"\x12\n\x10GetRoutesRequest\"\x86\x02\n\x0bModelStatus\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x10\n\x08restarts\x18\x07 \x01(\r\x12!\n\x05split\x18\x08 \x03(\x0b\x32\x12.mesh.v1.SplitPart\x12#\n\x06worker\x18\t \x01(\x0b\x32\x13.mesh.v1.WorkerPart\x12\r\n\x05\x64raft\x18\n \x01(\t\x12\x18\n\x10\x64raft_acceptance\x18\x0b \x01(\x01\"U\n\nWorkerPart\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_layer\x18\x02 \x01(\r\x12\x0e\n\x06layers\x18\x03 \x01(\r\x12\x14\n\x0ctotal_layers\x18\x04 \x01(\r\">\n\tSplitPart\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06layers\x18\x02 \x01(\r\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\"u\n\x07RpcLink\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x17\n\x0f\x62ytes_to_worker\x18\x03 \x01(\x04\x12\x19\n\x11\x62ytes_from_worker\x18\x04 \x01(\x04\x12\x19\n\x11reads_from_worker\x18\x05 \x01(\x04\"\x92\x01\n\x05Route\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05local\x18\x03 \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\"\n\x05state\x18\x05 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12!\n\x05split\x18\x06 \x03(\x0b\x32\x12.mesh.v1.SplitPart\"=\n\nRouteTable\x12\x1e\n\x06routes\x18\x01 \x03(\x0b\x32\x0e.mesh.v1.Route\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\xd1\x01\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07vram_gb\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12)\n\x06\x64\x65mand\x18\x08 \x03(\x0b\x32\x19.mesh.v1.Peer.DemandEntry\x1a-\n\x0b\x44\x65mandEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x91\x02\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07mesh_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x12\n\nnode_state\x18\x04 \x01(\t\x12$\n\x06models\x18\x05 \x03(\x0b\x32\x14.mesh.v1.ModelStatus\x12\x12\n\nmy_vram_gb\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12#\n\x06routes\x18\x08 \x01(\x0b\x32\x13.mesh.v1.RouteTable\x12\x1c\n\x05peers\x18\t \x03(\x0b\x32\r.mesh.v1.Peer\x12\x0b\n\x03seq\x18\n \x01(\x04\x12#\n\trpc_links\x18\x0b \x03(\x0b\x32\x10.mesh.v1.RpcLink*\xbd\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x17\n\x13MODEL_STATE_STOPPED\x10\x04\x12\x16\n\x12MODEL_STATE_WORKER\x10\x05\x12\x17\n\x13MODEL_STATE_STANDBY\x10\x06\x32\x85\x03\n\tNodeAgent\x12;\n\tGetStatus\x12\x19.mesh.v1.GetStatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x41\n\x0bWatchStatus\x12\x1b.mesh.v1.WatchStatusRequest\x1a\x13.mesh.v1.NodeStatus0\x01\x12;\n\tGetRoutes\x12\x19.mesh.v1.GetRoutesRequest\x1a\x13.mesh.v1.RouteTable\x12?\n\tRotateKey\x12\x19.mesh.v1.RotateKeyRequest\x1a\x17.mesh.v1.RotateKeyReply\x12?\n\tDropModel\x12\x19.mesh.v1.DropModelRequest\x1a\x17.mesh.v1.DropModelReply\x12\x39\n\x0cReportDemand\x12\x15.mesh.v1.DemandReport\x1a\x12.mesh.v1.DemandAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEMANDREPORT_REQUESTSENTRY']._serialized_options = b'8\001'
   _globals['_PEER_DEMANDENTRY']._loaded_options = None
   _globals['_PEER_DEMANDENTRY']._serialized_options = b'8\001'
-  _globals['_MODELSTATE']._serialized_start=1586
-  _globals['_MODELSTATE']._serialized_end=1775
+  _globals['_MODELSTATE']._serialized_start=1627
+  _globals['_MODELSTATE']._serialized_end=1816
   _globals['_ROTATEKEYREQUEST']._serialized_start=31
   _globals['_ROTATEKEYREQUEST']._serialized_end=66
   _globals['_ROTATEKEYREPLY']._serialized_start=68
@@ -58,23 +58,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETROUTESREQUEST']._serialized_start=371
   _globals['_GETROUTESREQUEST']._serialized_end=389
   _globals['_MODELSTATUS']._serialized_start=392
-  _globals['_MODELSTATUS']._serialized_end=613
-  _globals['_WORKERPART']._serialized_start=615
-  _globals['_WORKERPART']._serialized_end=700
-  _globals['_SPLITPART']._serialized_start=702
-  _globals['_SPLITPART']._serialized_end=764
-  _globals['_RPCLINK']._serialized_start=766
-  _globals['_RPCLINK']._serialized_end=883
-  _globals['_ROUTE']._serialized_start=886
-  _globals['_ROUTE']._serialized_end=1032
-  _globals['_ROUTETABLE']._serialized_start=1034
-  _globals['_ROUTETABLE']._serialized_end=1095
-  _globals['_PEER']._serialized_start=1098
-  _globals['_PEER']._serialized_end=1307
-  _globals['_PEER_DEMANDENTRY']._serialized_start=1262
-  _globals['_PEER_DEMANDENTRY']._serialized_end=1307
-  _globals['_NODESTATUS']._serialized_start=1310
-  _globals['_NODESTATUS']._serialized_end=1583
-  _globals['_NODEAGENT']._serialized_start=1778
-  _globals['_NODEAGENT']._serialized_end=2167
+  _globals['_MODELSTATUS']._serialized_end=654
+  _globals['_WORKERPART']._serialized_start=656
+  _globals['_WORKERPART']._serialized_end=741
+  _globals['_SPLITPART']._serialized_start=743
+  _globals['_SPLITPART']._serialized_end=805
+  _globals['_RPCLINK']._serialized_start=807
+  _globals['_RPCLINK']._serialized_end=924
+  _globals['_ROUTE']._serialized_start=927
+  _globals['_ROUTE']._serialized_end=1073
+  _globals['_ROUTETABLE']._serialized_start=1075
+  _globals['_ROUTETABLE']._serialized_end=1136
+  _globals['_PEER']._serialized_start=1139
+  _globals['_PEER']._serialized_end=1348
+  _globals['_PEER_DEMANDENTRY']._serialized_start=1303
+  _globals['_PEER_DEMANDENTRY']._serialized_end=1348
+  _globals['_NODESTATUS']._serialized_start=1351
+  _globals['_NODESTATUS']._serialized_end=1624
+  _globals['_NODEAGENT']._serialized_start=1819
+  _globals['_NODEAGENT']._serialized_end=2208
 # @@protoc_insertion_point(module_scope)

@@ -80,7 +80,7 @@ class GetRoutesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelStatus(_message.Message):
-    __slots__ = ("model_id", "path", "size_bytes", "state", "reason", "port", "restarts", "split", "worker")
+    __slots__ = ("model_id", "path", "size_bytes", "state", "reason", "port", "restarts", "split", "worker", "draft", "draft_acceptance")
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +90,8 @@ class ModelStatus(_message.Message):
     RESTARTS_FIELD_NUMBER: _ClassVar[int]
     SPLIT_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_FIELD_NUMBER: _ClassVar[int]
+    DRAFT_ACCEPTANCE_FIELD_NUMBER: _ClassVar[int]
     model_id: str
     path: str
     size_bytes: int
@@ -99,7 +101,9 @@ class ModelStatus(_message.Message):
     restarts: int
     split: _containers.RepeatedCompositeFieldContainer[SplitPart]
     worker: WorkerPart
-    def __init__(self, model_id: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., reason: _Optional[str] = ..., port: _Optional[int] = ..., restarts: _Optional[int] = ..., split: _Optional[_Iterable[_Union[SplitPart, _Mapping]]] = ..., worker: _Optional[_Union[WorkerPart, _Mapping]] = ...) -> None: ...
+    draft: str
+    draft_acceptance: float
+    def __init__(self, model_id: _Optional[str] = ..., path: _Optional[str] = ..., size_bytes: _Optional[int] = ..., state: _Optional[_Union[ModelState, str]] = ..., reason: _Optional[str] = ..., port: _Optional[int] = ..., restarts: _Optional[int] = ..., split: _Optional[_Iterable[_Union[SplitPart, _Mapping]]] = ..., worker: _Optional[_Union[WorkerPart, _Mapping]] = ..., draft: _Optional[str] = ..., draft_acceptance: _Optional[float] = ...) -> None: ...
 
 class WorkerPart(_message.Message):
     __slots__ = ("host", "first_layer", "layers", "total_layers")

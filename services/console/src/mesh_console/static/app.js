@@ -45,7 +45,8 @@ function modelNote(m) {
     const w = m.worker, last = w.first_layer + w.layers - 1;
     return "layers " + w.first_layer + "-" + last + " of " + w.total_layers + " for host " + short(w.host);
   }
-  return m.reason || (m.restarts ? m.restarts + " restarts" : "");
+  const draft = m.draft ? "draft " + m.draft + " (" + Math.round(100 * m.draft_acceptance) + "% accepted)" : "";
+  return [m.reason || (m.restarts ? m.restarts + " restarts" : ""), draft].filter(Boolean).join("; ");
 }
 
 function render(s) {
