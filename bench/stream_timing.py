@@ -27,42 +27,38 @@ class StreamTiming:
         return (self.tokens - 1) / self.decode_s if self.decode_s > 0 else 0.0
 
 
-def stream_completion(client: httpx.Client, base_url: str, model: str, prompt: str, max_tokens: int) -> StreamTiming:
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
-            "temperature": 0, "cache_prompt": False}
+def timed_stream(client: httpx.Client, url: str, body: dict, is_token: Callable[[str], bool]) -> StreamTiming:
+    """Stream one request; every SSE `data:` line that `is_token` accepts is a token."""
     started = time.perf_counter()
     first = last = 0.0
     tokens = 0
-    with client.stream("POST", f"{base_url}/v1/completions", json=body) as resp:
+    with client.stream("POST", url, json=body) as resp:
         resp.raise_for_status()
         for line in resp.iter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            if chunk.get("choices") and chunk["choices"][0].get("text") is not None:
+            if line.startswith("data: ") and line != "data: [DONE]" and is_token(line[6:]):
                 now = time.perf_counter()
                 first = first or now
                 last = now
                 tokens += 1
     return StreamTiming(first - started, tokens, last - first)
+
+
+def _completion_text(data: str) -> bool:
+    chunk = json.loads(data)
+    return bool(chunk.get("choices")) and chunk["choices"][0].get("text") is not None
+
+
+def stream_completion(client: httpx.Client, base_url: str, model: str, prompt: str, max_tokens: int) -> StreamTiming:
+    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True, "ignore_eos": True,
+            "temperature": 0, "cache_prompt": False}
+    return timed_stream(client, f"{base_url}/v1/completions", body, _completion_text)
 
 
 def stream_messages(client: httpx.Client, base_url: str, model: str, prompt: str, max_tokens: int) -> StreamTiming:
     """The same measure for Anthropic's /v1/messages stream (content_block_delta events)."""
     body = {"model": model, "max_tokens": max_tokens, "stream": True, "temperature": 0, "ignore_eos": True,
             "cache_prompt": False, "messages": [{"role": "user", "content": prompt}]}
-    started = time.perf_counter()
-    first = last = 0.0
-    tokens = 0
-    with client.stream("POST", f"{base_url}/v1/messages", json=body) as resp:
-        resp.raise_for_status()
-        for line in resp.iter_lines():
-            if line.startswith("data: ") and '"content_block_delta"' in line:
-                now = time.perf_counter()
-                first = first or now
-                last = now
-                tokens += 1
-    return StreamTiming(first - started, tokens, last - first)
+    return timed_stream(client, f"{base_url}/v1/messages", body, lambda data: '"content_block_delta"' in data)
 
 
 def median_spread(values: list[float]) -> dict[str, float]:
