@@ -53,7 +53,7 @@ def measure(mib: int, runs: int) -> dict:
     mb = len(data) / 1e6
     return {"download_mb_per_s": mb / statistics.median(ours), "curl_mb_per_s": mb / statistics.median(curls),
             "download_vs_curl_ratio": statistics.median(curls) / statistics.median(ours), "mib": mib, "runs": runs,
-            "note": "mesh-llm download includes starting Python and hashing the file (sha256)"}
+            "note": "mesh-llm download includes starting Python and the sha256 (hashed as it is written)"}
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 Files come from the Hugging Face hub through `huggingface_hub` (its URLs and
 `HF_ENDPOINT`, `HF_TOKEN`, redirects, HTTP client, retries and progress bar). Each
 file is streamed into a staging folder (`<models>/.downloads/<file>.<etag>.part`),
-its sha256 checked against the hub's own (the ETag of an LFS file is its sha256),
+its sha256 (hashed as it is written) checked against the hub's own (the ETag of an LFS file is its sha256),
 and only then moved to `<models>/<file>`: a partial or corrupt file is never where a
 model is expected, and an interrupted download (network loss, Ctrl-C) resumes from
 the part file on the next run. A split GGUF is every part, served from its first.
@@ -58,6 +58,40 @@ def list_catalog(out=sys.stdout) -> None:  # noqa: ANN001 - a text stream
     print(f"\nmodels folder: {models_dir()}  (mesh-llm download NAME [--draft])", file=out)
 
 
+class HashingWriter:
+    """The part file as huggingface_hub's http_get writes it, hashed as it is written
+    (no second pass over a 40 GB file). The bytes already there (a resumed download)
+    are hashed first; if http_get rewinds (a server that ignored the Range request),
+    the hash is taken from the file at the end instead."""
+
+    def __init__(self, raw, path: Path, have: int) -> None:  # noqa: ANN001 - a binary file
+        self.raw, self.path, self.rewound = raw, path, False
+        self.digest = hashlib.sha256()
+        if have:
+            with open(path, "rb") as f:
+                while chunk := f.read(HASH_CHUNK):
+                    self.digest.update(chunk)
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+    def tell(self) -> int:
+        return self.raw.tell()
+
+    def seek(self, *args: int) -> int:
+        self.rewound = True
+        return self.raw.seek(*args)
+
+    def truncate(self, *args: int) -> int:
+        self.rewound = True
+        return self.raw.truncate(*args)
+
+    def hexdigest(self) -> str:
+        """After the file is closed."""
+        return sha256_of(self.path) if self.rewound else self.digest.hexdigest()
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -92,12 +126,12 @@ def _fetch_file(entry: CatalogEntry, filename: str, folder: Path) -> Path:
                                 f"{folder} has {gib(free)} free")
     if have:
         print(f"resuming {filename} at {gib(have)}", file=sys.stderr)
-    with open(part, "ab") as out:
-        http_get(meta.location, out, resume_size=have, headers=build_hf_headers(), expected_size=meta.size,
+    with open(part, "ab") as raw:
+        out = HashingWriter(raw, part, have)
+        http_get(meta.location, out, resume_size=have, headers=build_hf_headers(), expected_size=meta.size,  # type: ignore[arg-type]
                  displayed_filename=filename)
     if len(expected) == 64:  # an LFS file: its ETag is its sha256
-        print(f"checking {filename} (sha256)...", file=sys.stderr)
-        actual = sha256_of(part)
+        actual = out.hexdigest()
         if actual != expected:
             part.unlink()
             raise DownloadError(f"{filename} does not match the hub's sha256 ({actual[:12]}… ≠ {expected[:12]}…); "
