@@ -3,6 +3,7 @@ resolve by whole name, prefix or size, case-insensitively, or say why not."""
 
 from pathlib import Path
 
+
 import pytest
 
 from meshcore import catalog
@@ -39,3 +40,14 @@ def test_a_split_gguf_is_served_under_its_name_without_the_part() -> None:
     assert model_id_of(Path("/m/qwen2.5-7b-instruct-q4_k_m-00001-of-00002.gguf")) == "qwen2.5-7b-instruct-q4_k_m"
     assert model_id_of(Path("/m/mesh-tiny-F16.gguf")) == "mesh-tiny-F16"
     assert catalog.entry("Qwen2.5-7B").model_id == "qwen2.5-7b-instruct-q4_k_m"
+
+
+def test_what_a_node_could_fetch_is_what_fits_and_is_not_on_disk(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESH_LLM_MODELS_DIR", str(tmp_path))
+    small = catalog.fetchable(3 << 30, 1.1)  # 3 GiB: the 3B model and the drafts
+    assert "qwen2.5-3b-instruct-q4_k_m" in small and "Qwen3-0.6B-Q4_K_M" in small
+    assert not any("32b" in m.lower() or "70b" in m.lower() for m in small)
+    (tmp_path / "qwen2.5-3b-instruct-q4_k_m.gguf").write_bytes(b"GGUF")
+    assert "qwen2.5-3b-instruct-q4_k_m" not in catalog.fetchable(3 << 30, 1.1)  # on disk already
+    assert len(catalog.fetchable(1 << 40, 1.1)) == len(catalog.entries()) - 1

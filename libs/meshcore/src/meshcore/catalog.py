@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from meshcore.errors import ModelNotFound
+from meshcore.home import cache_dir
 
 CATALOG = Path(__file__).with_name("catalog.toml")
 
@@ -75,6 +76,25 @@ def entry(name: str) -> CatalogEntry:
     if found:
         raise ModelNotFound(f"{name!r} matches {', '.join(e.name for e in found)}: say which")
     raise ModelNotFound(f"{name!r} is not in the catalog (see `mesh-llm download` for the list)")
+
+
+def models_dir() -> Path:
+    """Where downloads go and `--model NAME` looks: $MESH_LLM_MODELS_DIR, else the cache's."""
+    return Path(os.environ.get("MESH_LLM_MODELS_DIR") or cache_dir() / "models")
+
+
+def on_disk(entry: CatalogEntry, folder: Path | None = None) -> Path | None:
+    """The first part's path if every part is in the models folder."""
+    folder = folder or models_dir()
+    paths = [folder / f for f in entry.files]
+    return paths[0] if all(p.is_file() for p in paths) else None
+
+
+def fetchable(memory_bytes: int, fit_factor: float, folder: Path | None = None) -> tuple[str, ...]:
+    """Model ids of the catalog this node could download and hold alone (not on disk yet):
+    gossiped, so rebalancing can ask a node to fetch a model the mesh needs."""
+    return tuple(sorted(e.model_id for e in entries()
+                        if e.size * fit_factor <= memory_bytes and on_disk(e, folder) is None))
 
 
 def find(name: str) -> CatalogEntry | None:

@@ -64,12 +64,13 @@ class NodeRecord:
     owner: bytes = b""                       # the public key of the person running it (meshcore.split_policy)
     owner_sig: bytes = b""                   # that owner's signature of this node's key: "this node is mine"
     split_with: tuple[str, ...] = (MESH,)    # whom it shares a split with: MESH, OWNER, or owner/node ids
+    can_fetch: tuple[str, ...] = ()          # catalog models it could download and hold (not on disk)
     key: bytes = b""                         # the node's Ed25519 public key (node id = its hash)
     sig: bytes = b""                         # the node's signature of signing_bytes()
 
     def to_wire(self) -> dict[str, Any]:
         data = asdict(self)
-        for key in ("addrs", "models_on_disk", "serving", "split_with"):
+        for key in ("addrs", "models_on_disk", "serving", "split_with", "can_fetch"):
             data[key] = list(data[key])
         return data
 
@@ -80,7 +81,7 @@ class NodeRecord:
                               self.vram_bytes, list(self.models_on_disk), list(self.serving),
                               sorted(self.demand.items()), sorted(self.rtt_ms.items()), self.app_version,
                               owner_state, self.mesh_name, sorted(self.splits.items()), self.owner,
-                              self.owner_sig, list(self.split_with), self.key])
+                              self.owner_sig, list(self.split_with), list(self.can_fetch), self.key])
 
     @property
     def owner_id(self) -> str:
@@ -124,7 +125,7 @@ class NodeRecord:
                 state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128),
                 splits=_splits(data.get("splits", {})), owner=_optional_bytes(data.get("owner", b""), 32),
                 owner_sig=_optional_bytes(data.get("owner_sig", b""), 64),
-                split_with=_split_with(data.get("split_with", [MESH])),
+                split_with=_split_with(data.get("split_with", [MESH])), can_fetch=_strs(data.get("can_fetch", [])),
                 key=_bytes(data.get("key"), 32), sig=_bytes(data.get("sig"), 64))
         except KeyError as exc:
             raise RecordError(f"record has no {exc.args[0]}") from exc

@@ -30,5 +30,5 @@ def peers(member: MeshMember) -> list[pb.Peer]:
     me = member.node_id
     return [pb.Peer(node_id=r.node_id, role=r.role, state=r.state, vram_gb=r.vram_bytes / (1 << 30),
                     serving=list(r.serving), rtt_ms=member.rtt_ms.get(r.node_id, 0.0), version=r.app_version,
-                    demand=r.demand)
+                    demand=r.demand, can_fetch=list(r.can_fetch))
             for nid, r in sorted(member.membership.records.items()) if nid != me]

@@ -16,32 +16,21 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import importlib.util
 import os
 import shutil
 import sys
 from pathlib import Path
 
 from meshcore import catalog
-from meshcore.catalog import CatalogEntry
+from meshcore.catalog import CatalogEntry, models_dir, on_disk
 from meshcore.errors import MeshError
-from meshcore.home import cache_dir
 
 HASH_CHUNK = 8 << 20
 
 
 class DownloadError(MeshError):
     """A download that could not finish; what was fetched is kept for the next try."""
-
-
-def models_dir() -> Path:
-    return Path(os.environ.get("MESH_LLM_MODELS_DIR") or cache_dir() / "models")
-
-
-def on_disk(entry: CatalogEntry, folder: Path | None = None) -> Path | None:
-    """The first part's path if every part is in the models folder."""
-    folder = folder or models_dir()
-    paths = [folder / f for f in entry.files]
-    return paths[0] if all(p.is_file() for p in paths) else None
 
 
 def gib(n: int) -> str:
@@ -198,6 +187,10 @@ def download_command(names: list[str], with_draft: bool) -> int:
     if not names:
         list_catalog()
         return 0
+    if importlib.util.find_spec("huggingface_hub") is None:
+        print("mesh-llm: this is a client-only install (no huggingface_hub): download models on a node",
+              file=sys.stderr)
+        return 2
     try:
         for name in names:
             entry = catalog.entry(name)

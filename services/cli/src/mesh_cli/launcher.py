@@ -80,7 +80,10 @@ def model_path(spec: str, home: Home, fetch: bool = False) -> Path:
 
 
 def fetch_models(args: Namespace) -> None:
-    """Download the catalog models --model and --draft name that are not on disk yet."""
+    """Download the catalog models --model and --draft name that are not on disk yet
+    (not on a client, nor on a client-only install: build_configs says why in one line)."""
+    if args.client or importlib.util.find_spec("mesh_node") is None:
+        return
     home = Home(Path(args.home).expanduser().resolve())
     for spec in [*args.model, *([args.draft] if args.draft else [])]:
         model_path(spec, home, fetch=True)

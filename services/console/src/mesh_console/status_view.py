@@ -51,5 +51,6 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "rtt_ms": round(p.rtt_ms, 2),
             "version": p.version,
             "demand": dict(p.demand),
+            "can_fetch": list(p.can_fetch),
         } for p in status.peers],
     }

@@ -23,6 +23,7 @@ from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version, owner_statement
 from meshcore.models import model_id_of
+from meshcore.catalog import fetchable
 from meshcore.netaddr import advertised_addresses
 from meshcore.split_policy import describe
 from meshcore.process import free_tcp_port, unix_socket_alive
@@ -35,6 +36,7 @@ from mesh_node.grpc_api import NodeAgentService
 from mesh_node.memory import offered_memory_bytes
 from mesh_node.mesh_link import MeshLink
 from mesh_node.model_runner import ModelRunner
+from mesh_node.planner import FIT_FACTOR
 from mesh_node.publisher import Publisher
 from mesh_node.state import ModelEntry, NodeState
 
@@ -126,7 +128,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
                         models_on_disk=tuple(sorted(model_id_of(p) for p in paths)), app_version=__version__,
                         mesh_name=config.mesh_name, owner=owner.public_bytes,
                         owner_sig=owner.private_key.sign(owner_statement(identity.public_bytes)),
-                        split_with=config.split_with)
+                        split_with=config.split_with, can_fetch=fetchable(vram, FIT_FACTOR))
     member = MeshMember(identity, mesh, record)
     port = await member.endpoint.listen("0.0.0.0", config.bind_port)
     member.publish(addrs=tuple(advertised_addresses(port)))

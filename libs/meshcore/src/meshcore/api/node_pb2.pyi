@@ -166,7 +166,7 @@ class RouteTable(_message.Message):
     def __init__(self, routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class Peer(_message.Message):
-    __slots__ = ("node_id", "role", "state", "vram_gb", "serving", "rtt_ms", "version", "demand")
+    __slots__ = ("node_id", "role", "state", "vram_gb", "serving", "rtt_ms", "version", "demand", "can_fetch")
     class DemandEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -182,6 +182,7 @@ class Peer(_message.Message):
     RTT_MS_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEMAND_FIELD_NUMBER: _ClassVar[int]
+    CAN_FETCH_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     state: str
@@ -190,7 +191,8 @@ class Peer(_message.Message):
     rtt_ms: float
     version: str
     demand: _containers.ScalarMap[str, int]
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., vram_gb: _Optional[float] = ..., serving: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ..., version: _Optional[str] = ..., demand: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    can_fetch: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., vram_gb: _Optional[float] = ..., serving: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ..., version: _Optional[str] = ..., demand: _Optional[_Mapping[str, int]] = ..., can_fetch: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
     __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq", "rpc_links")
