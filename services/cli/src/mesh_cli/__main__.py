@@ -17,6 +17,7 @@ from meshcore.process import setup_logging
 
 from mesh_cli.args import parser
 from mesh_cli.commands import COMMANDS, run_command
+from mesh_cli.idle import is_idle, run_idle
 from mesh_cli.launcher import fetch_models, launch
 
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(run_command(argv))
     args = parser().parse_args(argv)
     setup_logging("mesh-llm")
+    if is_idle(args):
+        sys.exit(run_idle(args))
     # SIGTERM before the launcher installs its own handler (e.g. while waiting for
     # --join-file) ends the command; in a container it is PID 1, where the default is to ignore it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
