@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from meshcore.errors import ModelNotFound
-from meshcore.home import cache_dir
+from meshcore.models import models_dir, split_stem
 
 CATALOG = Path(__file__).with_name("catalog.toml")
 
@@ -34,14 +34,6 @@ class CatalogEntry:
     def model_id(self) -> str:
         """The id the mesh serves it under: its first file's stem, without a part suffix."""
         return split_stem(Path(self.files[0]).stem)
-
-
-_PART = re.compile(r"-\d{5}-of-\d{5}$")
-
-
-def split_stem(stem: str) -> str:
-    """A multi-part GGUF's id is its name without `-00001-of-0000N`."""
-    return _PART.sub("", stem)
 
 
 @lru_cache(maxsize=4)
@@ -76,11 +68,6 @@ def entry(name: str) -> CatalogEntry:
     if found:
         raise ModelNotFound(f"{name!r} matches {', '.join(e.name for e in found)}: say which")
     raise ModelNotFound(f"{name!r} is not in the catalog (see `mesh-llm download` for the list)")
-
-
-def models_dir() -> Path:
-    """Where downloads go and `--model NAME` looks: $MESH_LLM_MODELS_DIR, else the cache's."""
-    return Path(os.environ.get("MESH_LLM_MODELS_DIR") or cache_dir() / "models")
 
 
 def on_disk(entry: CatalogEntry, folder: Path | None = None) -> Path | None:

@@ -23,7 +23,8 @@ import sys
 from pathlib import Path
 
 from meshcore import catalog
-from meshcore.catalog import CatalogEntry, models_dir, on_disk
+from meshcore.catalog import CatalogEntry, on_disk
+from meshcore.models import models_dir
 from meshcore.errors import MeshError
 
 HASH_CHUNK = 8 << 20
@@ -55,11 +56,7 @@ class HashingWriter:
 
     def __init__(self, raw, path: Path, have: int) -> None:  # noqa: ANN001 - a binary file
         self.raw, self.path, self.rewound = raw, path, False
-        self.digest = hashlib.sha256()
-        if have:
-            with open(path, "rb") as f:
-                while chunk := f.read(HASH_CHUNK):
-                    self.digest.update(chunk)
+        self.digest = hash_file(hashlib.sha256(), path) if have else hashlib.sha256()
 
     def write(self, data: bytes) -> int:
         self.digest.update(data)
@@ -78,15 +75,14 @@ class HashingWriter:
 
     def hexdigest(self) -> str:
         """After the file is closed."""
-        return sha256_of(self.path) if self.rewound else self.digest.hexdigest()
+        return (hash_file(hashlib.sha256(), self.path) if self.rewound else self.digest).hexdigest()
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def hash_file(digest, path: Path):  # noqa: ANN001, ANN201 - a hashlib object in and out
     with open(path, "rb") as f:
         while chunk := f.read(HASH_CHUNK):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest
 
 
 def _fetch_file(entry: CatalogEntry, filename: str, folder: Path) -> Path:
@@ -157,17 +153,13 @@ def download(entry: CatalogEntry, folder: Path | None = None) -> Path:
         except hf.LocalEntryNotFoundError as exc:  # the hub could not be reached, nothing cached
             raise DownloadError(f"could not reach {where} ({str(exc.__cause__ or exc)[:160]}); what was fetched "
                                 f"is kept: run it again to resume") from exc
-        except (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.RemoteEntryNotFoundError) as exc:
-            status = getattr(getattr(exc, "response", None), "status_code", None)
-            if status in (401, 403):
-                raise DownloadError(f"{where} refused access ({status}): set HF_TOKEN to a token that may "
-                                    f"read it") from exc
-            raise DownloadError(f"{filename} was not found in {where} (404)") from exc
-        except hf.HfHubHTTPError as exc:
+        except hf.HfHubHTTPError as exc:  # not found (the hub may say so with 401 for a private repo) or refused
             status = getattr(getattr(exc, "response", None), "status_code", "?")
             if status in (401, 403):
                 raise DownloadError(f"{where} refused access ({status}): set HF_TOKEN to a token that may "
                                     f"read it") from exc
+            if isinstance(exc, (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.RemoteEntryNotFoundError)):
+                raise DownloadError(f"{filename} was not found in {where} (404)") from exc
             raise DownloadError(f"the hub answered {status} for {filename}; what was fetched is kept: "
                                 f"run the download again") from exc
         except OSError as exc:

@@ -30,7 +30,7 @@ from meshcore.home import Home
 from meshcore.host_guard import check_origin
 from meshcore.llama_bin import check_device, list_devices, llama_bin_dir
 from meshcore.membership import MESH, OWNER
-from meshcore.models import model_id_of, resolve_model
+from meshcore.models import looks_like_path, model_id_of, resolve_model
 from meshcore.process import bind_tcp, unix_socket_alive
 from meshcore.split_policy import parse_split_with
 from meshcore.token import InviteToken
@@ -70,7 +70,7 @@ def model_path(spec: str, home: Home, fetch: bool = False) -> Path:
     try:
         return resolve_model(spec, home)
     except ModelNotFound:
-        entry = catalog.find(spec) if not spec.endswith(".gguf") and "/" not in spec else None
+        entry = None if looks_like_path(spec) else catalog.find(spec)
         if entry is None:
             raise
     found = on_disk(entry)

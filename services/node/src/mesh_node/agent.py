@@ -14,6 +14,7 @@ import grpc
 
 from meshcore import __version__
 from meshcore.api import node_pb2_grpc
+from meshcore.catalog import fetchable
 from meshcore.config import NodeConfig
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
@@ -23,7 +24,6 @@ from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version, owner_statement
 from meshcore.models import model_id_of
-from meshcore.catalog import fetchable
 from meshcore.netaddr import advertised_addresses
 from meshcore.split_policy import describe
 from meshcore.process import free_tcp_port, unix_socket_alive

@@ -78,14 +78,18 @@ class ModelRunner:
     def fits_here(self) -> bool:
         return self.state.vram_bytes >= FIT_FACTOR * self.entry.size_bytes and not self.config.split
 
+    @property
+    def draft_path(self) -> str:
+        """This model's draft (speculative decoding), "" if none."""
+        return dict(self.config.drafts).get(str(self.entry.path), "")
+
     def draft_args(self, split_host: bool = False) -> list[str]:
         """llama-server's speculative decoding options for this model's draft, if it has
         one. The draft always runs on this node: a CPU split host keeps its layers off
         the RPC devices (-ngld 0), a GPU host puts them on its own device."""
-        draft = dict(self.config.drafts).get(str(self.entry.path))
-        if not draft:
+        if not self.draft_path:
             return []
-        args = ["--model-draft", draft, "--spec-type", "draft-simple"]  # this llama.cpp infers no type from a plain GGUF
+        args = ["--model-draft", self.draft_path, "--spec-type", "draft-simple"]  # this llama.cpp infers no type from a plain GGUF
         if split_host and (not self.gpu or not self.config.device):
             args += ["--gpu-layers-draft", "0" if not self.gpu else "99"]
         if self.config.device and self.gpu:
@@ -102,9 +106,8 @@ class ModelRunner:
 
     async def run(self) -> None:
         extra = list(self.config.extra_llama_args)
-        draft = dict(self.config.drafts).get(str(self.entry.path))
-        if draft:
-            self.state.update_model(self.model_id, draft=model_id_of(Path(draft)))
+        if self.draft_path:
+            self.state.update_model(self.model_id, draft=model_id_of(Path(self.draft_path)))
             extra += ["--metrics"]
         try:
             if await asyncio.to_thread(is_embedding_model, self.entry.path):
@@ -142,7 +145,7 @@ class ModelRunner:
                     self.state.update_model(self.model_id, state=pb.MODEL_STATE_SERVING, reason="")
                     exited = asyncio.ensure_future(server.wait_exit())
                     waiters = {exited} | ({plan_broken} if plan_broken is not None else set())
-                    watcher = asyncio.ensure_future(self.watch_draft(port)) if "--model-draft" in args else None
+                    watcher = asyncio.ensure_future(self.watch_draft(port)) if self.draft_path else None
                     try:
                         await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                     finally:

@@ -89,11 +89,6 @@ def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force
     others = [r for r in others if may_pair(host, r)]
     chosen: list[NodeRecord] = []
     total = host.vram_bytes
-    others = [r for r in records if r.state == ALIVE and r.role == "node" and r.node_id != host.node_id
-              and model_id in r.models_on_disk and r.vram_bytes > 0
-              and (ready is None or r.node_id in ready)]
-    excluded = [r for r in others if not may_pair(host, r)]
-    others = [r for r in others if may_pair(host, r)]
     for peer in sorted(others, key=lambda r: (host.rtt_ms.get(r.node_id, float("inf")), r.node_id)):
         if host.rtt_ms.get(peer.node_id, float("inf")) > MAX_RTT_MS:
             continue

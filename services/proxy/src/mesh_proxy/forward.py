@@ -126,12 +126,13 @@ def broken_stream_event(path: str, model: str) -> bytes:
 
 async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, path: str,
                 metrics: ProxyMetrics, started: float) -> AsyncIterator[bytes]:
-    events = 0
+    events, first = 0, True
     try:
         async for chunk in response.body():
-            if not events:
+            if first:
                 metrics.first_byte(endpoint.model_id, route_of(endpoint), started)
-            events += chunk.count(b"data: ") or 1
+                first = False
+            events += chunk.count(b"data: ") - chunk.count(b"data: [DONE]")
             yield chunk
     except UpstreamBroken as exc:
         log.warning("stream for %s broke: %s", endpoint.model_id, exc)
@@ -139,7 +140,7 @@ async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, 
     finally:
         await response.close()
         router.end(endpoint)
-        metrics.stream_events(endpoint.model_id, route_of(endpoint), max(0, events - 1))  # not the [DONE]
+        metrics.stream_events(endpoint.model_id, route_of(endpoint), events)
 
 
 class Opener(Protocol):

@@ -28,6 +28,7 @@ from meshcore.model_state import word
 
 TTFB_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+USAGE_PARSE_MAX = 256 * 1024
 
 
 class ProxyMetrics:
@@ -54,7 +55,10 @@ class ProxyMetrics:
         self.errors.labels(family, code or "error").inc()
 
     def usage_tokens(self, model: str, route: str, body: bytes) -> None:
-        """Tokens from a whole (not streamed) answer's usage, if it says."""
+        """Tokens from a whole (not streamed) answer's usage, if it says. Bodies over
+        USAGE_PARSE_MAX (embeddings of big batches) are not parsed on the request path."""
+        if len(body) > USAGE_PARSE_MAX:
+            return
         try:
             usage = json.loads(body).get("usage") or {}
         except (ValueError, AttributeError):
