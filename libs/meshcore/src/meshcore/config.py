@@ -38,6 +38,10 @@ class NodeConfig:
                                                 # makes it ("owner",) on a public mesh unless told
     owner_key: str = ""                         # owner key file (default: owner.key in the home)
     drafts: tuple[tuple[str, str], ...] = ()    # (model path, draft model path): speculative decoding
+    auto_serve: bool = False                    # --auto: serving nothing, serve what the mesh wants most
+    hot_rpm: float = 10.0                       # rebalancing: demand per server (req/min) that is hot
+    hot_imbalance: float = 3.0                  # ... and this many times the other models' (mesh_node.rebalance)
+    min_serve_s: float = 120.0                  # a promoted copy serves at least this long
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ class NodeRecord:
     owner_sig: bytes = b""                   # that owner's signature of this node's key: "this node is mine"
     split_with: tuple[str, ...] = (MESH,)    # whom it shares a split with: MESH, OWNER, or owner/node ids
     can_fetch: tuple[str, ...] = ()          # catalog models it could download and hold (not on disk)
+    spare: dict[str, int] = field(default_factory=dict)  # models on its disk it does not run: id -> bytes
+    free_bytes: int = 0                      # memory not taken by the models it runs
+    promoted: dict[str, str] = field(default_factory=dict)  # models it runs because the mesh wanted them: id -> why
     key: bytes = b""                         # the node's Ed25519 public key (node id = its hash)
     sig: bytes = b""                         # the node's signature of signing_bytes()
 
@@ -77,11 +80,12 @@ class NodeRecord:
     def signing_bytes(self, state: str | None = None) -> bytes:
         """What the owner signs: every field but the signature, with its own state."""
         owner_state = self.state if state is None else state
-        return msgpack.packb(["mesh-llm record v2", self.node_id, self.version, list(self.addrs), self.role,
+        return msgpack.packb(["mesh-llm record v3", self.node_id, self.version, list(self.addrs), self.role,
                               self.vram_bytes, list(self.models_on_disk), list(self.serving),
                               sorted(self.demand.items()), sorted(self.rtt_ms.items()), self.app_version,
                               owner_state, self.mesh_name, sorted(self.splits.items()), self.owner,
-                              self.owner_sig, list(self.split_with), list(self.can_fetch), self.key])
+                              self.owner_sig, list(self.split_with), list(self.can_fetch),
+                              sorted(self.spare.items()), self.free_bytes, sorted(self.promoted.items()), self.key])
 
     @property
     def owner_id(self) -> str:
@@ -126,6 +130,8 @@ class NodeRecord:
                 splits=_splits(data.get("splits", {})), owner=_optional_bytes(data.get("owner", b""), 32),
                 owner_sig=_optional_bytes(data.get("owner_sig", b""), 64),
                 split_with=_split_with(data.get("split_with", [MESH])), can_fetch=_strs(data.get("can_fetch", [])),
+                spare=_counts(data.get("spare", {}), int, 1 << 63), free_bytes=_int(data.get("free_bytes", 0)),
+                promoted=_texts(data.get("promoted", {})),
                 key=_bytes(data.get("key"), 32), sig=_bytes(data.get("sig"), 64))
         except KeyError as exc:
             raise RecordError(f"record has no {exc.args[0]}") from exc
@@ -222,6 +228,12 @@ def _counts(value: Any, kind: type, limit: float) -> dict:
             raise RecordError("a map value is not a number in range")
         out[_str(k, 256)] = kind(v)
     return out
+
+
+def _texts(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > MAX_LIST:
+        raise RecordError("a map field is not a map or is too long")
+    return {_str(k, 256): _str(v, 256) for k, v in value.items()}
 
 
 def _splits(value: Any) -> dict[str, list]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from meshcore.api import node_pb2 as pb
 from meshcore.member import MeshMember
+from meshcore.mesh_load import mesh_load
 
 
 def split_parts(parts: list) -> list[pb.SplitPart]:
@@ -30,5 +31,15 @@ def peers(member: MeshMember) -> list[pb.Peer]:
     me = member.node_id
     return [pb.Peer(node_id=r.node_id, role=r.role, state=r.state, vram_gb=r.vram_bytes / (1 << 30),
                     serving=list(r.serving), rtt_ms=member.rtt_ms.get(r.node_id, 0.0), version=r.app_version,
-                    demand=r.demand, can_fetch=list(r.can_fetch))
+                    demand=r.demand, can_fetch=list(r.can_fetch), spare=r.spare, free_gb=r.free_bytes / (1 << 30),
+                    promoted=r.promoted)
             for nid, r in sorted(member.membership.records.items()) if nid != me]
+
+
+def demand(member: MeshMember) -> list[pb.ModelDemand]:
+    """Requests per minute per model across the mesh, with its servers, most requested first."""
+    load = mesh_load(member.membership.records.values())
+    models = set(load.demand) | set(load.servers)
+    return [pb.ModelDemand(model_id=m, requests_per_min=load.demand.get(m, 0), servers=len(load.servers.get(m, ())),
+                           promoting=bool(load.promoting.get(m)))
+            for m in sorted(models, key=lambda m: (-load.demand.get(m, 0), m))]

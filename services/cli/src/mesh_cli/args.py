@@ -79,6 +79,11 @@ def parser() -> argparse.ArgumentParser:
                         "(default: every accelerator found, else the CPU)")
     p.add_argument("--bind-port", type=port_number, metavar="UDP", help="UDP port of the mesh endpoint")
     p.add_argument("--llama-bin-dir", metavar="DIR", help="folder with llama-server (else the built one)")
+    p.add_argument("--hot-rpm", type=positive_float, default=10.0, metavar="N",
+                   help="rebalancing: a model with N requests a minute per server (and 3x the others') is hot: "
+                        "a standby with its file loads one more copy (default 10)")
+    p.add_argument("--min-serve", type=positive_float, default=120.0, metavar="SECONDS",
+                   help="rebalancing: a copy loaded for the mesh serves at least this long (default 120)")
     p.add_argument("--ctx-size", type=positive_int, default=4096, help="context tokens per request slot")
     p.add_argument("--parallel", type=positive_int, default=4, help="concurrent requests per model")
     return p

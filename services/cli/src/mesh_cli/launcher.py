@@ -149,7 +149,8 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
                       publish=args.publish or bool(args.mesh_name) or buddy, directory=args.directory or "",
                       region=args.region, max_clients=args.max_clients, buddy=buddy, split_with=split_with,
                       owner_key=str(Path(args.owner_key).expanduser().resolve()) if args.owner_key else "",
-                      drafts=choose_drafts(args, models, home))
+                      drafts=choose_drafts(args, models, home), auto_serve=bool(args.auto and not args.client),
+                      hot_rpm=args.hot_rpm, min_serve_s=args.min_serve)
     proxy = ProxyConfig(home=str(home.root), port=args.port, listen_all=args.listen_all,
                         join=tuple(args.join) if args.client else (),
                         cors_origins=tuple(check_origin(o) for o in args.cors_origin))

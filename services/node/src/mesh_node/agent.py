@@ -35,9 +35,11 @@ from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.grpc_api import NodeAgentService
 from mesh_node.memory import offered_memory_bytes
 from mesh_node.mesh_link import MeshLink
+from mesh_node.fetch import can_fetch_here
 from mesh_node.model_runner import ModelRunner
 from mesh_node.planner import FIT_FACTOR
 from mesh_node.publisher import Publisher
+from mesh_node.reconciler import Reconciler
 from mesh_node.state import ModelEntry, NodeState
 
 log = logging.getLogger(__name__)
@@ -128,7 +130,8 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
                         models_on_disk=tuple(sorted(model_id_of(p) for p in paths)), app_version=__version__,
                         mesh_name=config.mesh_name, owner=owner.public_bytes,
                         owner_sig=owner.private_key.sign(owner_statement(identity.public_bytes)),
-                        split_with=config.split_with, can_fetch=fetchable(vram, FIT_FACTOR))
+                        split_with=config.split_with,
+                        can_fetch=fetchable(vram, FIT_FACTOR) if can_fetch_here() else ())
     member = MeshMember(identity, mesh, record)
     port = await member.endpoint.listen("0.0.0.0", config.bind_port)
     member.publish(addrs=tuple(advertised_addresses(port)))
@@ -141,16 +144,17 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     rpc_port = free_tcp_port()
     tunnels = RpcTunnels(member, state)
     state.rpc_links = tunnels.links
-    server = await start_grpc(home, NodeAgentService(state, link))
+    def make_runner(entry: ModelEntry, decision) -> ModelRunner:  # noqa: ANN001 - Reconciler.decision
+        return ModelRunner(entry, config, state, bin_dir, home.root / "logs", decision, tunnels,
+                           home.root / "rpc-cache" / "rpc", gpu=source in ("nvidia", "apple"))
+
+    reconciler = Reconciler(config, state, make_runner)
+    server = await start_grpc(home, NodeAgentService(state, link, reconciler))
     try:
         async with asyncio.TaskGroup() as tasks:
             rpc_task = tasks.create_task(run_rpc_server(bin_dir, rpc_port, home, config.device, state), name="rpc-server")
-            for path in paths:
-                entry = ModelEntry(model_id_of(path), path, path.stat().st_size)
-                state.add_model(entry)
-                runner = ModelRunner(entry, config, state, bin_dir, home.root / "logs", tunnels,
-                                     home.root / "rpc-cache" / "rpc", gpu=source in ("nvidia", "apple"))
-                state.runners[entry.model_id] = tasks.create_task(runner.run(), name=f"model {entry.model_id}")
+            pinned = [ModelEntry(model_id_of(p), p, p.stat().st_size) for p in paths]
+            models_task = tasks.create_task(reconciler.run(pinned), name="models")
             mesh_task = tasks.create_task(link.run(tokens), name="mesh link")
             publisher = Publisher(config, identity, link) if config.publish else None
             publish_task = tasks.create_task(publisher.run(), name="publish") if publisher else None
@@ -160,7 +164,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
                 publish_task.cancel()
                 await publisher.withdraw()
             await link.leave()
-            for task in [mesh_task, rpc_task, *state.runners.values()]:
+            for task in [mesh_task, rpc_task, models_task]:
                 task.cancel()
     finally:
         await server.stop(grace=0.5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+import time
 from typing import TYPE_CHECKING, AsyncIterator
 
 import grpc
@@ -16,12 +16,14 @@ from mesh_node.state import NodeState
 
 if TYPE_CHECKING:
     from mesh_node.mesh_link import MeshLink
+    from mesh_node.reconciler import Reconciler
 
 
 class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
-    def __init__(self, state: NodeState, link: "MeshLink") -> None:
+    def __init__(self, state: NodeState, link: "MeshLink", reconciler: "Reconciler") -> None:
         self.state = state
         self.link = link
+        self.reconciler = reconciler
 
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.NodeStatus:
         return self.state.snapshot()
@@ -55,15 +57,11 @@ class NodeAgentService(node_pb2_grpc.NodeAgentServicer):
 
     async def DropModel(self, request: pb.DropModelRequest, context: grpc.aio.ServicerContext) -> pb.DropModelReply:
         model_id = ModelId(request.model_id)
-        task = self.state.runners.pop(model_id, None)
-        if task is None or model_id not in self.state.models:
+        if not await self.reconciler.drop(model_id):
             served = ", ".join(sorted(self.state.runners)) or "none"
             await context.abort(grpc.StatusCode.NOT_FOUND, f"this node does not serve {request.model_id!r} (serving: {served})")
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        self.state.drop_model(model_id)
         return pb.DropModelReply(message=f"stopped serving {model_id}")
 
     async def ReportDemand(self, request: pb.DemandReport, context: grpc.aio.ServicerContext) -> pb.DemandAck:
-        self.link.report_demand(dict(request.requests))
+        self.state.observe_demand(dict(request.requests), time.monotonic())
         return pb.DemandAck()

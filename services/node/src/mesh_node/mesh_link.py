@@ -85,10 +85,6 @@ class MeshLink:
     async def rotate_secret(self, exclude: Collection[NodeId] = ()) -> int:
         return await self.member.rotate_secret(exclude)
 
-    def report_demand(self, requests: dict[str, int]) -> None:
-        if requests != self.member.membership.own.demand:
-            self.member.publish(demand=requests)
-
     # -- joining -------------------------------------------------------------------
 
     async def join(self, tokens: list[InviteToken]) -> None:
@@ -192,9 +188,13 @@ class MeshLink:
             on_disk = tuple(sorted(m for m in self.state.models if m in self.state.ready_models))
             splits = {m.model_id: [[n, c] for n, c, _ in m.split] for m in self.state.models.values()
                       if m.split and m.state == pb.MODEL_STATE_SERVING}
+            offer = {"spare": {m: size for m, (_, size) in self.state.spare.items()},
+                     "free_bytes": self.state.free_bytes, "promoted": dict(self.state.promoted),
+                     "demand": dict(self.state.demand)}
             own = self.member.membership.own
-            if (own.serving, own.models_on_disk, own.splits) != (serving, on_disk, splits):
-                self.member.publish(serving=serving, models_on_disk=on_disk, splits=splits)
+            if (own.serving, own.models_on_disk, own.splits) != (serving, on_disk, splits) \
+                    or any(getattr(own, k) != v for k, v in offer.items()):
+                self.member.publish(serving=serving, models_on_disk=on_disk, splits=splits, **offer)
 
     async def _follow_mesh(self) -> None:
         seen = -1

@@ -1,36 +1,37 @@
-"""Keeps one model served: alone when it fits this node, split across nodes when not.
+"""Carries out what mesh_node.decide says for one model; decides nothing itself.
 
-- Fits (memory >= 1.1 x file size, no --split): run llama-server here.
-- Does not fit: first prepare the weights for zero-transfer loading (so this
-  node can be a worker) and only then advertise the model on disk. Then, from
-  the gossiped records: if some node already serves it, stand by; else the
-  planner elects a host; the host runs llama-server with `--rpc` through local
-  tunnel ports to its workers; every other node stands by (its rpc-server works
-  for the host). A plan whose member dies is replaced at once.
+- Serve: run llama-server here, alone. Host: run it with `--rpc` through local
+  tunnel ports to the plan's workers, until the decision changes (a member died, a
+  better host, a peer to split with). Work / StandBy / Fail: say so in the model's
+  state and grant (or not) this node's rpc-server to the host named.
+- A model that may be split is first prepared for zero-transfer loading (so this node
+  can be a worker) and only then advertised on disk; its layer count is read once.
 - A llama-server that dies is restarted after a backoff (1, 2, 4 ... 30 s); after
-  MAX_FAILED_STARTS starts in a row that never became healthy the runner gives
-  up and leaves the model failed, with llama-server's last words as the reason.
+  MAX_FAILED_STARTS starts in a row that never became healthy the runner records
+  that it gave up (with llama-server's last words), and decide() says what next:
+  Fail while the plan is the same, a new try when it changes, let go if promoted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from meshcore.api import node_pb2 as pb
 from meshcore.config import NodeConfig
 from meshcore.ids import NodeId
-from meshcore.membership import ALIVE
 from meshcore.models import model_id_of
 from meshcore.process import free_tcp_port
-from meshcore.split_policy import may_pair
 
 from mesh_node import weights_cache
 from mesh_node.gguf_info import block_count, is_embedding_model
 from mesh_node.llama_server import LlamaServer, LlamaServerFailed, draft_counts
-from mesh_node.planner import FIT_FACTOR, Plan, choose_host, keep_or_replan, layer_split, planned_part
+from mesh_node.decide import Decision, Fail, Held, Host, Serve, StandBy, Work, why_replan
+from mesh_node.planner import FIT_FACTOR, Plan, layer_split
 from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.state import ModelEntry, NodeState
 
@@ -67,13 +68,23 @@ class ModelRunner:
     state: NodeState
     bin_dir: Path
     logs_dir: Path
+    decision: Callable[[str], Decision]  # the reconciler's decide() for a model, now
     tunnels: RpcTunnels | None = None
     cache_dir: Path | None = None  # rpc-server's tensor cache (zero-transfer weights)
     gpu: bool = False              # the host offloads to its own GPU as well
+    # What only this runner knows, for decide() (Held):
+    plan: Plan | None = None
+    gave_up: tuple[Plan | None, str] | None = None
+    serving_since: float | None = None
+    layers: int = 0
 
     @property
     def model_id(self) -> str:
         return self.entry.model_id
+
+    def held(self, **flags: bool) -> Held:
+        return Held(self.model_id, self.entry.size_bytes, serving_since=self.serving_since, layers=self.layers,
+                    plan=self.plan, gave_up=self.gave_up, **flags)
 
     def fits_here(self) -> bool:
         return self.state.vram_bytes >= FIT_FACTOR * self.entry.size_bytes and not self.config.split
@@ -117,61 +128,96 @@ class ModelRunner:
         if self.fits_here() or self.state.member is None or self.tunnels is None:
             self.state.ready_models.add(self.model_id)
             self.state.mesh_changed()
-            await self.keep_serving(extra + self.draft_args())
-            return
-        await self.prepare_weights()
-        await self.serve_split(extra)
-
-    # -- alone ---------------------------------------------------------------------
-
-    async def keep_serving(self, args: list[str], plan_broken: "asyncio.Future[str] | None" = None,
-                           rpc_devices: int = 0) -> str | None:
-        """Run llama-server with `args` until it fails for good (returns None) or
-        `plan_broken` resolves (returns why)."""
-        failed_starts = restarts = 0
+        else:
+            await self.prepare_weights()
+            await self.wait_gossiped()
+            self.layers = await asyncio.to_thread(block_count, self.entry.path)
+        seen = -1
         while True:
-            port = free_tcp_port()
-            self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING, port=port, restarts=restarts,
-                                    reason=f"starting llama-server on 127.0.0.1:{port}")
-            server = LlamaServer(self.bin_dir / "llama-server", self.entry.path, self.model_id, port,
-                                 self.logs_dir / f"llama-server-{self.model_id}.log",
-                                 ctx_size=self.config.ctx_size * self.config.parallel,
-                                 parallel=self.config.parallel, device=self.config.device, extra_args=args,
-                                 rpc_devices=rpc_devices)
-            try:
-                async with server:
-                    await server.wait_healthy(LOAD_TIMEOUT_S)
-                    failed_starts = 0
-                    self.state.update_model(self.model_id, state=pb.MODEL_STATE_SERVING, reason="")
-                    exited = asyncio.ensure_future(server.wait_exit())
-                    waiters = {exited} | ({plan_broken} if plan_broken is not None else set())
-                    watcher = asyncio.ensure_future(self.watch_draft(port)) if self.draft_path else None
-                    try:
-                        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        if watcher is not None:
-                            watcher.cancel()
-                    if plan_broken is not None and plan_broken.done():
-                        exited.cancel()
-                        return plan_broken.result()
-                    reason = server.exit_reason(exited.result())
-            except LlamaServerFailed as exc:
-                failed_starts += 1
-                reason = str(exc)
-            except TimeoutError:
-                failed_starts += 1
-                reason = f"llama-server did not become healthy within {LOAD_TIMEOUT_S:.0f} s"
-            if plan_broken is not None and plan_broken.done():
-                return plan_broken.result()
-            if failed_starts >= MAX_FAILED_STARTS:
-                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0,
-                                        reason=f"gave up after {failed_starts} failed starts: {reason}")
-                return None
-            restarts += 1
-            delay = min(MAX_BACKOFF_S, 2.0 ** (restarts - 1))
-            self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, restarts=restarts,
-                                    reason=f"{reason}; restarting in {delay:.0f} s")
-            await asyncio.sleep(delay)
+            decision = self.decision(self.model_id)
+            if isinstance(decision, Serve):
+                self.state.grant_rpc(self.model_id, None)
+                await self.keep_serving(extra + self.draft_args())
+                continue
+            if isinstance(decision, Host):
+                self.state.grant_rpc(self.model_id, None)
+                await self.host_split(decision.plan, extra)
+                continue
+            if isinstance(decision, Work):
+                self.plan = decision.plan
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_WORKER, port=0, split=(),
+                                        worker=decision.part, reason=decision.why)
+                grant = decision.part[0]
+            elif isinstance(decision, StandBy):
+                self.plan = decision.plan
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_STANDBY, port=0, split=(), worker=None,
+                                        reason=decision.why)
+                grant = decision.grant
+            else:
+                assert isinstance(decision, Fail)
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, split=(), worker=None,
+                                        reason=decision.why)
+                grant = None
+            self.state.grant_rpc(self.model_id, NodeId(grant) if grant else None)
+            seen = await self.state.changes.wait(seen)
+
+    # -- llama-server ----------------------------------------------------------------
+
+    async def keep_serving(self, args: list[str], plan: Plan | None = None, rpc_devices: int = 0) -> str | None:
+        """Run llama-server with `args` until the split `plan` it carries out must end
+        (returns why), or until it fails for good (records gave_up, returns None)."""
+        failed_starts = restarts = 0
+        broken = asyncio.ensure_future(self.wait_plan_broken(plan)) if plan is not None else None
+        try:
+            while True:
+                port = free_tcp_port()
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING, port=port, restarts=restarts,
+                                        reason=f"starting llama-server on 127.0.0.1:{port}")
+                server = LlamaServer(self.bin_dir / "llama-server", self.entry.path, self.model_id, port,
+                                     self.logs_dir / f"llama-server-{self.model_id}.log",
+                                     ctx_size=self.config.ctx_size * self.config.parallel,
+                                     parallel=self.config.parallel, device=self.config.device, extra_args=args,
+                                     rpc_devices=rpc_devices)
+                try:
+                    async with server:
+                        await server.wait_healthy(LOAD_TIMEOUT_S)
+                        failed_starts = 0
+                        self.serving_since = time.monotonic()
+                        self.state.update_model(self.model_id, state=pb.MODEL_STATE_SERVING, reason="")
+                        exited = asyncio.ensure_future(server.wait_exit())
+                        watcher = asyncio.ensure_future(self.watch_draft(port)) if self.draft_path else None
+                        try:
+                            await asyncio.wait({exited} | ({broken} if broken else set()),
+                                               return_when=asyncio.FIRST_COMPLETED)
+                        finally:
+                            self.serving_since = None
+                            if watcher is not None:
+                                watcher.cancel()
+                        if broken is not None and broken.done():
+                            exited.cancel()
+                            return broken.result()
+                        reason = server.exit_reason(exited.result())
+                except LlamaServerFailed as exc:
+                    failed_starts += 1
+                    reason = str(exc)
+                except TimeoutError:
+                    failed_starts += 1
+                    reason = f"llama-server did not become healthy within {LOAD_TIMEOUT_S:.0f} s"
+                if broken is not None and broken.done():
+                    return broken.result()
+                if failed_starts >= MAX_FAILED_STARTS:
+                    self.gave_up = (plan, f"gave up after {failed_starts} failed starts: {reason}")
+                    self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0,
+                                            reason=self.gave_up[1])
+                    return None
+                restarts += 1
+                delay = min(MAX_BACKOFF_S, 2.0 ** (restarts - 1))
+                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, restarts=restarts,
+                                        reason=f"{reason}; restarting in {delay:.0f} s")
+                await asyncio.sleep(delay)
+        finally:
+            if broken is not None:
+                broken.cancel()
 
     # -- split ---------------------------------------------------------------------
 
@@ -191,98 +237,25 @@ class ModelRunner:
         self.state.ready_models.add(self.model_id)
         self.state.mesh_changed()
 
-    def records(self) -> list:
+    async def wait_gossiped(self) -> None:
+        """Until this node's readiness is in its record, then a round of gossip more (so
+        the other candidates' readiness arrives before the first plan)."""
         assert self.state.member is not None
-        return list(self.state.member.membership.records.values())
-
-    def served_elsewhere(self) -> str | None:
-        assert self.state.member is not None
-        for peer in self.state.member.membership.alive_peers(role="node"):
-            if self.model_id in peer.serving:
-                return peer.node_id
-        return None
-
-    async def serve_split(self, extra: list[str]) -> None:
-        assert self.state.member is not None and self.tunnels is not None
-        member, me = self.state.member, self.state.node_id
-        plan: Plan | None = None
-        seen = -1
-        while self.model_id not in member.membership.own.models_on_disk:  # our readiness is gossiped first
+        member, seen = self.state.member, -1
+        while self.model_id not in member.membership.own.models_on_disk:
             seen = await member.changes.wait(seen)
-        await asyncio.sleep(SETTLE_S)  # let a round of gossip bring the other candidates' readiness
-        n_layers = await asyncio.to_thread(block_count, self.entry.path)
-        while True:
-            other = self.served_elsewhere()
-            plan = keep_or_replan(plan, self.records(), self.model_id, self.entry.size_bytes, self.config.split)
-            # Who may use this node's rpc-server for this model, by this node's own reckoning:
-            # the host it elects when that host splits the model (the exact worker set can
-            # differ for a moment between nodes' views of RTT), or the node that serves it
-            # and names this node in its split; never a host the split allow-list excludes.
-            host_record = member.membership.records.get(plan.host) if plan.host else None
-            grant = plan.host if plan.host != me and plan.workers and host_record is not None \
-                and may_pair(host_record, member.membership.own) else None
-            if other:
-                part = self.gossiped_part(other)
-                if part is not None:
-                    grant = other
-                    self.work(part, f"holds layers {part[1]}-{part[1] + part[2] - 1} of {part[3]} "
-                                    f"for the split hosted by node {other[:12]}")
-                else:
-                    self.stand_by(f"node {other[:12]} serves it")
-            elif not plan.fits:
-                grant = None
-                self.state.update_model(self.model_id, state=pb.MODEL_STATE_FAILED, port=0, split=(), worker=None,
-                                        reason=f"cannot serve: {plan.reason}")
-            elif plan.host != me and me in plan.workers:
-                part = planned_part(plan, me, layer_split(n_layers, plan.fractions))
-                self.work(part, f"will hold layers {part[1]}-{part[1] + part[2] - 1} of {part[3]} for the "
-                                f"split node {plan.host[:12]} is loading")
-            elif plan.host != me:
-                self.stand_by(f"node {plan.host[:12]} was elected to serve it")
-            else:
-                self.state.grant_rpc(self.model_id, None)
-                await self.host_split(plan, extra, n_layers)
-                seen = -1
-                continue
-            self.state.grant_rpc(self.model_id, NodeId(grant) if grant else None)
-            seen = await member.changes.wait(seen)
+        await asyncio.sleep(SETTLE_S)
 
-    def gossiped_part(self, host: str) -> tuple[str, int, int, int] | None:
-        """(host, first layer, layers, total layers) of this node in the split `host`
-        publishes for this model, or None if this node is not in it."""
-        assert self.state.member is not None
-        record = self.state.member.membership.records.get(host)
-        if record is None or not may_pair(record, self.state.member.membership.own):
-            return None  # a host this node's split allow-list does not admit gets no layers of it
-        parts = record.splits.get(self.model_id, [])
-        first = 0
-        for node, layers in parts:
-            if node == self.state.node_id:
-                return (host, first, layers, sum(c for _, c in parts))
-            first += layers
-        return None
-
-    def work(self, part: tuple[str, int, int, int], reason: str) -> None:
-        self.state.update_model(self.model_id, state=pb.MODEL_STATE_WORKER, port=0, split=(), worker=part,
-                                reason=reason)
-
-    def stand_by(self, reason: str) -> None:
-        self.state.update_model(self.model_id, state=pb.MODEL_STATE_STANDBY, port=0, split=(), worker=None,
-                                reason=reason)
-
-    async def host_split(self, plan: Plan, extra: list[str], n_layers: int) -> None:
+    async def host_split(self, plan: Plan, extra: list[str]) -> None:
         assert self.tunnels is not None and self.state.member is not None
+        self.plan = plan
         if not plan.workers:  # --split, and no peer to split with yet
             log.info("serving %s alone for now: --split asks for a split, and no other node with the model "
                      "has joined; it will be split when one does", self.model_id)
-            broken = asyncio.ensure_future(self.wait_plan_broken(plan))
-            try:
-                why = await self.keep_serving(extra + self.draft_args(), broken)
-            finally:
-                broken.cancel()
-            await self.after_plan(why)
+            why = await self.keep_serving(extra + self.draft_args(), plan)
+            self.after_plan(why)
             return
-        layers = layer_split(n_layers, plan.fractions)
+        layers = layer_split(self.layers, plan.fractions)
         split = tuple(zip(plan.members, layers, plan.fractions))
         if self.gpu:  # llama.cpp puts the RPC devices' layers first, this host's GPU last
             split = split[1:] + split[:1]
@@ -292,39 +265,25 @@ class ModelRunner:
             args = extra + ["--rpc", ",".join(f"127.0.0.1:{p}" for p in ports)]
             args += offload_args(layers, self.gpu) + self.draft_args(split_host=True)
             self.state.update_model(self.model_id, split=split, worker=None)
-            broken = asyncio.ensure_future(self.wait_plan_broken(plan))
-            try:
-                why = await self.keep_serving(args, broken, rpc_devices=len(ports))
-            finally:
-                broken.cancel()
-        await self.after_plan(why)
+            why = await self.keep_serving(args, plan, rpc_devices=len(ports))
+        self.after_plan(why)
 
-    async def after_plan(self, why: str | None) -> None:
-        """A plan ended: re-plan at once if it broke (`why`); if llama-server failed
-        for good, wait for the mesh to change before planning again."""
-        assert self.state.member is not None
+    def after_plan(self, why: str | None) -> None:
+        """A hosted plan ended because it broke (`why`), or llama-server gave up (None:
+        decide() then says Fail until the plan changes)."""
         if why:
             log.info("re-planning %s: %s", self.model_id, why)
             self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING, port=0, split=(),
                                     reason=f"re-planning: {why}")
         else:
-            await self.state.member.changes.wait(self.state.member.changes.seq)
+            self.state.update_model(self.model_id, split=())
 
     async def wait_plan_broken(self, plan: Plan) -> str:
+        """Why the plan this node carries out ended, once decide() no longer says Host(plan)."""
         assert self.state.member is not None
-        member = self.state.member
         seen = -1
         while True:
-            seen = await member.changes.wait(seen)
-            records = member.membership.records
-            gone = [n for n in plan.members if n not in records or records[n].state != ALIVE]
-            if gone:
-                return f"node {gone[0][:12]} of its split is {records[gone[0]].state if gone[0] in records else 'gone'}"
-            elected = choose_host(list(records.values()), self.model_id, self.entry.size_bytes, self.config.split)
-            if elected is not None and elected.node_id != self.state.node_id:
-                return f"node {elected.node_id[:12]} is the better host (two nodes planned at once)"
-            if not plan.workers:
-                fresh = keep_or_replan(plan, list(records.values()), self.model_id, self.entry.size_bytes,
-                                       self.config.split)
-                if fresh.workers:
-                    return f"node {fresh.workers[0][:12]} joined with the model: splitting it"
+            seen = await self.state.changes.wait(seen)
+            why = why_replan(plan, self.decision(self.model_id), self.state.member.membership.records)
+            if why is not None:
+                return why

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,12 +18,14 @@ from typing import TYPE_CHECKING
 from meshcore import mesh_view, model_state
 from meshcore.api import node_pb2 as pb
 from meshcore.changes import Changes
+from meshcore.demand import DemandMeter
 from meshcore.ids import MeshId, ModelId, NodeId
 
 if TYPE_CHECKING:
     from meshcore.member import MeshMember
 
 log = logging.getLogger(__name__)
+MAX_REBALANCES = 50  # promotions and demotions kept for the status
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,14 @@ class NodeState:
         # runs only while this is not empty; rpc_port is set while it is up.
         self.rpc_grants: dict[ModelId, NodeId] = {}
         self.rpc_port: int | None = None
+        # Rebalancing (mesh_node.reconciler): what this node offers and why it runs what it runs.
+        self.spare: dict[ModelId, tuple[Path, int]] = {}  # models on disk it does not run: path, bytes
+        self.free_bytes = vram_bytes                      # memory the models it runs do not take
+        self.promoted: dict[ModelId, str] = {}            # models run because the mesh wanted them: why
+        self.dropped: set[ModelId] = set()                # dropped by the user: never promoted here again
+        self.demand: dict[str, int] = {}                  # its proxy's requests per minute, per model
+        self.demand_meter = DemandMeter()
+        self.rebalances: deque[pb.Rebalance] = deque(maxlen=MAX_REBALANCES)
         self.changes = Changes()
 
     def set_identity(self, mesh_id: MeshId, token: str) -> None:
@@ -101,6 +113,28 @@ class NodeState:
         if self.rpc_port != port:
             self.rpc_port = port
             self._bump()
+
+    def observe_demand(self, totals: dict[str, int], now: float) -> None:
+        """The proxy's running request totals (mesh_proxy.node_link.report_demand)."""
+        self.demand_meter.observe(totals, now)
+        self.age_demand(now)
+
+    def age_demand(self, now: float) -> None:
+        rates = self.demand_meter.rates(now)
+        if rates != self.demand:
+            self.demand = rates
+            self._bump()
+
+    def set_offer(self, spare: dict[ModelId, tuple[Path, int]], free_bytes: int,
+                  promoted: dict[ModelId, str]) -> None:
+        if (spare, free_bytes, promoted) != (self.spare, self.free_bytes, self.promoted):
+            self.spare, self.free_bytes, self.promoted = spare, free_bytes, promoted
+            self._bump()
+
+    def note_rebalance(self, node_id: str, model_id: str, action: str, reason: str) -> None:
+        self.rebalances.append(pb.Rebalance(time_unix=time.time(), node_id=node_id, model_id=model_id,
+                                            action=action, reason=reason))
+        self._bump()
 
     def drop_model(self, model_id: ModelId) -> None:
         self.grant_rpc(model_id, None)
@@ -152,6 +186,10 @@ class NodeState:
                                                bytes_from_worker=link.from_worker[0],
                                                reads_from_worker=link.from_worker[1]))
         status.routes.CopyFrom(self.routes())
+        status.rebalances.extend(self.rebalances)
+        for model, (_, size) in sorted(self.spare.items()):
+            status.spare[model] = size
         if self.member is not None:
             status.peers.extend(mesh_view.peers(self.member))
+            status.demand.extend(mesh_view.demand(self.member))
         return status

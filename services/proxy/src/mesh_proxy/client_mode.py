@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import AsyncIterator
 
 import grpc
@@ -19,6 +20,7 @@ import grpc
 from meshcore import __version__, mesh_view
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
+from meshcore.demand import DemandMeter
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
 from meshcore.identity import load_or_create_identity, save_mesh_secret
@@ -31,6 +33,7 @@ from meshcore.wire import Kind
 
 from mesh_proxy.errors import BackendGone
 from mesh_proxy.forward import CONNECT_TIMEOUT_S, Streams
+from mesh_proxy.node_link import DEMAND_REPORT_S
 from mesh_proxy.routes import Endpoint, Router, endpoints_from_proto
 
 log = logging.getLogger(__name__)
@@ -79,6 +82,16 @@ class MeshClient:
             self.router.update(endpoints_from_proto(self.routes()))
             seen = await self.member.changes.wait(seen)
 
+    async def _report_demand(self) -> None:
+        """This client's requests per model, gossiped in its record like a node's."""
+        meter = DemandMeter()
+        while True:
+            await asyncio.sleep(DEMAND_REPORT_S)
+            meter.observe(dict(self.router.requests), time.monotonic())
+            rates = meter.rates(time.monotonic())
+            if rates != self.member.membership.own.demand:
+                self.member.publish(demand=rates)
+
     async def run(self) -> None:
         server = await self._serve_status()
         try:
@@ -87,6 +100,7 @@ class MeshClient:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._follow(), name="follow mesh")
                 tasks.create_task(self.member.run(), name="gossip and probes")
+                tasks.create_task(self._report_demand(), name="demand")
         finally:
             await asyncio.shield(self.member.leave())
             await server.stop(grace=0.2)

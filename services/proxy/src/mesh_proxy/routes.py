@@ -4,10 +4,16 @@ The table comes from the node agent (proto RouteTable). Among endpoints that are
 serving, the one with the fewest requests in flight from this proxy wins (ties:
 local first, then node id); a model that is only loading gives ModelUnavailable
 with a Retry-After; a model nobody serves gives ModelNotFound.
+
+Every request that names a model counts as demand for it (`requests`, gossiped by the
+node as requests per minute: meshcore.demand), answered or not: a model nobody serves
+that clients keep asking for is one the mesh should load (mesh_node.rebalance). Names
+that are not model ids (`demand_name`) count for nothing.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -19,6 +25,13 @@ STATES = (pb.MODEL_STATE_LOADING, pb.MODEL_STATE_SERVING, pb.MODEL_STATE_FAILED)
 from mesh_proxy.errors import BadRequest, ModelNotFound, ModelUnavailable
 
 RETRY_AFTER_S = 2
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
+MAX_UNSERVED_NAMES = 32  # names nobody serves counted at once (clients send anything)
+
+
+def demand_name(model_id: str) -> str | None:
+    """The name to count demand under, or None for something that cannot be a model id."""
+    return model_id if _MODEL_NAME.match(model_id) else None
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,7 @@ class Router:
                                  + (f"{len(known)}: {', '.join(known)}; name one" if known else "none"))
             model_id = known[0] if known else ""
         candidates = [e for e in self.endpoints if e.model_id == model_id]
+        self.count(model_id, known=bool(candidates))
         if not candidates:
             if not self.node_connected:
                 raise ModelUnavailable("the node agent is not reachable yet; retry shortly",
@@ -82,9 +96,18 @@ class Router:
                                    {"Retry-After": str(RETRY_AFTER_S)})
         return min(serving, key=lambda e: (self.in_flight[e.key], not e.local, e.node_id))
 
+    def count(self, model_id: str, known: bool) -> None:
+        name = demand_name(model_id)
+        if name is None or not self.node_connected:
+            return
+        if not known and name not in self.requests:
+            unserved = [m for m in self.requests if m not in {e.model_id for e in self.endpoints}]
+            if len(unserved) >= MAX_UNSERVED_NAMES:
+                return
+        self.requests[name] += 1
+
     def begin(self, endpoint: Endpoint) -> None:
         """A request to `endpoint` starts; pair with end() when its response is done."""
-        self.requests[endpoint.model_id] += 1
         self.in_flight[endpoint.key] += 1
 
     def end(self, endpoint: Endpoint) -> None:

@@ -166,7 +166,7 @@ class RouteTable(_message.Message):
     def __init__(self, routes: _Optional[_Iterable[_Union[Route, _Mapping]]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class Peer(_message.Message):
-    __slots__ = ("node_id", "role", "state", "vram_gb", "serving", "rtt_ms", "version", "demand", "can_fetch")
+    __slots__ = ("node_id", "role", "state", "vram_gb", "serving", "rtt_ms", "version", "demand", "can_fetch", "spare", "free_gb", "promoted")
     class DemandEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,20 @@ class Peer(_message.Message):
         key: str
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class SpareEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class PromotedEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -183,6 +197,9 @@ class Peer(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     DEMAND_FIELD_NUMBER: _ClassVar[int]
     CAN_FETCH_FIELD_NUMBER: _ClassVar[int]
+    SPARE_FIELD_NUMBER: _ClassVar[int]
+    FREE_GB_FIELD_NUMBER: _ClassVar[int]
+    PROMOTED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     role: str
     state: str
@@ -192,10 +209,46 @@ class Peer(_message.Message):
     version: str
     demand: _containers.ScalarMap[str, int]
     can_fetch: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., vram_gb: _Optional[float] = ..., serving: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ..., version: _Optional[str] = ..., demand: _Optional[_Mapping[str, int]] = ..., can_fetch: _Optional[_Iterable[str]] = ...) -> None: ...
+    spare: _containers.ScalarMap[str, int]
+    free_gb: float
+    promoted: _containers.ScalarMap[str, str]
+    def __init__(self, node_id: _Optional[str] = ..., role: _Optional[str] = ..., state: _Optional[str] = ..., vram_gb: _Optional[float] = ..., serving: _Optional[_Iterable[str]] = ..., rtt_ms: _Optional[float] = ..., version: _Optional[str] = ..., demand: _Optional[_Mapping[str, int]] = ..., can_fetch: _Optional[_Iterable[str]] = ..., spare: _Optional[_Mapping[str, int]] = ..., free_gb: _Optional[float] = ..., promoted: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ModelDemand(_message.Message):
+    __slots__ = ("model_id", "requests_per_min", "servers", "promoting")
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_PER_MIN_FIELD_NUMBER: _ClassVar[int]
+    SERVERS_FIELD_NUMBER: _ClassVar[int]
+    PROMOTING_FIELD_NUMBER: _ClassVar[int]
+    model_id: str
+    requests_per_min: int
+    servers: int
+    promoting: bool
+    def __init__(self, model_id: _Optional[str] = ..., requests_per_min: _Optional[int] = ..., servers: _Optional[int] = ..., promoting: _Optional[bool] = ...) -> None: ...
+
+class Rebalance(_message.Message):
+    __slots__ = ("time_unix", "node_id", "model_id", "action", "reason")
+    TIME_UNIX_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    time_unix: float
+    node_id: str
+    model_id: str
+    action: str
+    reason: str
+    def __init__(self, time_unix: _Optional[float] = ..., node_id: _Optional[str] = ..., model_id: _Optional[str] = ..., action: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq", "rpc_links")
+    __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq", "rpc_links", "demand", "rebalances", "spare")
+    class SpareEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     MESH_ID_FIELD_NUMBER: _ClassVar[int]
     TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -207,6 +260,9 @@ class NodeStatus(_message.Message):
     PEERS_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     RPC_LINKS_FIELD_NUMBER: _ClassVar[int]
+    DEMAND_FIELD_NUMBER: _ClassVar[int]
+    REBALANCES_FIELD_NUMBER: _ClassVar[int]
+    SPARE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     mesh_id: str
     token: str
@@ -218,4 +274,7 @@ class NodeStatus(_message.Message):
     peers: _containers.RepeatedCompositeFieldContainer[Peer]
     seq: int
     rpc_links: _containers.RepeatedCompositeFieldContainer[RpcLink]
-    def __init__(self, node_id: _Optional[str] = ..., mesh_id: _Optional[str] = ..., token: _Optional[str] = ..., node_state: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., my_vram_gb: _Optional[float] = ..., version: _Optional[str] = ..., routes: _Optional[_Union[RouteTable, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., seq: _Optional[int] = ..., rpc_links: _Optional[_Iterable[_Union[RpcLink, _Mapping]]] = ...) -> None: ...
+    demand: _containers.RepeatedCompositeFieldContainer[ModelDemand]
+    rebalances: _containers.RepeatedCompositeFieldContainer[Rebalance]
+    spare: _containers.ScalarMap[str, int]
+    def __init__(self, node_id: _Optional[str] = ..., mesh_id: _Optional[str] = ..., token: _Optional[str] = ..., node_state: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., my_vram_gb: _Optional[float] = ..., version: _Optional[str] = ..., routes: _Optional[_Union[RouteTable, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., seq: _Optional[int] = ..., rpc_links: _Optional[_Iterable[_Union[RpcLink, _Mapping]]] = ..., demand: _Optional[_Iterable[_Union[ModelDemand, _Mapping]]] = ..., rebalances: _Optional[_Iterable[_Union[Rebalance, _Mapping]]] = ..., spare: _Optional[_Mapping[str, int]] = ...) -> None: ...

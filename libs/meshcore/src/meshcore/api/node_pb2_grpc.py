@@ -105,7 +105,8 @@ class NodeAgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReportDemand(self, request, context):
-        """The proxy's request counts per model since it started (gossiped as demand).
+        """The proxy's request counts per model since it started, 404s included (the node
+        gossips them as requests per minute: meshcore.demand).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1,0 +1,53 @@
+"""Demand and servers per model, as the gossiped records say (pure). Rebalancing
+(mesh_node.rebalance) decides from it; the status API (meshcore.mesh_view) shows it."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from meshcore.membership import ALIVE, DEAD, NodeRecord
+
+
+@dataclass(frozen=True)
+class MeshLoad:
+    """What the records say about each model, alive nodes only (dead ones for `lost`)."""
+    demand: Mapping[str, int]                  # req/min per model, every alive member's proxy
+    servers: Mapping[str, tuple[str, ...]]     # alive nodes serving it
+    promoting: Mapping[str, tuple[str, ...]]   # alive nodes loading it as a promotion (not serving yet)
+    lost: Mapping[str, str]                    # model -> why it counts as lost
+
+    def per_server(self, model_id: str) -> float:
+        return self.demand.get(model_id, 0) / max(1, len(self.servers.get(model_id, ())))
+
+    def others_per_server(self, model_id: str) -> float:
+        """Mean demand per server of the other served models (0 when none)."""
+        others = [self.per_server(m) for m in self.servers if m != model_id and self.servers[m]]
+        return sum(others) / len(others) if others else 0.0
+
+
+def mesh_load(records: Iterable[NodeRecord]) -> MeshLoad:
+    records = list(records)
+    alive = [r for r in records if r.state == ALIVE]
+    demand: dict[str, int] = defaultdict(int)
+    servers: dict[str, list[str]] = defaultdict(list)
+    promoting: dict[str, list[str]] = defaultdict(list)
+    for r in alive:
+        for model, rpm in r.demand.items():
+            demand[model] += rpm
+        if r.role != "node":
+            continue
+        for model in r.serving:
+            servers[model].append(r.node_id)
+        for model in r.promoted:
+            if model not in r.serving:
+                promoting[model].append(r.node_id)
+    lost = {}
+    for r in sorted(records, key=lambda r: r.node_id):
+        if r.state != ALIVE and r.role == "node":
+            for model in r.serving:
+                if model not in servers and model not in lost:
+                    lost[model] = f"its last server, node {r.node_id[:12]}, is {'dead' if r.state == DEAD else 'gone'}"
+    return MeshLoad(dict(demand), {m: tuple(sorted(n)) for m, n in servers.items()},
+                    {m: tuple(sorted(n)) for m, n in promoting.items()}, lost)
