@@ -123,3 +123,27 @@ def test_max_clients_delists_while_full(directory: Directory, tmp_path: Path, mo
         wait_for(lambda: listed(directory, name="small"))
     finally:
         stop_all(nodes)
+
+
+def test_auto_gpu_node_serves_a_model_the_mesh_wants_and_says_why(directory: Directory, tmp_path: Path,
+                                                                  models: dict[str, Path]) -> None:
+    """--auto with no --model: it joins, then serves what the mesh wants most that fits
+    its memory (here the mesh's only model, one more copy), with a one-line why."""
+    a = start_node(tmp_path / "a", [models[EMBED]], "--mesh-name", "wanting", "--directory", directory.url)
+    disk = tmp_path / "b-disk"
+    disk.mkdir()
+    (disk / models[EMBED].name).symlink_to(models[EMBED])
+    nodes = [a]
+    try:
+        wait_for(lambda: listed(directory, name="wanting"))
+        b = start_node(tmp_path / "b", [], "--auto", "--directory", directory.url,
+                       env={"MESH_LLM_MODELS_DIR": str(disk)})
+        nodes.append(b)
+        wait_for(lambda: any(m.model_id == EMBED and m.state == 2 for m in b.node_status().models), 60)
+        assert b.node_status().mesh_id == a.node_status().mesh_id
+        [line] = [x for x in b.log().splitlines() if f"serving {EMBED}:" in x]
+        assert "the mesh's busiest model that fits here" in line
+        [event] = [r for r in b.node_status().rebalances if r.model_id == EMBED]
+        assert event.action == "promoted" and event.reason in line
+    finally:
+        stop_all(nodes)

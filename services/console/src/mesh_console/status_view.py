@@ -52,5 +52,13 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "version": p.version,
             "demand": dict(p.demand),
             "can_fetch": list(p.can_fetch),
+            "spare": dict(p.spare),
+            "free_gb": round(p.free_gb, 2),
+            "promoted": dict(p.promoted),
         } for p in status.peers],
+        "spare": dict(status.spare),
+        "demand": [{"model": d.model_id, "requests_per_min": d.requests_per_min, "servers": d.servers,
+                    "promoting": d.promoting} for d in status.demand],
+        "rebalances": [{"time": round(r.time_unix, 3), "node_id": r.node_id, "model": r.model_id, "action": r.action,
+                        "reason": r.reason} for r in status.rebalances],
     }

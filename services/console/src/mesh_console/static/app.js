@@ -68,7 +68,15 @@ function render(s) {
   fillTable("routes", s.routes.map((r) => [cell(r.model), cell(short(r.node_id)),
     cell(r.local ? "this node" : "remote"), pill(r.state)]), 4, "no routes");
   fillTable("peers", s.peers.map((p) => [cell(short(p.id)), cell(p.role), pill(p.state),
-    cell(p.vram_gb + " GiB"), cell(p.serving.join(", ")), cell(p.rtt_ms + " ms")]), 6, "no peers");
+    cell(p.vram_gb + " GiB (" + p.free_gb + " free)"),
+    cell(p.serving.map((m) => p.promoted[m] ? m + " (promoted)" : m).join(", ")),
+    cell(Object.keys(p.spare).join(", "), "muted"), cell(p.rtt_ms + " ms")]), 7, "no peers");
+  const standbys = (m) => s.peers.filter((p) => p.state === "alive" && m in p.spare).length + (m in s.spare ? 1 : 0);
+  fillTable("demand", s.demand.map((d) => [cell(d.model), cell(String(d.requests_per_min)),
+    cell(d.servers + (d.promoting ? " (+1 loading)" : "")), cell(String(standbys(d.model)))]), 4, "no requests yet");
+  fillTable("rebalances", s.rebalances.slice().reverse().map((r) => [
+    cell(new Date(r.time * 1000).toLocaleTimeString()), cell(r.node_id === s.node_id ? "this node" : short(r.node_id)),
+    cell(r.model), cell(r.action), cell(r.reason, "muted")]), 5, "none yet");
   const select = $("chat-model");
   const models = [...new Set(s.routes.filter((r) => r.state === "serving").map((r) => r.model))];
   const current = select.value;
