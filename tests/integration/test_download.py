@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
+import httpx
 import pytest
 
 from conftest import TINY
 from fake_hub import FakeHub
 from meshnode import free_port, start_node
+from test_rebalancing import wait_until
 
 CATALOG = """
 [[model]]
@@ -40,6 +42,12 @@ files = ["mesh-draft.gguf"]
 size = 1000
 
 [[model]]
+name = "Mesh-Wanted-3B-Q8_0"
+repo = "mesh-test/Mesh-Wanted-GGUF"
+files = ["mesh-wanted-q8_0.gguf"]
+size = {wanted_size}
+
+[[model]]
 name = "Mesh-Gone-1B-Q4_K_M"
 repo = "mesh-test/Mesh-Gone-GGUF"
 files = ["mesh-gone.gguf"]
@@ -56,7 +64,9 @@ def hub(tmp_path: Path, models: dict[str, Path]) -> Iterator[tuple[FakeHub, dict
     hub.add("mesh-test/Mesh-Parts-GGUF", "mesh-parts-q4_k_m-00002-of-00002.gguf", os.urandom(2_000_000))
     hub.add("mesh-test/Mesh-Draft-GGUF", "mesh-draft.gguf", b"GGUF" + os.urandom(996))
     catalog = tmp_path / "catalog.toml"
-    catalog.write_text(CATALOG.format(tiny_size=tiny.stat().st_size))
+    hub.add("mesh-test/Mesh-Wanted-GGUF", "mesh-wanted-q8_0.gguf", models["mesh-small-F16"].read_bytes())
+    catalog.write_text(CATALOG.format(tiny_size=tiny.stat().st_size,
+                                      wanted_size=models["mesh-small-F16"].stat().st_size))
     env = {"HF_ENDPOINT": hub.start(), "MESH_LLM_CATALOG": str(catalog), "MESH_LLM_MODELS_DIR": str(tmp_path / "m"),
            "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5",
            "HF_TOKEN": ""}
@@ -144,3 +154,24 @@ def test_a_catalog_name_is_downloaded_then_served(tmp_path: Path, hub: tuple[Fak
         assert (Path(env["MESH_LLM_MODELS_DIR"]) / "mesh-tiny-F16.gguf").is_file()
     finally:
         node.stop()
+
+
+def test_a_standby_downloads_a_catalog_model_clients_ask_for_and_serves_it(
+        tmp_path: Path, hub: tuple[FakeHub, dict[str, str]], models: dict[str, Path]) -> None:
+    """Nobody has the file; the standby that could fetch it (can_fetch) downloads it
+    from the hub when clients keep asking (their 404s are demand), then serves it."""
+    _, env = hub
+    x = start_node(tmp_path / "x", [models[TINY.name]])
+    y = start_node(tmp_path / "y", [], "--join", x.node_status().token, env=env)
+    try:
+        wait_until(lambda: any("mesh-wanted-q8_0" in p.can_fetch for p in x.node_status().peers), 30)
+        body = {"model": "mesh-wanted-q8_0", "prompt": "hi", "max_tokens": 2}
+        assert httpx.post(f"{x.api}/v1/completions", json=body, timeout=30).status_code == 404
+        wait_until(lambda: httpx.post(f"{x.api}/v1/completions", json=body, timeout=30).status_code == 200, 90)
+        assert (Path(env["MESH_LLM_MODELS_DIR"]) / "mesh-wanted-q8_0.gguf").is_file()
+        [event] = [r for r in y.node_status().rebalances if r.model_id == "mesh-wanted-q8_0"]
+        assert event.action == "promoted" and event.reason.startswith("downloading it: nobody serves it")
+        assert "downloading Mesh-Wanted-3B-Q8_0" in y.log()
+    finally:
+        y.stop()
+        x.stop()
