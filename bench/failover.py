@@ -47,7 +47,8 @@ def one_run(tmp: Path, model: Path, every: float) -> dict:
         back = next(t for t, s in load.results if t > noticed and s == 200)
         window = [s for t, s in load.results if killed <= t <= back]
         return {"noticed_s": noticed - killed, "served_again_s": back - noticed, "kill_to_served_s": back - killed,
-                "requests_in_window": len(window), "failed_in_window": sum(s != 200 for s in window)}
+                "requests_in_window": len(window), "failed_in_window": sum(s != 200 for s in window),
+                "statuses_in_window": {str(c): window.count(c) for c in sorted(set(window))}}
     finally:
         load.halt.set()
         for node in (z, y, x):
@@ -68,7 +69,9 @@ def measure(runs: int, every: float) -> dict:
             "median_kill_to_served_s": round(med["kill_to_served_s"], 2),
             "max_kill_to_served_s": round(max(r["kill_to_served_s"] for r in results), 2),
             "error_rate_in_window": round(failed / total, 3) if total else 0.0,
-            "requests_in_windows": total, "runs": runs, "request_every_s": every}
+            "requests_in_windows": total, "runs": runs, "request_every_s": every,
+            "statuses_in_windows": {c: sum(r["statuses_in_window"].get(c, 0) for r in results)
+                                    for c in sorted({c for r in results for c in r["statuses_in_window"]})}}
 
 
 def main() -> None:

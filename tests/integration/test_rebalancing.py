@@ -91,6 +91,8 @@ def test_standby_offers_its_disk_and_serves_a_model_whose_only_server_died(
         print(f"death noticed {noticed - killed:.1f} s after the kill; served again {back - noticed:.1f} s later")
         [(node, action, why)] = rebalances(y, SMALL)
         assert node == y.node_status().node_id and action == "promoted" and "is dead" in why
+        # Until the standby serves, the model is "loading" (503 + Retry-After), never "not served" (404).
+        assert {s for _, s in load.results} <= {200, 503}
         assert any(r.model_id == SMALL and r.action == "promoted" for r in z.node_status().rebalances)
         [m] = [m for m in y.node_status().models if m.model_id == SMALL]
         assert m.state == 2

@@ -213,3 +213,11 @@ def test_a_gave_up_split_is_tried_again_when_its_members_change() -> None:
     records = by_id(NodeRecord(node_id="a", version=1, vram_bytes=8 * GIB, models_on_disk=("m",), rtt_ms={"b": 1.0}),
                     NodeRecord(node_id="b", version=1, vram_bytes=8 * GIB, models_on_disk=("m",)))
     assert isinstance(decide(records, "a", local({"m": big}))["m"], Host)
+
+
+def test_a_lost_model_can_be_stood_in_for_only_by_a_standby_with_room() -> None:
+    from meshcore.mesh_load import can_stand_in
+    dead = rec("a", serving=["m"], state=DEAD)
+    assert can_stand_in([dead, rec("b", spare={"m": 1}, free=2)], "m")
+    assert not can_stand_in([dead, rec("b", spare={"m": 1}, free=1)], "m")   # 1.1 GiB needed
+    assert not can_stand_in([dead, rec("b", spare={"m": 1}, free=2, state=DEAD)], "m")

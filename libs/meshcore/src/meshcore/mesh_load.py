@@ -9,6 +9,8 @@ from typing import Iterable, Mapping
 
 from meshcore.membership import ALIVE, DEAD, NodeRecord
 
+FIT_FACTOR = 1.1  # a model fits a node alone when its memory is at least this times the file
+
 
 @dataclass(frozen=True)
 class MeshLoad:
@@ -51,3 +53,9 @@ def mesh_load(records: Iterable[NodeRecord]) -> MeshLoad:
                     lost[model] = f"its last server, node {r.node_id[:12]}, is {'dead' if r.state == DEAD else 'gone'}"
     return MeshLoad(dict(demand), {m: tuple(sorted(n)) for m, n in servers.items()},
                     {m: tuple(sorted(n)) for m, n in promoting.items()}, lost)
+
+
+def can_stand_in(records: Iterable[NodeRecord], model_id: str) -> bool:
+    """Some alive node offers the model on its disk with the memory to serve it alone."""
+    return any(r.state == ALIVE and r.role == "node" and model_id in r.spare
+               and r.free_bytes >= FIT_FACTOR * r.spare[model_id] for r in records)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from meshcore.api import node_pb2 as pb
 from meshcore.member import MeshMember
-from meshcore.mesh_load import mesh_load
+from meshcore.mesh_load import can_stand_in, mesh_load
 
 
 def split_parts(parts: list) -> list[pb.SplitPart]:
@@ -15,14 +15,17 @@ def split_parts(parts: list) -> list[pb.SplitPart]:
 
 def remote_routes(member: MeshMember) -> list[pb.Route]:
     """Models peers serve, plus models the mesh has on disk that nobody serves right
-    now (a split being re-planned, a host loading): those are `loading` with no node,
-    so requests get 503 + Retry-After instead of 404 while the mesh recovers."""
+    now (a split being re-planned, a host loading) or that lost their last server while
+    a standby can load them (mesh_node.rebalance promotes one): those are `loading` with
+    no node, so requests get 503 + Retry-After instead of 404 while the mesh recovers."""
     routes = [pb.Route(model_id=model_id, node_id=peer.node_id, local=False, state=pb.MODEL_STATE_SERVING,
                        split=split_parts(peer.splits.get(model_id, [])))
               for peer in member.membership.alive_peers(role="node") for model_id in peer.serving]
     nodes = [*member.membership.alive_peers(role="node"), member.membership.own]
     served = {m for r in nodes for m in r.serving}
-    pending = sorted({m for r in nodes for m in r.models_on_disk} - served)
+    records = list(member.membership.records.values())
+    lost = {m for m in mesh_load(records).lost if can_stand_in(records, m)}
+    pending = sorted(({m for r in nodes for m in r.models_on_disk} | lost) - served)
     routes += [pb.Route(model_id=m, node_id="", local=False, state=pb.MODEL_STATE_LOADING) for m in pending]
     return routes
 

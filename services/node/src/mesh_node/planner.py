@@ -24,9 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshcore.membership import ALIVE, NodeRecord
+from meshcore.mesh_load import FIT_FACTOR
 from meshcore.split_policy import may_pair
 
-FIT_FACTOR = 1.1
 MAX_RTT_MS = 80.0
 
 
