@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from meshnode import start_node  # noqa: E402
-from test_rebalancing import Load, disk_with, model_state, wait_until  # noqa: E402
+from meshnode import wait_until  # noqa: E402
+from test_rebalancing import Load, disk_with, model_state  # noqa: E402
 
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 

@@ -175,6 +175,16 @@ class MeshNode:
             time.sleep(0.2)
 
 
+def wait_until(check, timeout: float, step: float = 0.1) -> float:  # noqa: ANN001 - a predicate
+    """Seconds until check() is true; fails after `timeout`."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"not true after {timeout} s")
+        time.sleep(step)
+    return time.monotonic() - started
+
+
 def start_node(tmp: Path, models: list[Path], *extra: str, env: dict[str, str] | None = None,
                wait: bool = True, prefix: tuple[str, ...] = ()) -> MeshNode:
     """Start `mesh-llm` (under `prefix`, e.g. `ip netns exec NS`) with its own home and ports."""

@@ -19,7 +19,7 @@ import pytest
 from conftest import TINY
 from fake_hub import FakeHub
 from meshnode import free_port, start_node
-from test_rebalancing import wait_until
+from meshnode import wait_until
 
 CATALOG = """
 [[model]]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from meshnode import MeshNode, http_json, start_node
+from meshnode import MeshNode, http_json, start_node, wait_until
 
 TINY, SMALL = "mesh-tiny-F16", "mesh-small-F16"
 
@@ -19,16 +19,6 @@ TINY, SMALL = "mesh-tiny-F16", "mesh-small-F16"
 def served_models(node: MeshNode) -> set[str]:
     status, body, _ = http_json(f"{node.api}/v1/models", timeout=5)
     return {m["id"] for m in body.get("data", [])} if status == 200 else set()
-
-
-def wait_until(check, timeout: float, step: float = 0.1) -> float:  # noqa: ANN001
-    """Seconds until check() is true; fails after `timeout`."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not true after {timeout} s")
-        time.sleep(step)
-    return time.monotonic() - started
 
 
 def pair(tmp: Path, models: dict[str, Path]) -> tuple[MeshNode, MeshNode]:

@@ -10,18 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from meshnode import MeshNode, http_json, start_node
+from meshnode import MeshNode, http_json, start_node, wait_until
 
 TINY, SMALL = "mesh-tiny-F16", "mesh-small-F16"
-
-
-def wait_until(check, timeout: float, step: float = 0.2) -> float:  # noqa: ANN001
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not true after {timeout} s")
-        time.sleep(step)
-    return time.monotonic() - started
 
 
 def disk_with(tmp: Path, *files: Path) -> dict[str, str]:
@@ -152,5 +143,25 @@ def test_a_hot_model_promotes_a_standby_once_and_lets_it_go_once_when_the_load_s
         assert model_state(x, SMALL) == "serving" and SMALL in y.node_status().spare
     finally:
         load.halt.set()
+        y.stop()
+        x.stop()
+
+
+def test_a_dropped_model_clients_still_ask_for_moves_to_a_standby_and_not_back(
+        tmp_path: Path, models: dict[str, Path]) -> None:
+    import subprocess
+    import sys
+    x = start_node(tmp_path / "x", [models[SMALL], models[TINY]])
+    y = start_node(tmp_path / "y", [], "--join", x.node_status().token, env=disk_with(tmp_path / "y", models[SMALL]))
+    try:
+        wait_until(lambda: any(SMALL in p.spare for p in x.node_status().peers), 30)
+        dropped = subprocess.run([sys.executable, "-m", "mesh_cli", "drop", SMALL, "--home", str(x.home)],
+                                 capture_output=True, text=True, timeout=30)
+        assert dropped.returncode == 0, dropped.stderr
+        wait_until(lambda: ask(x.api, SMALL) == 200, 60)  # asked for: the standby loads it
+        assert model_state(y, SMALL) == "serving" and model_state(x, SMALL) == ""
+        assert SMALL not in x.node_status().spare  # x never offers what its user dropped
+        assert [a for _, a, _ in rebalances(y, SMALL)] == ["promoted"]
+    finally:
         y.stop()
         x.stop()
