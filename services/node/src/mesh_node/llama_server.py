@@ -21,6 +21,8 @@ from typing import Sequence
 from meshcore.llama_bin import NO_ACCELERATOR, device_args
 from meshcore.process import die_with_parent
 
+from mesh_node.weights_cache import HOST_HASH_THRESHOLD
+
 log = logging.getLogger(__name__)
 STOP_GRACE_S = 10.0
 LOG_PREFIX = re.compile(r"^\s*\d+\.\d+\.\d+\.\d+ [A-Z] \S+\s+")  # "0.00.007.200 E srv  "
@@ -174,7 +176,10 @@ class LlamaServer(ChildServer):
                "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--no-webui"]
         if not (rpc_devices and device in NO_ACCELERATOR):  # a CPU split host: --tensor-split leaves GPUs out
             cmd += device_args(device, [f"RPC{i}" for i in range(rpc_devices)])
-        super().__init__(cmd + list(extra_args), port, log_path)
+        # A split host offers every weight tensor by hash: workers read them from their own files
+        # (mesh_node.weights_cache; a stock build ignores it and offers only those over 10 MiB).
+        env = {"GGML_RPC_HASH_THRESHOLD": str(HOST_HASH_THRESHOLD)} if rpc_devices else None
+        super().__init__(cmd + list(extra_args), port, log_path, env=env)
 
 
 class RpcServer(ChildServer):

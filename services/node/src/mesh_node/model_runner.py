@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,17 +224,29 @@ class ModelRunner:
 
     async def prepare_weights(self) -> None:
         assert self.cache_dir is not None
+        local = weights_cache.reads_local_gguf(self.bin_dir)
         self.state.update_model(self.model_id, state=pb.MODEL_STATE_LOADING,
-                                reason="preparing weights for zero-transfer loading (hashing big tensors)")
+                                reason="indexing its weights for zero-transfer loading" if local else
+                                "preparing weights for zero-transfer loading (copying big tensors)")
+        if not local:
+            log.warning("the llama.cpp in %s cannot load weights from local GGUF files (a stock build?): as a "
+                        "split worker this node keeps a copy of %s's big tensors in its cache instead",
+                        self.bin_dir, self.model_id)
         try:
             stats = await asyncio.to_thread(weights_cache.prepare, self.entry.path, self.cache_dir,
-                                            self.bin_dir / weights_cache.HASHER)
-        except (OSError, RuntimeError, ValueError) as exc:
+                                            self.bin_dir / weights_cache.HASHER, local)
+        except (OSError, RuntimeError, ValueError, subprocess.CalledProcessError) as exc:
             log.warning("could not prepare %s for zero-transfer loading (%s): as a worker this node will "
                         "be sent the weights over the mesh instead", self.model_id, exc)
         else:
-            log.info("prepared %s for splits: %d big tensors, %d cache files written (%.0f MB) in %.1f s",
-                     self.model_id, stats.tensors, stats.written, stats.bytes_written / 1e6, stats.seconds)
+            if stats.bytes_hashed:
+                log.info("prepared %s for splits: %d tensors %s (%.0f kB written), %.0f MB hashed in %.1f s "
+                         "(%.2f s per GB)", self.model_id, stats.tensors,
+                         "indexed" if stats.local_index else f"in {stats.written} cache copies",
+                         stats.bytes_written / 1e3, stats.bytes_hashed / 1e6, stats.seconds,
+                         stats.seconds / max(stats.bytes_hashed / 1e9, 1e-9))
+            else:
+                log.info("prepared %s for splits: its index is up to date (%d tensors)", self.model_id, stats.tensors)
         self.state.ready_models.add(self.model_id)
         self.state.mesh_changed()
 

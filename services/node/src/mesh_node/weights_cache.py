@@ -1,17 +1,28 @@
-"""Zero-transfer weights: prepare rpc-server's cache from this node's own GGUF.
+"""Zero-transfer weights: a split's worker loads every weight tensor from its own GGUF.
 
-ggml-rpc sends SET_TENSOR_HASH (the 64-bit FNV-1a of the bytes) for weight
-tensors over 10 MiB; `rpc-server -c` answers from `$LLAMA_CACHE/rpc/<hash>` when
-that file exists, and only on a miss are the bytes sent. So a worker that writes,
-for each big tensor of its local copy of the model, a cache file named by the
-hash of those bytes, receives no weight over the network. The check is by
-content: a different or corrupt local file yields other names, the host's hashes
-miss, and the right bytes are sent instead: nothing wrong is loaded silently.
+ggml-rpc offers a weight tensor by hash (SET_TENSOR_HASH: the 64-bit FNV-1a of its
+bytes) before sending it, and sends the bytes only when rpc-server says it has none.
+Our llama.cpp patch (llama.cpp/patches/0002-rpc-weights-from-local-gguf.patch) makes
+that work for every tensor with no second copy on disk:
 
-Chosen over patching rpc-server (index the GGUF in place) because it needs no C++
-change to llama.cpp; the cost is disk (a second copy of the big tensors, written
-once per model and reused) and the time to hash and copy them, measured in
-docs/benchmarks.md. Hashing runs in the small C helper `mesh-fnv1a`.
+- the host's llama-server hashes every weight tensor over HOST_HASH_THRESHOLD bytes
+  (GGML_RPC_HASH_THRESHOLD; stock llama.cpp only those over 10 MiB). 512 bytes: below
+  it, the hash request (~330 bytes with its tensor description) costs as much as the
+  data, and such tensors are a few kB of a model;
+- the worker writes an **index** per GGUF file, `<cache>/index/<model>.<size>-<mtime>-<inode>.idx`
+  (text: hash, offset, size per tensor; format in the patch), and the patched
+  rpc-server answers a hash by reading those bytes from the file itself (straight into
+  the tensor's memory on a CPU worker), hashing them again first: a file changed or
+  corrupted since it was indexed is a miss, and the host sends the real bytes. Nothing
+  wrong is loaded silently.
+The index is built once per file (hashing every tensor in the small C helper
+`mesh-fnv1a`, in a worker thread) and reused while the file's size, mtime and inode
+are the same. It takes ~40 bytes a tensor: ~15 kB for a 7B model.
+
+**Unpatched binaries** (`--llama-bin-dir` with a stock build): detected by the patch's
+marker string in libggml-rpc; the worker falls back to the old way, a cache file (a
+copy) per tensor over 10 MiB, named by its hash, which stock rpc-server -c reads; the
+node says so once.
 """
 
 from __future__ import annotations
@@ -19,6 +30,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass
@@ -26,24 +38,57 @@ from pathlib import Path
 from typing import BinaryIO
 
 log = logging.getLogger(__name__)
-HASH_THRESHOLD = 10 * 1024 * 1024  # ggml-rpc's: tensors strictly above it are hashed
+HASH_THRESHOLD = 10 * 1024 * 1024   # stock ggml-rpc's: tensors strictly above it are offered by hash
+HOST_HASH_THRESHOLD = 512           # ours (GGML_RPC_HASH_THRESHOLD on a split host)
 HASHER = "mesh-fnv1a"
+INDEX_MAGIC = "mesh-llm-rpc-index 1"
+RPC_LIBRARIES = ("libggml-rpc.so", "libggml-rpc.dylib", "ggml-rpc-server")  # where the patch's code lives
+_PART = re.compile(r"^(?P<stem>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})$")
+_LEGACY = re.compile(r"^[0-9a-f]{16}$")
 
 
 @dataclass(frozen=True)
 class PrepareStats:
-    tensors: int        # big tensors found
-    written: int        # cache files written now (others were already there)
-    bytes_written: int
+    tensors: int          # tensors indexed (or, unpatched, big tensors found)
+    written: int          # index files (or cache copies) written now; 0 when reused
+    bytes_written: int    # bytes written to disk now
+    bytes_hashed: int     # tensor bytes hashed now
     seconds: float
+    local_index: bool     # the index (patched rpc-server), not copies
 
 
-def big_tensors(path: Path) -> list[tuple[str, int, int]]:
-    """(name, absolute offset, size) of the tensors ggml-rpc would hash."""
+def reads_local_gguf(bin_dir: Path) -> bool:
+    """Does this llama.cpp's rpc-server read weights from local GGUF files (our patch)?"""
+    for name in RPC_LIBRARIES:
+        path = bin_dir / name
+        try:
+            if INDEX_MAGIC.encode() in path.read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def gguf_parts(path: Path) -> list[Path]:
+    """Every file of a model: a multi-part GGUF (`name-00001-of-00003.gguf`) is all its parts."""
+    match = _PART.match(path.stem)
+    if not match:
+        return [path]
+    n = int(match["n"])
+    return [path.with_name(f"{match['stem']}-{i:05d}-of-{n:05d}.gguf") for i in range(1, n + 1)]
+
+
+def tensors_of(path: Path, above: int = 0) -> list[tuple[str, int, int]]:
+    """(name, absolute offset, size) of the tensors of one GGUF file larger than `above` bytes."""
     from gguf import GGUFReader
 
     reader = GGUFReader(path)
-    return [(t.name, int(t.data_offset), int(t.n_bytes)) for t in reader.tensors if int(t.n_bytes) > HASH_THRESHOLD]
+    return [(t.name, int(t.data_offset), int(t.n_bytes)) for t in reader.tensors if int(t.n_bytes) > above]
+
+
+def big_tensors(path: Path) -> list[tuple[str, int, int]]:
+    """The tensors stock ggml-rpc would offer by hash."""
+    return tensors_of(path, HASH_THRESHOLD)
 
 
 def tensor_hashes(path: Path, hasher: Path, tensors: list[tuple[str, int, int]]) -> list[str]:
@@ -53,6 +98,31 @@ def tensor_hashes(path: Path, hasher: Path, tensors: list[tuple[str, int, int]])
     if len(hashes) != len(tensors) or any(len(h) != 16 for h in hashes):
         raise RuntimeError(f"{HASHER} gave unexpected output for {path}")
     return hashes
+
+
+def index_name(path: Path) -> str:
+    st = path.stat()
+    return f"{path.name}.{st.st_size}-{st.st_mtime_ns}-{st.st_ino}.idx"
+
+
+def write_index(path: Path, index_dir: Path, hasher: Path) -> tuple[int, int, int]:
+    """The index of one GGUF file, reused while the file is unchanged. Returns (tensors,
+    bytes written, bytes hashed); (tensors, 0, 0) when it was already there."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    target = index_dir / index_name(path)
+    if target.is_file():
+        return sum(1 for _ in target.open()) - 2, 0, 0
+    tensors = tensors_of(path)
+    hashes = tensor_hashes(path, hasher, tensors)
+    text = f"{INDEX_MAGIC}\n{path.resolve()}\n" + "".join(
+        f"{digest} {offset} {size}\n" for (_, offset, size), digest in zip(tensors, hashes))
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(target)
+    for old in index_dir.glob(f"{path.name}.*.idx"):  # an earlier version of the same file
+        if old != target:
+            old.unlink(missing_ok=True)
+    return len(tensors), len(text), sum(size for _, _, size in tensors)
 
 
 KERNEL_COPY_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
@@ -89,17 +159,47 @@ def copy_by_reading(fin: BinaryIO, fout: BinaryIO, offset: int, size: int) -> in
     return done
 
 
-def prepare(path: Path, cache_dir: Path, hasher: Path) -> PrepareStats:
+def prepare_copies(path: Path, cache_dir: Path, hasher: Path) -> tuple[int, int, int, int]:
+    """Unpatched rpc-server: a cache file per big tensor, named by its hash."""
+    tensors = [t for part in gguf_parts(path) for t in ((part, *x) for x in big_tensors(part))]
+    written = bytes_written = hashed = 0
+    for part in gguf_parts(path):
+        mine = [(n, o, s) for p, n, o, s in tensors if p == part]
+        hashes = tensor_hashes(part, hasher, mine)
+        hashed += sum(s for _, _, s in mine)
+        for (_, offset, size), digest in zip(mine, hashes):
+            dst = cache_dir / digest
+            if dst.exists() and dst.stat().st_size == size:
+                continue
+            copy_range(part, offset, size, dst)
+            written += 1
+            bytes_written += size
+    return len(tensors), written, bytes_written, hashed
+
+
+def prepare(path: Path, cache_dir: Path, hasher: Path, local_index: bool = True) -> PrepareStats:
+    """Make this node's copy of the model loadable by its rpc-server without transfer.
+    Blocking (hashes the file): run it in a thread."""
     started = time.monotonic()
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tensors = big_tensors(path)
-    hashes = tensor_hashes(path, hasher, tensors)
-    written = bytes_written = 0
-    for (_, offset, size), digest in zip(tensors, hashes):
-        dst = cache_dir / digest
-        if dst.exists() and dst.stat().st_size == size:
-            continue
-        copy_range(path, offset, size, dst)
-        written += 1
+    if not local_index:
+        tensors, written, bytes_written, hashed = prepare_copies(path, cache_dir, hasher)
+        return PrepareStats(tensors, written, bytes_written, hashed, time.monotonic() - started, False)
+    for legacy in cache_dir.iterdir():  # copies an unpatched build left: the index replaces them
+        if _LEGACY.match(legacy.name) and legacy.is_file():
+            legacy.unlink(missing_ok=True)
+    tensors = written = bytes_written = hashed = 0
+    for part in gguf_parts(path):
+        count, size, part_hashed = write_index(part, cache_dir / "index", hasher)
+        tensors += count
+        written += 1 if size else 0
         bytes_written += size
-    return PrepareStats(len(tensors), written, bytes_written, time.monotonic() - started)
+        hashed += part_hashed
+    return PrepareStats(tensors, written, bytes_written, hashed, time.monotonic() - started, True)
+
+
+def disk_used(cache_dir: Path) -> int:
+    """Bytes the worker keeps for zero-transfer loading (index files, or copies)."""
+    if not cache_dir.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in cache_dir.rglob("*") if p.is_file())

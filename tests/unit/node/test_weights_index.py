@@ -1,0 +1,35 @@
+"""mesh_node.weights_cache's pure parts: which files make a model, which build reads
+weights from local GGUF files, and the index's name (what makes it reusable)."""
+
+import os
+from pathlib import Path
+
+from mesh_node import weights_cache
+
+
+def test_a_multi_part_model_is_all_its_parts() -> None:
+    first = Path("/m/qwen-q4_k_m-00001-of-00003.gguf")
+    assert [p.name for p in weights_cache.gguf_parts(first)] == [
+        "qwen-q4_k_m-00001-of-00003.gguf", "qwen-q4_k_m-00002-of-00003.gguf", "qwen-q4_k_m-00003-of-00003.gguf"]
+    assert weights_cache.gguf_parts(Path("/m/one.gguf")) == [Path("/m/one.gguf")]
+
+
+def test_a_patched_build_is_told_from_a_stock_one_by_the_marker(tmp_path: Path) -> None:
+    patched, stock = tmp_path / "patched", tmp_path / "stock"
+    patched.mkdir()
+    stock.mkdir()
+    (patched / "libggml-rpc.so").write_bytes(b"\x7fELF..." + weights_cache.INDEX_MAGIC.encode() + b"\0...")
+    (stock / "libggml-rpc.so").write_bytes(b"\x7fELF... no marker")
+    assert weights_cache.reads_local_gguf(patched)
+    assert not weights_cache.reads_local_gguf(stock)
+    assert not weights_cache.reads_local_gguf(tmp_path / "missing")
+
+
+def test_the_index_name_changes_when_the_file_does(tmp_path: Path) -> None:
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"GGUF" + b"\0" * 100)
+    before = weights_cache.index_name(model)
+    assert before == weights_cache.index_name(model)  # unchanged file: the same index is reused
+    os.utime(model, ns=(1, 1))
+    assert weights_cache.index_name(model) != before  # touched: indexed again
+    assert weights_cache.index_name(model).startswith("m.gguf.") and before.endswith(".idx")
