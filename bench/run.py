@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "gossip_sim", "directory", "proxy_concurrency"]
+BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "zero_transfer", "gossip_sim", "directory",
+              "proxy_concurrency"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -43,6 +44,9 @@ HEADLINE = [
     ("split_round_trips_per_token", "split: worker reads per token (≥ round trips)"),
     ("split_load_bytes_fraction", "split: bytes sent to workers at load ÷ model bytes"),
     ("split_load_time_ratio", "split load time ÷ solo load time"),
+    ("zero_transfer_load_bytes_fraction", "real-shaped Q8_0/Q4_K_M split: bytes to workers at load ÷ model"),
+    ("zero_transfer_stock_rpc_load_bytes_fraction", "the same with stock llama.cpp RPC"),
+    ("zero_transfer_hash_s_per_gb", "worker's index: hashing seconds per GB (once per file)"),
     ("gossip_convergence_rounds_1000", "gossip rounds to spread a join / a death, 1,000 nodes"),
     ("gossip_bytes_per_node_per_s_1000", "gossip bytes per node per second, 1,000 nodes"),
     ("directory_get_per_s", "directory GET /v1/meshes per second (10,000 listings)"),

@@ -7,8 +7,8 @@ Models (generated, llama-quantize): Qwen2.5-3B's shapes in Q8_0 (width 2048, FFN
 heads), 2 layers each: their attention tensors are under stock ggml-rpc's 10 MiB hash
 threshold, as in the real files. For each: solo llama-server; a 2-node mesh split
 (both capped so neither holds it alone); stock `ggml-rpc-server` (no cache) + llama-server
---rpc with the same layer split. Bytes to the stock worker: its rpc-server's read() bytes
-(/proc/PID/io rchar), which is what crossed the socket.
+--rpc with the same layer split. Bytes to the stock worker: what its rpc-server's connection received
+(`ss -ti` bytes_received), measured once the model is loaded.
 
     .venv/bin/python bench/zero_transfer.py [--runs 1] [--quick]
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -43,11 +44,11 @@ MODELS = (
 )
 
 
-def rchar(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("rchar:"):
-            return int(line.split()[1])
-    raise RuntimeError("no rchar in /proc/PID/io")
+def received_by(port: int) -> int:
+    """Bytes the listener on 127.0.0.1:`port` has received on its open connections (ss -ti)."""
+    out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"], capture_output=True,
+                         text=True, check=True).stdout
+    return sum(int(m) for m in re.findall(r"bytes_received:(\d+)", out))
 
 
 def one_model(spec: TinySpec, tmp: Path, bin_dir: Path) -> dict:
@@ -78,11 +79,10 @@ def one_model(spec: TinySpec, tmp: Path, bin_dir: Path) -> dict:
         rpc = subprocess.Popen([str(bin_dir / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port), "-t", "2"],
                                stdout=open(tmp / f"{spec.name}-rpc.log", "wb"), stderr=subprocess.STDOUT)
         time.sleep(0.5)
-        before = rchar(rpc.pid)
         ref, _, ref_load = timed_llama(bin_dir, model, ["--rpc", f"127.0.0.1:{rpc_port}",
                                                         *offload_args(tuple(layers), gpu=False)],
                                        tmp / f"{spec.name}-ref.log")
-        stock_bytes = rchar(rpc.pid) - before
+        stock_bytes = received_by(rpc_port)
     finally:
         for proc in (ref, rpc):
             if proc is not None:
@@ -112,6 +112,8 @@ def measure(runs: int, quick: bool = False) -> dict:
     hash_rate = statistics.median(m["hash_s_per_gb"] for m in out.values())
     out["zero_transfer_load_bytes_fraction"] = max(m["mesh_load_bytes_fraction"] for m in out.values()
                                                    if isinstance(m, dict))
+    out["zero_transfer_stock_rpc_load_bytes_fraction"] = min(m["stock_rpc_load_bytes_fraction"]
+                                                             for m in out.values() if isinstance(m, dict))
     out["zero_transfer_hash_s_per_gb"] = hash_rate
     out["zero_transfer_hash_s_for_40gb"] = hash_rate * 40
     out["runs"] = runs

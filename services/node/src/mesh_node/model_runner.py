@@ -133,6 +133,7 @@ class ModelRunner:
             await self.prepare_weights()
             await self.wait_gossiped()
             self.layers = await asyncio.to_thread(block_count, self.entry.path)
+            self.state.mesh_changed()  # decide() again: a worker's part needs the layer count
         seen = -1
         while True:
             decision = self.decision(self.model_id)
