@@ -75,6 +75,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: Any) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -88,13 +89,38 @@ def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: 
     assert [r.find_elements(By.TAG_NAME, "td")[0].text for r in rows] == [TINY]
     assert "serving" in rows[0].text
     assert browser.find_element(By.ID, "conn").text == "live"
+    assert browser.find_elements(By.CSS_SELECTOR, f"#topology g[data-node-id='{node_id}']")
+    # The changes the node saw before the page loaded are there at once.
+    assert browser.find_elements(By.CSS_SELECTOR, "#changes li")
 
     wait.until(lambda d: d.find_element(By.ID, "chat-model").get_attribute("value") == TINY)
-    browser.find_element(By.ID, "chat-input").send_keys("hello <b>mesh</b>")
-    browser.find_element(By.ID, "chat-send").click()
+    box = browser.find_element(By.ID, "chat-input")
+    box.send_keys("hello <b>mesh</b>")
+    box.send_keys(Keys.SHIFT, Keys.ENTER)   # a new line, not a send
+    box.send_keys("second line")
+    assert box.get_attribute("value") == "hello <b>mesh</b>\nsecond line"
+    box.send_keys(Keys.ENTER)               # Enter sends
     wait.until(lambda d: d.find_element(By.ID, "chat-send").is_enabled()
-               and len(d.find_elements(By.CSS_SELECTOR, "#chat-log .msg")) == 2)
+               and d.find_elements(By.CSS_SELECTOR, "#chat-log .msg .stats"))
     user, reply = browser.find_elements(By.CSS_SELECTOR, "#chat-log .msg")
-    assert user.text == "hello <b>mesh</b>"  # shown as text, never as HTML
+    assert user.find_element(By.CSS_SELECTOR, ".body").text == "hello <b>mesh</b>\nsecond line"  # text, never HTML
     assert user.find_elements(By.TAG_NAME, "b") == []
-    assert "assistant" in reply.get_attribute("class") and reply.text
+    assert "assistant" in reply.get_attribute("class")
+    assert "tokens" in reply.find_element(By.CSS_SELECTOR, ".stats").text
+    assert "first token after" in reply.find_element(By.CSS_SELECTOR, ".stats").text
+    # The conversation survives a reload.
+    browser.refresh()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#chat-log .msg")) == 2)
+    # Model output is rendered by markdown.js, which never makes HTML from text.
+    rendered = browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/static/markdown.js').then((m) => {
+          window.pwned = 0;
+          const node = m.render('**bold** <script>window.pwned = 1</script> <img src=x onerror="window.pwned=2">');
+          document.body.append(node);
+          done([node.querySelectorAll('script, img').length, node.querySelector('strong').textContent,
+                node.textContent, window.pwned]);
+        });""")
+    assert rendered[0] == 0 and rendered[1] == "bold" and "<script>window.pwned = 1</script>" in rendered[2]
+    assert rendered[3] == 0
+    assert httpx.get(f"{node.console}/favicon.ico").status_code == 200

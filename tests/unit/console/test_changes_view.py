@@ -19,4 +19,4 @@ def test_nothing_changed_and_lost_agent() -> None:
     v = view()
     assert describe_changes(v, v) == []
     assert describe_changes(v, None) == ["lost the node agent"]
-    assert describe_changes(None, v) == []
+    assert describe_changes(None, v)[0] == "connected to the node agent"  # then what the node is now

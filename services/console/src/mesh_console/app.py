@@ -60,9 +60,17 @@ def create_app(config: ConsoleConfig) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    def view(request: Request) -> dict | None:
+        status = for_client(feed.latest, request)
+        return {**status, "history": feed.history()} if status is not None else None
+
     @app.get("/api/status")
     async def status(request: Request) -> Response:
-        return JSONResponse(for_client(feed.latest, request)) if feed.latest is not None else unavailable()
+        return JSONResponse(view(request)) if feed.latest is not None else unavailable()
 
     @app.get("/api/events")
     async def events(request: Request) -> StreamingResponse:
@@ -70,11 +78,11 @@ def create_app(config: ConsoleConfig) -> FastAPI:
             seen = -1
             while True:
                 if seen != feed.changes.seq:
-                    for seq, text in feed.events:
+                    for seq, when, text in feed.events:
                         if seen >= 0 and seq > seen:
-                            yield f"event: change\ndata: {json.dumps({'text': text})}\n\n".encode()
+                            yield f"event: change\ndata: {json.dumps({'time': when, 'text': text})}\n\n".encode()
                     seen = feed.changes.seq
-                    payload = json.dumps(for_client(feed.latest, request) or {"node_state": "unreachable"})
+                    payload = json.dumps(view(request) or {"node_state": "unreachable"})
                     yield f"event: status\ndata: {payload}\n\n".encode()
                 try:
                     async with asyncio.timeout(config.keepalive_s):

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 
 def describe_changes(old: dict | None, new: dict | None) -> list[str]:
-    if old is None or new is None:
-        return [] if old is new else (["lost the node agent"] if new is None else [])
+    if new is None:
+        return [] if old is None else ["lost the node agent"]
     out = []
+    if old is None:  # the console (re)connected: what the node is now, as changes from nothing
+        out.append("connected to the node agent")
+        old = {"peers": [], "routes": [], "models": []}
     old_peers = {p["id"]: p for p in old.get("peers", [])}
     for peer in new.get("peers", []):
         before = old_peers.get(peer["id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 
@@ -28,13 +29,18 @@ class NodeFeed:
         self.api_port = api_port
         self.latest: dict | None = None
         self.changes = Changes()
-        self.events: list[tuple[int, str]] = []  # (seq, what changed), the last MAX_EVENTS
+        self.events: list[tuple[int, float, str]] = []  # (seq, unix time, what changed), the last MAX_EVENTS
 
     def _set(self, view: dict | None) -> None:
         described = describe_changes(self.latest, view)
         self.latest = view
         self.changes.bump()
-        self.events = (self.events + [(self.changes.seq, text) for text in described])[-MAX_EVENTS:]
+        now = time.time()
+        self.events = (self.events + [(self.changes.seq, now, text) for text in described])[-MAX_EVENTS:]
+
+    def history(self) -> list[dict]:
+        """The last changes this console saw, oldest first (the page shows them at once)."""
+        return [{"time": round(t, 3), "text": text} for _, t, text in self.events]
 
     async def run(self) -> None:
         while True:

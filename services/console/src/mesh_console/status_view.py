@@ -21,6 +21,7 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
         "node_state": status.node_state,
         "version": status.version,
         "my_vram_gb": round(status.my_vram_gb, 2),
+        "my_free_gb": round(status.my_free_gb, 2),
         "api_port": api_port,
         "models": [{
             "name": m.model_id,
@@ -41,6 +42,7 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "node_id": r.node_id,
             "local": r.local,
             "state": word(r.state),
+            "split": [{"node_id": p.node_id, "layers": p.layers} for p in r.split],
         } for r in status.routes.routes],
         "peers": [{
             "id": p.node_id,

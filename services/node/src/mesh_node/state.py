@@ -172,6 +172,7 @@ class NodeState:
     def snapshot(self) -> pb.NodeStatus:
         status = pb.NodeStatus(node_id=self.node_id, mesh_id=self.mesh_id, token=self.token,
                                node_state=self.node_state, my_vram_gb=self.vram_bytes / (1 << 30),
+                               my_free_gb=self.free_bytes / (1 << 30),
                                version=self.version, seq=self.seq)
         for m in sorted(self.models.values(), key=lambda m: m.model_id):
             status.models.append(pb.ModelStatus(

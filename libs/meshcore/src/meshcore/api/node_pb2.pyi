@@ -241,7 +241,7 @@ class Rebalance(_message.Message):
     def __init__(self, time_unix: _Optional[float] = ..., node_id: _Optional[str] = ..., model_id: _Optional[str] = ..., action: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class NodeStatus(_message.Message):
-    __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq", "rpc_links", "demand", "rebalances", "spare")
+    __slots__ = ("node_id", "mesh_id", "token", "node_state", "models", "my_vram_gb", "version", "routes", "peers", "seq", "rpc_links", "demand", "rebalances", "spare", "my_free_gb")
     class SpareEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +263,7 @@ class NodeStatus(_message.Message):
     DEMAND_FIELD_NUMBER: _ClassVar[int]
     REBALANCES_FIELD_NUMBER: _ClassVar[int]
     SPARE_FIELD_NUMBER: _ClassVar[int]
+    MY_FREE_GB_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     mesh_id: str
     token: str
@@ -277,4 +278,5 @@ class NodeStatus(_message.Message):
     demand: _containers.RepeatedCompositeFieldContainer[ModelDemand]
     rebalances: _containers.RepeatedCompositeFieldContainer[Rebalance]
     spare: _containers.ScalarMap[str, int]
-    def __init__(self, node_id: _Optional[str] = ..., mesh_id: _Optional[str] = ..., token: _Optional[str] = ..., node_state: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., my_vram_gb: _Optional[float] = ..., version: _Optional[str] = ..., routes: _Optional[_Union[RouteTable, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., seq: _Optional[int] = ..., rpc_links: _Optional[_Iterable[_Union[RpcLink, _Mapping]]] = ..., demand: _Optional[_Iterable[_Union[ModelDemand, _Mapping]]] = ..., rebalances: _Optional[_Iterable[_Union[Rebalance, _Mapping]]] = ..., spare: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    my_free_gb: float
+    def __init__(self, node_id: _Optional[str] = ..., mesh_id: _Optional[str] = ..., token: _Optional[str] = ..., node_state: _Optional[str] = ..., models: _Optional[_Iterable[_Union[ModelStatus, _Mapping]]] = ..., my_vram_gb: _Optional[float] = ..., version: _Optional[str] = ..., routes: _Optional[_Union[RouteTable, _Mapping]] = ..., peers: _Optional[_Iterable[_Union[Peer, _Mapping]]] = ..., seq: _Optional[int] = ..., rpc_links: _Optional[_Iterable[_Union[RpcLink, _Mapping]]] = ..., demand: _Optional[_Iterable[_Union[ModelDemand, _Mapping]]] = ..., rebalances: _Optional[_Iterable[_Union[Rebalance, _Mapping]]] = ..., spare: _Optional[_Mapping[str, int]] = ..., my_free_gb: _Optional[float] = ...) -> None: ...
