@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -57,3 +59,22 @@ REAL_FILES = (Q3B_Q8, GQA_Q4_0, QWEN2_Q4KM, GQA_Q4KM)
 def real_models(tmp_path_factory: pytest.TempPathFactory, llama_bin: Path) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("real-models")
     return {spec.name: generate(spec, folder) for spec in REAL_FILES}
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.fail("the console test needs Chromium and ChromeDriver: `make test` installs them as root "
+                    "(apt-get install chromium chromium-driver)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(arg)
+    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    yield drv
+    drv.quit()

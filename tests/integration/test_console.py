@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -52,25 +51,6 @@ def test_chat_relay_streams_from_the_api(node: MeshNode) -> None:
             assert resp.status_code == 200
             events = [line for line in resp.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]" and len(events) >= 3
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail("the console test needs Chromium and ChromeDriver: `make test` installs them as root "
-                    "(apt-get install chromium chromium-driver)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                f"--user-data-dir={tmp_path / 'profile'}"):
-        options.add_argument(arg)
-    drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    yield drv
-    drv.quit()
 
 
 def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: Any) -> None:

@@ -18,7 +18,6 @@ from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.home import Home
 from meshnode import MeshNode, http_json, start_node
-from test_console import browser  # noqa: F401 - the Chromium fixture
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "console"
 MODEL = GQA_Q4KM.name
@@ -30,7 +29,7 @@ def report_demand(node: MeshNode, model: str, total: int) -> None:
 
 
 def test_topology_meters_and_live_updates_of_a_three_node_mesh(tmp_path: Path, real_models: dict[str, Path],
-                                                              browser: Any) -> None:  # noqa: F811
+                                                              browser: Any) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     model = real_models[MODEL]
