@@ -36,6 +36,7 @@ clean:
 	rm -rf .venv .pytest_cache
 
 bench: setup
+	@scripts/bench-deps.sh
 	.venv/bin/python bench/run.py $(if $(QUICK),--quick,)
 
 # On a machine with an NVIDIA GPU and nvcc: CUDA build, solo and split on the GPU, tokens/s.

@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "zero_transfer", "gossip_sim", "directory",
-              "proxy_concurrency"]
+              "proxy_concurrency", "proxy_relay"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -41,7 +41,7 @@ HEADLINE = [
     ("remote_ttft_added_ms_p50", "remote added time to first token, ms (p50)"),
     ("hard_kill_route_gone_s", "hard-killed node: its routes gone after, s"),
     ("split_tunnel_tokps_ratio", "2-node split via mesh ÷ stock RPC over TCP, tok/s"),
-    ("split_round_trips_per_token", "split: worker reads per token (≥ round trips)"),
+    ("split_worker_reads_per_token", "split: socket reads of worker replies per token (not round trips)"),
     ("split_load_bytes_fraction", "split: bytes sent to workers at load ÷ model bytes"),
     ("split_load_time_ratio", "split load time ÷ solo load time"),
     ("zero_transfer_load_bytes_fraction", "real-shaped Q8_0/Q4_K_M split: bytes to workers at load ÷ model"),
@@ -52,6 +52,9 @@ HEADLINE = [
     ("directory_get_per_s", "directory GET /v1/meshes per second (10,000 listings)"),
     ("directory_publish_per_s", "directory publishes per second"),
     ("proxy_concurrent_streams", "concurrent streams with proxy p99 added TTFT < 10 ms"),
+    ("proxy_relay_max_streams", "synthetic upstream: streams at 20 tok/s with p99 added delay ≤ 5 ms, TTFT ≤ 10 ms"),
+    ("proxy_relay_cpu_us_per_chunk", "proxy CPU per relayed chunk, µs"),
+    ("nginx_relay_cpu_us_per_chunk", "nginx CPU per relayed chunk, µs (the ceiling)"),
     ("proxy_memory_mb_at_that_load", "proxy memory at that load, MB"),
 ]
 

@@ -136,7 +136,7 @@ def measure(runs: int, tokens: int) -> dict:
     return {
         "split_tunnel_tokps_ratio": statistics.median(ratios),
         "split_tunnel_tokps_ratio_spread": median_spread(ratios),
-        "split_round_trips_per_token": statistics.median(p[2] for p in per_token),
+        "split_worker_reads_per_token": statistics.median(p[2] for p in per_token),
         "split_bytes_per_token": {"to_worker": statistics.median(p[0] for p in per_token),
                                   "from_worker": statistics.median(p[1] for p in per_token)},
         "split_load_bytes_fraction": load_bytes / size,

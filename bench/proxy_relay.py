@@ -1,0 +1,173 @@
+"""The proxy measured alone: a synthetic SSE upstream (bench/relay/upstream.py: N chunks at
+a set rate, each stamped with the time it was written) behind the real proxy, the same
+load straight to the upstream, and through nginx (Debian's; proxy_buffering off, one
+worker) as the ceiling. At each concurrency level the load generator (its own process)
+runs `streams` streams of `--tokens` chunks at `--rate` chunks/s and reports each chunk's
+delay since the upstream wrote it and each stream's time to first chunk.
+
+Figures: `proxy_relay_max_streams` — the most streams with p99 added chunk delay ≤ 5 ms and
+p99 added TTFT ≤ 10 ms vs direct, and no errors; CPU per relayed chunk of the proxy
+(`proxy_relay_cpu_us_per_chunk`) and of nginx (`nginx_relay_cpu_us_per_chunk`) at the
+highest level both held; the proxy's memory per stream.
+
+    .venv/bin/python bench/proxy_relay.py [--levels 50,100,...] [--tokens 100] [--rate 20] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[0] / "tests" / "integration"))
+from meshnode import free_port  # noqa: E402
+
+from meshcore.home import Home  # noqa: E402
+
+NGINX_CONF = """
+worker_processes 1;
+error_log {tmp}/nginx-error.log;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 8192; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+  fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    location / {{
+      proxy_pass http://127.0.0.1:{upstream};
+      proxy_http_version 1.1;
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_cache off;
+      proxy_read_timeout 600s;
+    }}
+  }}
+}}
+"""
+
+
+def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=HERE,
+                            env={**os.environ, "PYTHONPATH": str(HERE), **(env or {})})
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    import socket
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    procs = [proc, *proc.children(recursive=True)]
+    return sum(p.cpu_times().user + p.cpu_times().system for p in procs if p.is_running())
+
+
+def load(port: int, streams: int, tokens: int, rate: float, watch: psutil.Process | None) -> dict:
+    before = cpu_s(watch) if watch else 0.0
+    out = subprocess.run([sys.executable, "-m", "relay.load", "--port", str(port), "--streams", str(streams),
+                          "--tokens", str(tokens), "--rate", str(rate), "--ramp", "2"], capture_output=True,
+                         text=True, cwd=HERE, env={**os.environ, "PYTHONPATH": str(HERE)}, check=True)
+    result = json.loads(out.stdout)
+    if watch:
+        result["cpu_us_per_chunk"] = (cpu_s(watch) - before) * 1e6 / max(result["chunks"], 1)
+        result["rss_mb"] = sum(p.memory_info().rss for p in [watch, *watch.children(recursive=True)]) / 1e6
+    return result
+
+
+def held(ref: dict, got: dict) -> bool:
+    return (got["errors"] == 0 and got["delay_ms_p99"] - ref["delay_ms_p99"] <= 5.0
+            and got["ttft_ms_p99"] - ref["ttft_ms_p99"] <= 10.0)
+
+
+def measure(levels: list[int], tokens: int, rate: float) -> dict:
+    with tempfile.TemporaryDirectory(prefix="mesh-relay-") as tmp_text:
+        tmp = Path(tmp_text)
+        up_port, proxy_port, nginx_port = free_port(), free_port(), free_port()
+        home = tmp / "home"
+        procs = [spawn([sys.executable, "-m", "relay.upstream", "--port", str(up_port)], tmp / "upstream.log"),
+                 spawn([sys.executable, "-m", "relay.agent", "--home", str(home), "--upstream-port", str(up_port)],
+                       tmp / "agent.log")]
+        try:
+            wait_port(up_port)
+            while not Home(home).node_socket.exists():
+                time.sleep(0.05)
+            proxy = spawn([sys.executable, "-m", "mesh_proxy", "--config",
+                           json.dumps({"home": str(home), "port": proxy_port})], tmp / "proxy.log")
+            procs.append(proxy)
+            nginx = None
+            nginx_bin = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+            if nginx_bin:
+                (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, upstream=up_port))
+                nginx = subprocess.Popen([nginx_bin, "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
+                                         stdout=open(tmp / "nginx.log", "wb"), stderr=subprocess.STDOUT)
+                procs.append(nginx)
+                wait_port(nginx_port)
+            wait_port(proxy_port)
+            time.sleep(1.0)
+            proxy_ps = psutil.Process(proxy.pid)
+            for port in (up_port, proxy_port) + ((nginx_port,) if nginx is not None else ()):
+                load(port, 5, 5, 50.0, None)  # warm up (first-request imports, connection pools)
+            idle_rss = proxy_ps.memory_info().rss / 1e6
+            rows = []
+            for n in levels:
+                row = {"streams": n, "direct": load(up_port, n, tokens, rate, None),
+                       "proxy": load(proxy_port, n, tokens, rate, proxy_ps)}
+                if nginx is not None:
+                    row["nginx"] = load(nginx_port, n, tokens, rate, psutil.Process(nginx.pid))
+                rows.append(row)
+                print(json.dumps({k: (v if not isinstance(v, dict) else {x: (round(y, 2) if isinstance(y, float) else y)
+                                  for x, y in v.items() if x != "first_errors"}) for k, v in row.items()}),
+                      file=sys.stderr)
+        finally:
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.wait()
+    ok = [r for r in rows if held(r["direct"], r["proxy"])]
+    top = max(ok, key=lambda r: r["streams"]) if ok else rows[0]
+    return {
+        "proxy_relay_max_streams": top["streams"] if ok else 0,
+        "proxy_relay_cpu_us_per_chunk": top["proxy"]["cpu_us_per_chunk"],
+        "nginx_relay_cpu_us_per_chunk": top["nginx"]["cpu_us_per_chunk"] if "nginx" in top else None,
+        "proxy_relay_mb_per_stream": (top["proxy"]["rss_mb"] - idle_rss) / top["streams"],
+        "proxy_relay_levels": [{"streams": r["streams"],
+                                "added_delay_ms_p99": r["proxy"]["delay_ms_p99"] - r["direct"]["delay_ms_p99"],
+                                "added_ttft_ms_p99": r["proxy"]["ttft_ms_p99"] - r["direct"]["ttft_ms_p99"],
+                                "proxy_cpu_us_per_chunk": r["proxy"]["cpu_us_per_chunk"],
+                                "nginx_added_delay_ms_p99": (r["nginx"]["delay_ms_p99"] - r["direct"]["delay_ms_p99"])
+                                if "nginx" in r else None,
+                                "nginx_cpu_us_per_chunk": r["nginx"]["cpu_us_per_chunk"] if "nginx" in r else None,
+                                "errors": r["proxy"]["errors"]} for r in rows],
+        "tokens": tokens, "rate": rate,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--levels", default="50,100,200,400,700,1000")
+    p.add_argument("--tokens", type=int, default=100)
+    p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--quick", action="store_true", help="levels 50,200 and 40 tokens")
+    a = p.parse_args()
+    levels = [50, 200] if a.quick else [int(x) for x in a.levels.split(",")]
+    print(json.dumps(measure(levels, 40 if a.quick else a.tokens, a.rate), indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Load generator for relay benchmarks: `streams` concurrent streaming requests to one
+URL, started over `ramp` seconds; for each chunk, the delay since the upstream wrote it
+(its "t" field, wall clock ns), and per stream the time to the first chunk. Raw asyncio
+sockets (cheap enough to drive thousands of streams from one process). Prints JSON:
+{"ttft_ms": [...], "delay_ms_p50", "delay_ms_p99", "chunks", "errors"}.
+
+    python -m relay.load --port P --streams N [--tokens T --rate R --ramp S --path PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import time
+
+_T = re.compile(rb'"t":(\d+)')
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def one(port: int, path: str, body: bytes, delays: list[float], ttfts: list[float], errors: list[str]) -> None:
+    started = time.perf_counter()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (path.encode(), port, len(body), body))
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            errors.append(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+            writer.close()
+            return
+        first = True
+        while data := await reader.read(65536):
+            now = time.time_ns()
+            stamps = _T.findall(data)
+            if stamps and first:
+                ttfts.append((time.perf_counter() - started) * 1000)
+                first = False
+            delays.extend((now - int(t)) / 1e6 for t in stamps)
+        writer.close()
+    except (OSError, asyncio.IncompleteReadError) as exc:
+        errors.append(type(exc).__name__)
+
+
+async def run(port: int, path: str, streams: int, tokens: int, rate: float, ramp: float) -> dict:
+    body = json.dumps({"model": "synthetic", "messages": [{"role": "user", "content": "hi"}], "stream": True,
+                       "max_tokens": tokens, "rate": rate}).encode()
+    delays: list[float] = []
+    ttfts: list[float] = []
+    errors: list[str] = []
+    tasks = []
+    for i in range(streams):
+        tasks.append(asyncio.create_task(one(port, path, body, delays, ttfts, errors)))
+        await asyncio.sleep(ramp / streams)
+    await asyncio.gather(*tasks)
+    return {"streams": streams, "chunks": len(delays), "errors": len(errors), "first_errors": errors[:3],
+            "delay_ms_p50": percentile(delays, 0.5), "delay_ms_p99": percentile(delays, 0.99),
+            "ttft_ms_p50": percentile(ttfts, 0.5), "ttft_ms_p99": percentile(ttfts, 0.99)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--path", default="/v1/chat/completions")
+    p.add_argument("--streams", type=int, default=100)
+    p.add_argument("--tokens", type=int, default=100)
+    p.add_argument("--rate", type=float, default=20.0)
+    p.add_argument("--ramp", type=float, default=2.0)
+    a = p.parse_args()
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    print(json.dumps(asyncio.run(run(a.port, a.path, a.streams, a.tokens, a.rate, a.ramp))))
+
+
+if __name__ == "__main__":
+    main()
