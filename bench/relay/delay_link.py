@@ -17,12 +17,33 @@ import fcntl
 import os
 import struct
 import subprocess
+import sys
 from collections import deque
 from dataclasses import dataclass, field
 
 TUNSETIFF = 0x400454CA
 IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
 MTU = 1500
+
+
+@dataclass
+class Turns:
+    """Request/response turns on TCP: how often the direction of packets that carry data
+    changes (a turn = one such change each way). ACK-only packets do not count."""
+    last: int = -1
+    flips: int = 0
+
+    def see(self, direction: int, packet: bytes) -> None:
+        if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != 6:
+            return
+        ihl = (packet[0] & 15) * 4
+        total = int.from_bytes(packet[2:4], "big")
+        if len(packet) < ihl + 13:
+            return
+        data = total - ihl - (packet[ihl + 12] >> 4) * 4
+        if data > 0 and direction != self.last:
+            self.flips += 1
+            self.last = direction
 
 
 @dataclass
@@ -67,34 +88,49 @@ def setup(ns_a: str, ns_b: str, net: str, tag: str) -> tuple[int, int]:
     return ends[0], ends[1]
 
 
-async def pump(src: int, dst: int, delay: float) -> None:
-    loop = asyncio.get_running_loop()
+def pump(loop: asyncio.AbstractEventLoop, src: int, dst: int, delay: float, turns: Turns, direction: int) -> None:
+    """Copy packets from `src` to `dst` `delay` seconds after they were read: each batch of
+    packets read together gets one timer, and a timer writes every packet due, oldest first."""
     line = DelayLine(delay)
-    ready = asyncio.Event()
-    loop.add_reader(src, ready.set)
-    while True:
-        now = loop.time()
-        for packet in line.due(now):
+
+    def write_due() -> None:
+        for packet in line.due(loop.time()):
             try:
                 os.write(dst, packet)
             except BlockingIOError:
                 pass  # the other side's queue is full: dropped, as a real link would
-        ready.clear()
+
+    def readable() -> None:
+        now = loop.time()
         while True:
             try:
-                line.push(os.read(src, 65536), loop.time())
+                packet = os.read(src, 65536)
             except BlockingIOError:
                 break
-        nxt = line.next_due()
-        timeout = None if nxt is None else max(0.0, nxt - loop.time())
-        try:
-            await asyncio.wait_for(ready.wait(), timeout)
-        except TimeoutError:
-            pass
+            turns.see(direction, packet)
+            line.push(packet, now)
+        if delay <= 0:
+            write_due()
+        else:
+            loop.call_at(now + delay, write_due)
+
+    loop.add_reader(src, readable)
 
 
 async def run(fd_a: int, fd_b: int, delay: float) -> None:
-    await asyncio.gather(pump(fd_a, fd_b, delay), pump(fd_b, fd_a, delay))
+    """Until killed; each line on stdin is answered with the TCP turns counted so far."""
+    turns = Turns()
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def answer() -> None:
+        while await reader.readline():
+            print(f"turns {turns.flips}", flush=True)
+    pump(loop, fd_a, fd_b, delay, turns, 0)
+    pump(loop, fd_b, fd_a, delay, turns, 1)
+    await answer()
+    await asyncio.Event().wait()  # stdin closed: keep relaying until killed
 
 
 def main() -> None:

@@ -24,3 +24,20 @@ def test_zero_delay_passes_at_once() -> None:
     line = DelayLine(delay=0.0)
     line.push(b"x", now=2.0)
     assert line.due(2.0) == [b"x"]
+
+
+def tcp_packet(data: bytes) -> bytes:
+    """A minimal IPv4/TCP packet (20-byte headers) carrying `data`."""
+    ip = bytes([0x45, 0]) + (40 + len(data)).to_bytes(2, "big") + bytes(5) + bytes([6]) + bytes(10)
+    tcp = bytes(12) + bytes([5 << 4]) + bytes(7)
+    return ip + tcp + data
+
+
+def test_turns_count_direction_changes_of_packets_with_data_only() -> None:
+    from relay.delay_link import Turns
+    turns = Turns()
+    for direction, data in [(0, b"req"), (0, b"more"), (1, b""), (1, b"resp"), (0, b""), (0, b"req2"), (1, b"r")]:
+        turns.see(direction, tcp_packet(data))
+    assert turns.flips == 4  # request, response, request, response (ACK-only packets ignored)
+    turns.see(0, b"\x60" + bytes(50))  # IPv6 and other protocols are not counted
+    assert turns.flips == 4

@@ -1,0 +1,205 @@
+"""A 2-node split over emulated network latency: the mesh vs stock llama.cpp RPC vs the ideal.
+
+Two network namespaces joined only by the user-space delay link (bench/relay/delay_link.py:
+every packet held RTT/2 each way, UDP and TCP alike). At each RTT:
+- mesh: node A (ns A) and node B (ns B), each capped so the model needs both; decode
+  tokens/s streamed straight from the host's llama-server, from inside its namespace;
+- stock: `ggml-rpc-server` in ns B and `llama-server --rpc` in ns A with the same layer
+  split, over TCP through the same link; the link counts its request/response **turns**
+  (direction changes of packets carrying data), so `split_turns_per_token` is measured;
+- ideal: 1 / (solo compute per token + turns per token × RTT).
+
+    .venv/bin/python bench/wan.py [--rtts 0,5,10,20,40] [--tokens 24] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
+from meshnode import start_node  # noqa: E402
+
+from meshcore.llama_bin import llama_bin_dir  # noqa: E402
+from mesh_node.model_runner import offload_args  # noqa: E402
+from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
+
+MODEL = TinySpec(name="mesh-wan-Q8_0", width=1024, heads=16, kv_heads=4, ff=2816, layers=8, dtype="q8_0")
+CLIENT = """
+import json, sys, time, urllib.request
+port, tokens = int(sys.argv[1]), int(sys.argv[2])
+def stream(n):
+    body = json.dumps({"prompt": "the mesh", "max_tokens": n, "stream": True, "ignore_eos": True,
+                       "cache_prompt": False}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", body, {"Content-Type": "application/json"})
+    stamps = []
+    with urllib.request.urlopen(req, timeout=600) as resp:
+        for line in resp:
+            if line.startswith(b"data: ") and b'"content"' in line:
+                stamps.append(time.monotonic())
+    return stamps
+stream(4)
+s = stream(tokens)
+print(json.dumps({"tokps": (len(s) - 1) / (s[-1] - s[0]), "tokens": len(s)}))
+"""
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+def in_ns(ns: str, *cmd: str) -> list[str]:
+    return ["ip", "netns", "exec", ns, *cmd]
+
+
+def decode_tokps(ns: str, port: int, tokens: int) -> float:
+    out = subprocess.run(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(tokens)), capture_output=True,
+                         text=True, timeout=900, check=True)
+    return json.loads(out.stdout)["tokps"]
+
+
+def wait_http(ns: str, port: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(in_ns(ns, "curl", "-sf", "-m", "2", f"http://127.0.0.1:{port}/health"),
+                          capture_output=True).returncode == 0:
+            return
+        time.sleep(0.3)
+    raise TimeoutError("llama-server did not become healthy")
+
+
+def wait_split(node, timeout: float = 300):  # noqa: ANN001, ANN201 - a MeshNode; its status
+    """The host's status once the split serves (asked over its unix socket: its API is in its namespace)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            status = node.node_status()
+            if status.models and status.models[0].state == 2 and status.models[0].split:
+                return status
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"the split did not serve:\n{node.log()[-2000:]}")
+
+
+class Link:
+    def __init__(self, ns_a: str, ns_b: str, net: str, rtt_ms: float) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "relay.delay_link", "--ns-a", ns_a, "--ns-b", ns_b,
+                                      "--delay-ms", str(rtt_ms / 2), "--net", net], cwd=HERE,
+                                     env={**os.environ, "PYTHONPATH": str(HERE)}, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
+
+    def turns(self) -> int:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write("?\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline().split()[1])
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def one_rtt(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int, n: int) -> dict:
+    ns_a, ns_b, net = f"wana{n}", f"wanb{n}", f"10.204.{n}"
+    sh("ip", "netns", "add", ns_a)
+    sh("ip", "netns", "add", ns_b)
+    link = None
+    try:
+        link = Link(ns_a, ns_b, net, rtt)
+        cap = f"{1.1 * model.stat().st_size * 0.6 / (1 << 30):.5f}"
+        a = start_node(tmp / f"a{n}", [model], "--max-vram", cap, "--parallel", "1", wait=False,
+                       prefix=tuple(in_ns(ns_a)))
+        b = None
+        try:
+            b = start_node(tmp / f"b{n}", [model], "--max-vram", f"{float(cap) * 0.99:.5f}", "--parallel", "1",
+                           "--join", a.wait_token(), wait=False, prefix=tuple(in_ns(ns_b)))
+            status = wait_split(a)
+            layers = tuple(p.layers for p in status.models[0].split)
+            mesh = decode_tokps(ns_a, status.models[0].port, tokens)
+        finally:
+            if b is not None:
+                b.stop()
+            a.stop()
+        rpc = subprocess.Popen(in_ns(ns_b, str(bin_dir / "ggml-rpc-server"), "-H", f"{net}.2", "-p", "50052", "-t", "2"),
+                               stdout=open(tmp / f"rpc{n}.log", "wb"), stderr=subprocess.STDOUT)
+        ref = subprocess.Popen(in_ns(ns_a, str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
+                                     "--port", "28080", "-c", "1024", "-np", "1", "--no-webui", "--rpc",
+                                     f"{net}.2:50052", *offload_args(layers, gpu=False)),
+                               stdout=open(tmp / f"ref{n}.log", "wb"), stderr=subprocess.STDOUT)
+        try:
+            wait_http(ns_a, 28080)
+            before = link.turns()
+            stock = decode_tokps(ns_a, 28080, tokens)
+            turns = (link.turns() - before) / 2 / (tokens + 4)  # both streams' tokens (warm-up 4)
+        finally:
+            for p in (ref, rpc):
+                p.terminate()
+                p.wait()
+        return {"mesh": mesh, "stock": stock, "turns_per_token": turns, "layers": list(layers)}
+    finally:
+        if link is not None:
+            link.close()
+        for ns in (ns_a, ns_b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def solo_ms_per_token(tmp: Path, model: Path, bin_dir: Path, tokens: int) -> float:
+    sh("ip", "netns", "add", "wansolo")
+    try:
+        sh("ip", "-n", "wansolo", "link", "set", "lo", "up")
+        solo = subprocess.Popen(in_ns("wansolo", str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
+                                      "--port", "28081", "-c", "1024", "-np", "1", "--no-webui"),
+                                stdout=open(tmp / "solo.log", "wb"), stderr=subprocess.STDOUT)
+        try:
+            wait_http("wansolo", 28081)
+            return 1000 / decode_tokps("wansolo", 28081, tokens)
+        finally:
+            solo.terminate()
+            solo.wait()
+    finally:
+        subprocess.run(["ip", "netns", "del", "wansolo"], capture_output=True)
+
+
+def measure(rtts: list[float], tokens: int) -> dict:
+    bin_dir = llama_bin_dir()
+    with tempfile.TemporaryDirectory(prefix="mesh-wan-") as tmp_text:
+        tmp = Path(tmp_text)
+        model = generate(MODEL, tmp / "models")
+        compute_ms = solo_ms_per_token(tmp, model, bin_dir, tokens)
+        rows = {}
+        for n, rtt in enumerate(rtts, start=1):
+            rows[rtt] = one_rtt(tmp, model, bin_dir, rtt, tokens, n)
+            print(json.dumps({"rtt_ms": rtt, **rows[rtt]}), file=sys.stderr)
+    k = sorted(r["turns_per_token"] for r in rows.values())[len(rows) // 2]
+    key = lambda r: str(int(r)) if float(r).is_integer() else str(r)  # noqa: E731
+    return {
+        "split_wan_tokps": {key(r): round(v["mesh"], 2) for r, v in rows.items()},
+        "stock_rpc_wan_tokps": {key(r): round(v["stock"], 2) for r, v in rows.items()},
+        "ideal_wan_tokps": {key(r): round(1000 / (compute_ms + k * r), 2) for r in rows},
+        "split_turns_per_token": round(k, 2),
+        "solo_ms_per_token": round(compute_ms, 2),
+        "tokens": tokens, "model": MODEL.name, "layers": next(iter(rows.values()))["layers"],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--rtts", default="0,5,10,20,40")
+    p.add_argument("--tokens", type=int, default=24)
+    p.add_argument("--quick", action="store_true", help="RTT 0 and 20 ms, 12 tokens")
+    a = p.parse_args()
+    rtts = [0.0, 20.0] if a.quick else [float(x) for x in a.rtts.split(",")]
+    print(json.dumps(measure(rtts, 12 if a.quick else a.tokens), indent=2))
+
+
+if __name__ == "__main__":
+    main()
