@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "zero_transfer", "gossip_sim", "directory",
-              "proxy_concurrency", "proxy_relay"]
+              "proxy_concurrency", "proxy_relay", "wan"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -42,6 +42,10 @@ HEADLINE = [
     ("hard_kill_route_gone_s", "hard-killed node: its routes gone after, s"),
     ("split_tunnel_tokps_ratio", "2-node split via mesh ÷ stock RPC over TCP, tok/s"),
     ("split_worker_reads_per_token", "split: socket reads of worker replies per token (not round trips)"),
+    ("split_turns_per_token", "split: request/response turns per token (stock RPC, counted on the link)"),
+    ("split_wan_tokps", "2-node split via mesh over emulated RTT (ms → tok/s)"),
+    ("stock_rpc_wan_tokps", "the same, stock llama.cpp RPC over TCP"),
+    ("ideal_wan_tokps", "the ideal: solo compute + turns × RTT"),
     ("split_load_bytes_fraction", "split: bytes sent to workers at load ÷ model bytes"),
     ("split_load_time_ratio", "split load time ÷ solo load time"),
     ("zero_transfer_load_bytes_fraction", "real-shaped Q8_0/Q4_K_M split: bytes to workers at load ÷ model"),
