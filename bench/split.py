@@ -65,6 +65,13 @@ def timed_llama(bin_dir: Path, model: Path, args: list[str], log: Path) -> tuple
     return proc, port, time.monotonic() - started
 
 
+def stop_processes(*procs: subprocess.Popen | None) -> None:
+    for proc in procs:
+        if proc is not None:
+            proc.terminate()
+            proc.wait()
+
+
 def mesh_load(nodes: list, model_id: str) -> tuple[object, float]:
     """(host node, seconds from its llama-server start to serving), by watching status."""
     started = None
@@ -126,10 +133,7 @@ def measure(runs: int, tokens: int) -> dict:
                                       (after.reads_from_worker - before.reads_from_worker) / n))
                     ref_runs.append(stream_completion(client, f"http://127.0.0.1:{ref_port}", model.stem, prompt, tokens))
         finally:
-            for proc in (ref, rpc):
-                if proc is not None:
-                    proc.terminate()
-                    proc.wait()
+            stop_processes(ref, rpc)
             b.stop()
             a.stop()
     ratios = [m.tokens_per_s / r.tokens_per_s for m, r in zip(mesh_runs, ref_runs)]

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from meshnode import free_port, start_node  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from split import mesh_load, timed_llama  # noqa: E402
+from split import mesh_load, stop_processes, timed_llama  # noqa: E402
 
 from meshcore.llama_bin import llama_bin_dir  # noqa: E402
 from mesh_node import weights_cache  # noqa: E402
@@ -84,10 +84,7 @@ def one_model(spec: TinySpec, tmp: Path, bin_dir: Path) -> dict:
                                        tmp / f"{spec.name}-ref.log")
         stock_bytes = received_by(rpc_port)
     finally:
-        for proc in (ref, rpc):
-            if proc is not None:
-                proc.terminate()
-                proc.wait()
+        stop_processes(ref, rpc)
         b.stop()
         a.stop()
     return {"model_bytes": size, "tensors": stats.tensors, "tensors_under_10MiB": below,

@@ -15,6 +15,8 @@ import json
 import re
 import time
 
+from relay import use_uvloop
+
 _T = re.compile(rb'"t":(\d+)')
 
 
@@ -74,11 +76,7 @@ def main() -> None:
     p.add_argument("--rate", type=float, default=20.0)
     p.add_argument("--ramp", type=float, default=2.0)
     a = p.parse_args()
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     print(json.dumps(asyncio.run(run(a.port, a.path, a.streams, a.tokens, a.rate, a.ramp))))
 
 

@@ -15,6 +15,8 @@ import json
 import re
 import time
 
+from relay import use_uvloop
+
 HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
         b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
 _LENGTH = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
@@ -58,11 +60,7 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=100)
     p.add_argument("--rate", type=float, default=20.0)
     a = p.parse_args()
-    try:
-        import uvloop
-        uvloop.install()
-    except ImportError:
-        pass
+    use_uvloop()
     asyncio.run(main_async(a.port, a.tokens, a.rate))
 
 
