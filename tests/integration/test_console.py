@@ -9,7 +9,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from meshnode import MeshNode, http_json, start_node
+from meshnode import MeshNode, http_json, start_node, wait_until
 
 TINY = "mesh-tiny-F16"
 
@@ -104,3 +104,27 @@ def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: 
     assert rendered[0] == 0 and rendered[1] == "bold" and "<script>window.pwned = 1</script>" in rendered[2]
     assert rendered[3] == 0
     assert httpx.get(f"{node.console}/favicon.ico").status_code == 200
+
+
+def test_a_client_console_has_no_token_field(node: MeshNode, browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    client = start_node(tmp_path / "client", [], "--client", "--join", node.node_status().token, wait=False)
+    try:
+        def answers() -> bool:
+            try:
+                return http_json(f"{client.console}/api/status")[0] == 200
+            except OSError:  # not listening yet
+                return False
+        wait_until(answers, 60, step=0.2)
+        browser.get(client.console + "/")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: d.find_element(By.ID, "node-state").text == "client")
+        assert not browser.find_element(By.ID, "token-box").is_displayed()
+        note = browser.find_element(By.ID, "role-note")
+        assert note.is_displayed() and "API-only client" in note.text
+        wait.until(lambda d: browser.execute_script(
+            "return document.querySelectorAll('#topology g[data-role=client]').length") == 1)
+    finally:
+        client.stop()
