@@ -34,21 +34,21 @@ from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 MODEL = TinySpec(name="mesh-wan-Q8_0", width=1024, heads=16, kv_heads=4, ff=2816, layers=8, dtype="q8_0")
 CLIENT = """
 import json, sys, time, urllib.request
-port, tokens = int(sys.argv[1]), int(sys.argv[2])
+port, tokens, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def stream(n):
-    body = json.dumps({"prompt": "the mesh", "max_tokens": n, "stream": True, "ignore_eos": True,
+    body = json.dumps({"model": "%s", "prompt": "the mesh", "max_tokens": n, "stream": True, "ignore_eos": True,
                        "cache_prompt": False}).encode()
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/completion", body, {"Content-Type": "application/json"})
-    stamps = []
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", body, {"Content-Type": "application/json"})
+    started, stamps = time.monotonic(), []
     with urllib.request.urlopen(req, timeout=600) as resp:
         for line in resp:
-            if line.startswith(b"data: ") and b'"content"' in line:
+            if line.startswith(b"data: ") and (b'"content"' in line or b'"text"' in line):
                 stamps.append(time.monotonic())
-    return stamps
+    return started, stamps
 stream(4)
-s = stream(tokens)
-print(json.dumps({"tokps": (len(s) - 1) / (s[-1] - s[0]), "tokens": len(s)}))
-"""
+t0, s = stream(tokens)
+print(json.dumps({"tokps": (len(s) - 1) / (s[-1] - s[0]), "tokens": len(s), "ttft_ms": (s[0] - t0) * 1000}))
+""" % "mesh-wan-Q8_0"
 
 
 def sh(*cmd: str) -> None:
@@ -59,10 +59,22 @@ def in_ns(ns: str, *cmd: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *cmd]
 
 
+def stream_stats(ns: str, port: int, tokens: int, path: str = "/completion") -> dict:
+    """Streamed decode speed and time to first token, from inside `ns` (retried while the
+    server there is still starting)."""
+    deadline = time.monotonic() + 60
+    while True:
+        out = subprocess.run(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(tokens), path),
+                             capture_output=True, text=True, timeout=900)
+        if out.returncode == 0:
+            return json.loads(out.stdout)
+        if time.monotonic() > deadline:
+            raise RuntimeError(out.stderr.strip().splitlines()[-1])
+        time.sleep(1)
+
+
 def decode_tokps(ns: str, port: int, tokens: int) -> float:
-    out = subprocess.run(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(tokens)), capture_output=True,
-                         text=True, timeout=900, check=True)
-    return json.loads(out.stdout)["tokps"]
+    return stream_stats(ns, port, tokens)["tokps"]
 
 
 def wait_http(ns: str, port: int, timeout: float = 300) -> None:
@@ -144,12 +156,41 @@ def one_rtt(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int, n: i
             for p in (ref, rpc):
                 p.terminate()
                 p.wait()
-        return {"mesh": mesh, "stock": stock, "turns_per_token": turns, "layers": list(layers)}
+        remote = remote_stats(tmp, model, n, ns_a, ns_b, tokens)
+        return {"mesh": mesh, "stock": stock, "turns_per_token": turns, "layers": list(layers), **remote}
     finally:
         if link is not None:
             link.close()
         for ns in (ns_a, ns_b):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def remote_stats(tmp: Path, model: Path, n: int, ns_a: str, ns_b: str, tokens: int) -> dict:
+    """Node B serves the model alone; node A (no model) answers for it through its API: the
+    remote hop over the link (TTFT pays the RTT, decoding should not)."""
+    b = start_node(tmp / f"rb{n}", [model], "--parallel", "1", wait=False, prefix=tuple(in_ns(ns_b)))
+    a = None
+    try:
+        deadline = time.monotonic() + 300
+        b.wait_token()
+        while not (b.node_status().models and b.node_status().models[0].state == 2):
+            if time.monotonic() > deadline:
+                raise TimeoutError(b.log()[-2000:])
+            time.sleep(0.3)
+        a = start_node(tmp / f"ra{n}", [], "--join", b.wait_token(), wait=False, prefix=tuple(in_ns(ns_a)))
+        a.wait_token()
+        while not any(r.model_id == MODEL.name and r.state == 2 for r in a.node_status().routes.routes):
+            if time.monotonic() > deadline:
+                raise TimeoutError(a.log()[-2000:])
+            time.sleep(0.3)
+        remote = stream_stats(ns_a, a.api_port, tokens, "/v1/completions")
+        direct = stream_stats(ns_b, b.node_status().models[0].port, tokens)
+        return {"remote_tokps": remote["tokps"], "remote_ttft_ms": remote["ttft_ms"],
+                "direct_tokps": direct["tokps"], "direct_ttft_ms": direct["ttft_ms"]}
+    finally:
+        if a is not None:
+            a.stop()
+        b.stop()
 
 
 def solo_ms_per_token(tmp: Path, model: Path, bin_dir: Path, tokens: int) -> float:
@@ -186,6 +227,10 @@ def measure(rtts: list[float], tokens: int) -> dict:
         "stock_rpc_wan_tokps": {key(r): round(v["stock"], 2) for r, v in rows.items()},
         "ideal_wan_tokps": {key(r): round(1000 / (compute_ms + k * r), 2) for r in rows},
         "split_turns_per_token": round(k, 2),
+        "remote_wan_tokps": {key(r): round(v["remote_tokps"], 2) for r, v in rows.items()},
+        "remote_wan_ttft_ms": {key(r): round(v["remote_ttft_ms"], 1) for r, v in rows.items()},
+        "direct_tokps": {key(r): round(v["direct_tokps"], 2) for r, v in rows.items()},
+        "direct_ttft_ms": {key(r): round(v["direct_ttft_ms"], 1) for r, v in rows.items()},
         "solo_ms_per_token": round(compute_ms, 2),
         "tokens": tokens, "model": MODEL.name, "layers": next(iter(rows.values()))["layers"],
     }
