@@ -1,17 +1,20 @@
-"""mesh_node.weights_cache's pure parts: which files make a model, which build reads
-weights from local GGUF files, and the index's name (what makes it reusable)."""
+"""Which files make a model (meshcore.models.model_parts), and mesh_node.weights_cache's pure
+parts: which build reads weights from local GGUF files, what makes an index reusable."""
 
 import os
 from pathlib import Path
 
+from meshcore.models import is_later_part, model_parts
 from mesh_node import weights_cache
 
 
 def test_a_multi_part_model_is_all_its_parts() -> None:
     first = Path("/m/qwen-q4_k_m-00001-of-00003.gguf")
-    assert [p.name for p in weights_cache.gguf_parts(first)] == [
+    assert [p.name for p in model_parts(first)] == [
         "qwen-q4_k_m-00001-of-00003.gguf", "qwen-q4_k_m-00002-of-00003.gguf", "qwen-q4_k_m-00003-of-00003.gguf"]
-    assert weights_cache.gguf_parts(Path("/m/one.gguf")) == [Path("/m/one.gguf")]
+    assert model_parts(Path("/m/one.gguf")) == [Path("/m/one.gguf")]
+    assert not is_later_part(first) and not is_later_part(Path("/m/one.gguf"))
+    assert is_later_part(Path("/m/qwen-q4_k_m-00002-of-00003.gguf"))
 
 
 def test_a_patched_build_is_told_from_a_stock_one_by_the_marker(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from meshcore.membership import ALIVE, NodeRecord
+from meshcore.mesh_load import mesh_load
 from meshcore.split_policy import may_pair
 
 from mesh_node.planner import FIT_FACTOR, Plan, keep_or_replan, layer_split, planned_part
@@ -191,15 +192,17 @@ def decide(records: Mapping[str, NodeRecord], me: str, local: Local) -> dict[str
     # One promotion at a time here: none while a promoted copy is still loading.
     loading = any(h.running and not h.pinned and h.serving_since is None and h.gave_up is None
                   for h in local.held.values())
+    load = mesh_load(records.values())  # once for every rule below
     if own is not None and local.in_mesh and not loading:
-        chosen = {p.model_id: p for p in promotions(records.values(), th, local.catalog_sizes) if p.node_id == me}
+        chosen = {p.model_id: p for p in promotions(records.values(), th, local.catalog_sizes, load)
+                  if p.node_id == me}
         if local.eager and not any(h.runs for h in local.held.values()) and not chosen:
-            pick = eager_pick(records.values(), own, local.catalog_sizes)
+            pick = eager_pick(records.values(), own, local.catalog_sizes, load)
             if pick is not None:
                 chosen, picked = {pick.model_id: pick}, True
     for model, held in sorted(local.held.items()):
         if held.running and not held.pinned and not held.picked and held.serving_since is not None:
-            why = demotion(records.values(), me, model, local.now - held.serving_since, th)
+            why = demotion(records.values(), me, model, local.now - held.serving_since, th, load)
             if why is not None:
                 out[model] = StandBy(why, run=False)
                 continue

@@ -81,11 +81,12 @@ def wanted(load: MeshLoad, th: Thresholds) -> list[tuple[str, str]]:
     return [(model, why) for _, _, model, why in sorted(out)]
 
 
-def promotions(records: Iterable[NodeRecord], th: Thresholds,
-               catalog_sizes: Mapping[str, int] = {}) -> list[Promotion]:
-    """Which standby loads which wanted model now (at most one each)."""
+def promotions(records: Iterable[NodeRecord], th: Thresholds, catalog_sizes: Mapping[str, int] = {},
+               load: MeshLoad | None = None) -> list[Promotion]:
+    """Which standby loads which wanted model now (at most one each). `load`: mesh_load of
+    the same records, when the caller has it."""
     records = list(records)
-    load = mesh_load(records)
+    load = load or mesh_load(records)
     nodes = sorted((r for r in records if r.state == ALIVE and r.role == "node"), key=lambda r: r.node_id)
     busy = {n for loading in load.promoting.values() for n in loading}  # one promotion per node at a time
     free = {r.node_id: r.free_bytes for r in nodes}
@@ -107,12 +108,12 @@ def promotions(records: Iterable[NodeRecord], th: Thresholds,
 
 
 def demotion(records: Iterable[NodeRecord], me: str, model_id: str, serving_for_s: float,
-             th: Thresholds) -> str | None:
+             th: Thresholds, load: MeshLoad | None = None) -> str | None:
     """Why this node should let its promoted copy of `model_id` go now, or None."""
     if serving_for_s < th.min_serve_s:
         return None
     records = list(records)
-    load = mesh_load(records)
+    load = load or mesh_load(records)
     servers = load.servers.get(model_id, ())
     if me not in servers or len(servers) < 2 or load.promoting.get(model_id):
         return None
@@ -126,13 +127,13 @@ def demotion(records: Iterable[NodeRecord], me: str, model_id: str, serving_for_
             f"{len(servers) - 1} server{'s' if len(servers) > 2 else ''} can take it")
 
 
-def eager_pick(records: Iterable[NodeRecord], me: NodeRecord, catalog_sizes: Mapping[str, int] = {}
-               ) -> Promotion | None:
+def eager_pick(records: Iterable[NodeRecord], me: NodeRecord, catalog_sizes: Mapping[str, int] = {},
+               load: MeshLoad | None = None) -> Promotion | None:
     """An --auto node that serves nothing picks the model the mesh wants most that fits
     its memory: one nobody serves that clients ask for, else the busiest per server
     (even a quiet one the mesh serves: one more copy), a file on its disk before a
     download. None when nothing it has or could fetch is served or asked for."""
-    load = mesh_load(records)
+    load = load or mesh_load(records)
     options = []
     for model in set(me.spare) | set(me.can_fetch):
         size = me.spare.get(model) or catalog_sizes.get(model, 0)

@@ -27,8 +27,9 @@ from typing import Callable
 
 from meshcore import catalog
 from meshcore.config import NodeConfig
+from meshcore.home import Home
 from meshcore.ids import ModelId
-from meshcore.models import search_dirs
+from meshcore.models import model_parts, search_dirs
 
 from mesh_node.decide import Decision, Held, Local, Serve, StandBy, decide, used_bytes
 from mesh_node.fetch import FetchFailed, can_fetch_here, fetch
@@ -64,8 +65,8 @@ class Reconciler:
                                      cool_rpm=config.hot_rpm / 2, min_serve_s=config.min_serve_s)
         self.catalog_sizes = {e.model_id: e.size for e in catalog.entries()} if can_fetch_here() else {}
         self.disk: dict[ModelId, tuple[Path, int]] = {}
-        self.pinned = {str(Path(p).resolve()) for p in config.models}
-        self.excluded = self.pinned | {str(Path(d).resolve()) for _, d in config.drafts}
+        self.folders = search_dirs(Home(Path(config.home)))
+        self.excluded = {str(Path(p).resolve()) for p in [*config.models, *(d for _, d in config.drafts)]}
         self.why: dict[ModelId, str] = {}        # why each promoted (or picked) model runs here
         self.seen_promoted: dict[str, dict[str, str]] = {}
         self._decisions: tuple[tuple[int, float], dict[str, Decision]] | None = None
@@ -176,7 +177,7 @@ class Reconciler:
             self.why.pop(model, None)
             self.state.note_rebalance(self.state.node_id, model, "let go", f"the download failed: {exc}")
         else:
-            self.disk[model] = (path, sum((path.parent / f).stat().st_size for f in entry.files))
+            self.disk[model] = (path, sum(p.stat().st_size for p in model_parts(path)))
             self.start(ModelEntry(model, path, self.disk[model][1]), picked=picked, why=why)
         finally:
             self.fetching.pop(model, None)
@@ -206,7 +207,7 @@ class Reconciler:
             self.seen_promoted[record.node_id] = dict(record.promoted)
 
     async def rescan(self) -> None:
-        found = await asyncio.to_thread(scan, search_dirs_of(self.config), self.excluded)
+        found = await asyncio.to_thread(scan, self.folders, self.excluded)
         if found != self.disk:
             self.disk = found
             self.publish_offer()
@@ -231,9 +232,3 @@ class Reconciler:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(TICK_S):
                         seen = await self.state.changes.wait(seen)
-
-
-def search_dirs_of(config: NodeConfig) -> list[Path]:
-    from meshcore.home import Home
-    return search_dirs(Home(Path(config.home)))
-

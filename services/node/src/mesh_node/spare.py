@@ -6,15 +6,13 @@ and unfinished downloads are left out. Scanning reads four bytes a file."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterable
 
 from meshcore.errors import ModelNotFound
 from meshcore.ids import ModelId
-from meshcore.models import check_gguf, model_id_of
+from meshcore.models import check_gguf, is_later_part, model_id_of, model_parts
 
-_PART = re.compile(r"-(\d{5})-of-(\d{5})$")
 MAX_SPARE = 64  # models one node offers (a record carries at most 256 map entries)
 
 
@@ -27,17 +25,14 @@ def scan(folders: Iterable[Path], excluded: set[str]) -> dict[ModelId, tuple[Pat
         except OSError:
             continue
         for path in files:
-            part = _PART.search(path.stem)
-            if part and part.group(1) != "00001":
+            if is_later_part(path):
                 continue
             model = model_id_of(path)
             if model in found or str(path.resolve()) in excluded or len(found) >= MAX_SPARE:
                 continue
             try:
                 check_gguf(path)
-                parts = [path] if not part else [
-                    path.with_name(f"{model}-{i:05d}-of-{part.group(2)}.gguf") for i in range(1, int(part.group(2)) + 1)]
-                size = sum(p.stat().st_size for p in parts)
+                size = sum(p.stat().st_size for p in model_parts(path))
             except (ModelNotFound, OSError):
                 continue
             found[model] = (path, size)

@@ -37,13 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from meshcore.models import model_parts
+
 log = logging.getLogger(__name__)
 HASH_THRESHOLD = 10 * 1024 * 1024   # stock ggml-rpc's: tensors strictly above it are offered by hash
 HOST_HASH_THRESHOLD = 512           # ours (GGML_RPC_HASH_THRESHOLD on a split host)
 HASHER = "mesh-fnv1a"
 INDEX_MAGIC = "mesh-llm-rpc-index 1"
 RPC_LIBRARIES = ("libggml-rpc.so", "libggml-rpc.dylib", "ggml-rpc-server")  # where the patch's code lives
-_PART = re.compile(r"^(?P<stem>.*)-(?P<i>\d{5})-of-(?P<n>\d{5})$")
 _LEGACY = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -67,15 +68,6 @@ def reads_local_gguf(bin_dir: Path) -> bool:
         except OSError:
             continue
     return False
-
-
-def gguf_parts(path: Path) -> list[Path]:
-    """Every file of a model: a multi-part GGUF (`name-00001-of-00003.gguf`) is all its parts."""
-    match = _PART.match(path.stem)
-    if not match:
-        return [path]
-    n = int(match["n"])
-    return [path.with_name(f"{match['stem']}-{i:05d}-of-{n:05d}.gguf") for i in range(1, n + 1)]
 
 
 def tensors_of(path: Path, above: int = 0) -> list[tuple[str, int, int]]:
@@ -111,7 +103,7 @@ def write_index(path: Path, index_dir: Path, hasher: Path) -> tuple[int, int, in
     index_dir.mkdir(parents=True, exist_ok=True)
     target = index_dir / index_name(path)
     if target.is_file():
-        return sum(1 for _ in target.open()) - 2, 0, 0
+        return target.read_text().count("\n") - 2, 0, 0
     tensors = tensors_of(path)
     hashes = tensor_hashes(path, hasher, tensors)
     text = f"{INDEX_MAGIC}\n{path.resolve()}\n" + "".join(
@@ -161,20 +153,19 @@ def copy_by_reading(fin: BinaryIO, fout: BinaryIO, offset: int, size: int) -> in
 
 def prepare_copies(path: Path, cache_dir: Path, hasher: Path) -> tuple[int, int, int, int]:
     """Unpatched rpc-server: a cache file per big tensor, named by its hash."""
-    tensors = [t for part in gguf_parts(path) for t in ((part, *x) for x in big_tensors(part))]
-    written = bytes_written = hashed = 0
-    for part in gguf_parts(path):
-        mine = [(n, o, s) for p, n, o, s in tensors if p == part]
-        hashes = tensor_hashes(part, hasher, mine)
-        hashed += sum(s for _, _, s in mine)
-        for (_, offset, size), digest in zip(mine, hashes):
+    tensors = written = bytes_written = hashed = 0
+    for part in model_parts(path):
+        big = big_tensors(part)
+        tensors += len(big)
+        hashed += sum(size for _, _, size in big)
+        for (_, offset, size), digest in zip(big, tensor_hashes(part, hasher, big)):
             dst = cache_dir / digest
             if dst.exists() and dst.stat().st_size == size:
                 continue
             copy_range(part, offset, size, dst)
             written += 1
             bytes_written += size
-    return len(tensors), written, bytes_written, hashed
+    return tensors, written, bytes_written, hashed
 
 
 def prepare(path: Path, cache_dir: Path, hasher: Path, local_index: bool = True) -> PrepareStats:
@@ -189,7 +180,7 @@ def prepare(path: Path, cache_dir: Path, hasher: Path, local_index: bool = True)
         if _LEGACY.match(legacy.name) and legacy.is_file():
             legacy.unlink(missing_ok=True)
     tensors = written = bytes_written = hashed = 0
-    for part in gguf_parts(path):
+    for part in model_parts(path):
         count, size, part_hashed = write_index(part, cache_dir / "index", hasher)
         tensors += count
         written += 1 if size else 0

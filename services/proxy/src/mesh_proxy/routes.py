@@ -101,8 +101,8 @@ class Router:
         if name is None or not self.node_connected:
             return
         if not known and name not in self.requests:
-            unserved = [m for m in self.requests if m not in {e.model_id for e in self.endpoints}]
-            if len(unserved) >= MAX_UNSERVED_NAMES:
+            served = {e.model_id for e in self.endpoints}
+            if sum(1 for m in self.requests if m not in served) >= MAX_UNSERVED_NAMES:
                 return
         self.requests[name] += 1
 
