@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# What `make test` needs beyond `make setup`: a real browser (Chromium + ChromeDriver) for the console test.
+# What `make test` needs beyond `make setup`: a real browser (Chromium + ChromeDriver) for the console test,
+# and PostgreSQL's server for the directory's tests (scripts/postgres-deps.sh).
 # Installed from Debian's packages when missing and we are root; else a clear error.
 set -euo pipefail
+"$(dirname "$0")/postgres-deps.sh"
 if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
   exit 0
 fi

@@ -78,3 +78,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     drv = webdriver.Chrome(service=Service(executable_path=driver), options=options)
     yield drv
     drv.quit()
+
+
+# The directory's PostgreSQL server (session) and fresh databases (tests/integration/directory_postgres.py).
+from directory_postgres import directory_db, postgres_server, postgres_url  # noqa: E402, F401
