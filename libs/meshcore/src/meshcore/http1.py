@@ -1,10 +1,20 @@
-"""A minimal HTTP/1.1 client over any asyncio byte stream (h11).
+"""A minimal HTTP/1.1 client over any asyncio byte stream.
 
 The proxy sends a client's original body bytes and reads the response head,
 then its body chunk by chunk as it arrives (SSE streams stay unbuffered); the
 console's chat uses it to reach the proxy. It needs only a (reader, writer)
 pair, so the same code talks to a local llama-server over TCP or to a remote
 one over a mesh stream.
+
+The body framing (chunked, Content-Length, or until close) is decoded by the
+sans-IO `meshcore.http1_body` decoders: one pass over each read, no per-event
+objects. This is the proxy's hot path: every token of every stream crosses it
+(docs/benchmarks.md, "The proxy measured alone"). h11 did the same job at about
+a quarter of the proxy's CPU per relayed chunk.
+
+The backend is another process of ours or a mesh member's llama-server, so the
+head is parsed strictly and bounded (MAX_HEAD_BYTES); anything malformed is
+UpstreamBroken, never an exception of the parser's own.
 """
 
 from __future__ import annotations
@@ -13,11 +23,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import AsyncIterator
 
-import h11
+from meshcore.http1_body import BodyDecoder, BodyError, decoder_for
 
 READ_SIZE = 65536
-HOP_BY_HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"content-length", b"server",
-              b"date", b"upgrade", b"proxy-connection", b"te", b"trailer"}
+MAX_HEAD_BYTES = 64 * 1024
+MAX_HEADERS = 100
+HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server",
+              "date", "upgrade", "proxy-connection", "te", "trailer"}
 
 
 class UpstreamBroken(Exception):
@@ -27,8 +39,8 @@ class UpstreamBroken(Exception):
 @dataclass
 class UpstreamResponse:
     status: int
-    headers: list[tuple[str, str]]
-    _conn: h11.Connection
+    headers: list[tuple[str, str]]  # lower-case names, hop-by-hop headers removed
+    _decoder: BodyDecoder
     _reader: asyncio.StreamReader
     _writer: asyncio.StreamWriter
 
@@ -37,14 +49,23 @@ class UpstreamResponse:
         return next((v for k, v in self.headers if k == "content-type"), "application/json")
 
     async def body(self) -> AsyncIterator[bytes]:
-        while True:
-            event = await next_event(self._conn, self._reader)
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                return
-            else:
-                raise UpstreamBroken(f"unexpected {type(event).__name__} in the response body")
+        """The body as it arrives: one bytes object per read (several SSE events when
+        they arrived together), never an empty one."""
+        decoder = self._decoder
+        pending = decoder.take_buffered()
+        if pending:
+            yield pending
+        while not decoder.done:
+            try:
+                data = await self._reader.read(READ_SIZE)
+            except (ConnectionError, OSError) as exc:
+                raise UpstreamBroken(f"the backend connection failed ({exc})") from exc
+            try:
+                chunk = decoder.feed(data)  # b"" tells it the backend closed the connection
+            except BodyError as exc:
+                raise UpstreamBroken(str(exc)) from exc
+            if chunk:
+                yield chunk
 
     async def read_all(self) -> bytes:
         return b"".join([chunk async for chunk in self.body()])
@@ -55,50 +76,70 @@ class UpstreamResponse:
         self._writer.close()
 
 
-async def next_event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
-    while True:
-        try:
-            event = conn.next_event()
-        except h11.RemoteProtocolError as exc:
-            raise UpstreamBroken(f"the backend sent an invalid response ({exc})") from exc
-        if event is h11.NEED_DATA:
-            try:
-                data = await reader.read(READ_SIZE)
-            except (ConnectionError, OSError) as exc:
-                raise UpstreamBroken(f"the backend connection failed ({exc})") from exc
-            conn.receive_data(data)  # b"" tells h11 the backend closed the connection
+def encode_request(method: str, target: str, host: str, body: bytes, content_type: str) -> bytes:
+    for part in (method, target, host, content_type):
+        if any(c in part for c in "\r\n\0") or not part.isascii():
+            raise ValueError(f"not usable in an HTTP request head: {part!r}")
+    return (f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def parse_head(head: bytes) -> tuple[int, list[tuple[str, str]]]:
+    """Status and headers (names lower-case) of a response head ending in CRLFCRLF."""
+    lines = head.decode("latin-1").split("\r\n")
+    status_line = lines[0].split(" ", 2)
+    if len(status_line) < 2 or not status_line[0].startswith("HTTP/1.") or not status_line[1].isdigit() \
+            or len(status_line[1]) != 3:
+        raise UpstreamBroken(f"the backend sent an invalid status line {lines[0][:80]!r}")
+    headers = []
+    for line in lines[1:]:
+        if not line:
             continue
-        if event is h11.PAUSED:
-            raise UpstreamBroken("the backend response could not be parsed")
-        if isinstance(event, h11.ConnectionClosed):
-            raise UpstreamBroken("the backend closed the connection mid-response")
-        return event
+        name, sep, value = line.partition(":")
+        if not sep or not name or name != name.strip() or any(c in name for c in " \t"):
+            raise UpstreamBroken(f"the backend sent an invalid header line {line[:80]!r}")
+        headers.append((name.lower(), value.strip()))
+    if len(headers) > MAX_HEADERS:
+        raise UpstreamBroken(f"the backend sent {len(headers)} headers (at most {MAX_HEADERS})")
+    return int(status_line[1]), headers
+
+
+async def read_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The first final (non-1xx) response head, and the bytes read past it."""
+    buffered = b""
+    while True:
+        while b"\r\n\r\n" not in buffered:
+            if len(buffered) > MAX_HEAD_BYTES:
+                raise UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes")
+            data = await reader.read(READ_SIZE)
+            if not data:
+                raise UpstreamBroken("the backend closed the connection before answering")
+            buffered += data
+        head, _, buffered = buffered.partition(b"\r\n\r\n")
+        if len(head) > MAX_HEAD_BYTES:
+            raise UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes")
+        status, headers = parse_head(head)
+        if status >= 200 or status == 101:
+            return status, headers, buffered
 
 
 async def send_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str,
                        target: str, host: str, body: bytes,
                        content_type: str = "application/json") -> UpstreamResponse:
     """Send one request and return once the response head has arrived."""
-    conn = h11.Connection(h11.CLIENT)
-    headers = [("Host", host), ("Content-Type", content_type), ("Content-Length", str(len(body))),
-               ("Connection", "close")]
     try:
         # one write, so one send() for head and body: syscalls are most of the proxy's cost
-        writer.write(b"".join((conn.send(h11.Request(method=method, target=target, headers=headers)) or b"",
-                               conn.send(h11.Data(data=body)) or b"", conn.send(h11.EndOfMessage()) or b"")))
+        writer.write(encode_request(method, target, host, body, content_type))
         await writer.drain()
-        while True:
-            event = await next_event(conn, reader)
-            if isinstance(event, h11.Response):
-                break
-            if not isinstance(event, h11.InformationalResponse):
-                raise UpstreamBroken(f"unexpected {type(event).__name__} before the response")
+        status, headers, rest = await read_head(reader)
+        try:
+            decoder = decoder_for(method, status, headers, rest)
+        except BodyError as exc:
+            raise UpstreamBroken(str(exc)) from exc
     except (ConnectionError, OSError) as exc:
         writer.close()
         raise UpstreamBroken(f"the backend connection failed ({exc})") from exc
     except BaseException:
         writer.close()
         raise
-    headers_out = [(k.decode().lower(), v.decode("latin-1")) for k, v in event.headers
-                   if k.lower() not in HOP_BY_HOP]
-    return UpstreamResponse(event.status_code, headers_out, conn, reader, writer)
+    return UpstreamResponse(status, [(k, v) for k, v in headers if k not in HOP_BY_HOP], decoder, reader, writer)

@@ -1,5 +1,6 @@
-"""The proxy's FastAPI app: one thin route per API path of every family
-(meshcore.api_paths), the model list, health and metrics; CORS and Host guards."""
+"""The proxy's app: the API paths of every family (meshcore.api_paths) answered by the
+bare ASGI relay (mesh_proxy.forward.Forwarder), FastAPI for the model list, health and
+metrics; CORS and Host guards in front of both."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from meshcore import __version__
-from meshcore.api_paths import FORWARDED
 from meshcore.config import ProxyConfig
 from meshcore.home import Home
 from meshcore.host_guard import HostGuard
@@ -22,7 +22,7 @@ from meshcore.host_guard import HostGuard
 from mesh_proxy.client_mode import MeshClient
 from mesh_proxy.cors import CorsGuard
 from mesh_proxy.errors import ModelNotFound, ProxyError, error_response
-from mesh_proxy.forward import BackendOpener, forward
+from mesh_proxy.forward import BackendOpener, Forwarder
 from mesh_proxy.metrics import CONTENT_TYPE, ProxyMetrics
 from mesh_proxy.node_link import follow_node, report_demand
 from mesh_proxy.routes import Router
@@ -50,6 +50,8 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
             await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="Mesh LLM API", version=__version__, lifespan=lifespan)
+    # innermost: POSTs to the forwarded API paths are answered by the bare ASGI relay
+    app.add_middleware(Forwarder, router=router, opener=opener, limit=config.max_body_bytes, metrics=metrics)
     app.add_middleware(CorsGuard, origins=config.cors_origins)
     app.add_middleware(HostGuard)  # outermost: a rebinding page gets nothing, not even CORS answers
     app.state.router = router
@@ -99,12 +101,4 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
                                 f"(served: {', '.join(router.model_ids()) or 'none'})")
         return model_object(model_id)
 
-    def route_for(path: str):  # noqa: ANN202 - FastAPI endpoint factory
-        async def endpoint(request: Request) -> Response:
-            return await forward(request, router, opener, path, config.max_body_bytes, metrics)
-        endpoint.__name__ = path.strip("/").replace("/", "_")
-        return endpoint
-
-    for path in FORWARDED:
-        app.add_api_route(path, route_for(path), methods=["POST"])
     return app

@@ -27,6 +27,10 @@ class BadRequest(ProxyError):
     status, type, code = 400, "invalid_request_error", "invalid_request"
 
 
+class MethodNotAllowed(ProxyError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
+
+
 class ModelNotFound(ProxyError):
     status, type, code = 404, "invalid_request_error", "model_not_found"
 

@@ -2,10 +2,17 @@
 endpoint, send the original bytes, relay the response as it arrives; count it in
 the proxy's metrics (mesh_proxy.metrics).
 
+`Forwarder` is a bare ASGI layer in front of FastAPI's router: a POST to one of
+the forwarded paths (meshcore.api_paths.FORWARDED) is handled here and never
+reaches FastAPI's routing, request objects or StreamingResponse; everything else
+passes through. Each relayed chunk costs one read of the backend, one decode of its
+chunked framing (meshcore.http1_body) and one ASGI send: this is the path every
+token of every stream takes (docs/benchmarks.md, "The proxy measured alone").
+
 A client that disconnects cancels the upstream request: while waiting for the
-response head we race the client's disconnect; while streaming, Starlette
-cancels the relay, whose `finally` closes the backend connection, and
-llama-server stops generating when its next write fails.
+response head we race the client's disconnect; while streaming, a watcher task
+waits for the disconnect and cancels the relay, whose `finally` closes the backend
+connection, and llama-server stops generating when its next write fails.
 """
 
 from __future__ import annotations
@@ -14,16 +21,14 @@ import asyncio
 import json
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Protocol, TypeVar
+from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
-from fastapi import Request, Response
-from fastapi.responses import StreamingResponse
-
-from mesh_proxy.errors import BackendGone, BadRequest, BodyTooLarge, ProxyError, UnsupportedMediaType
+from mesh_proxy.errors import (BackendGone, BadRequest, BodyTooLarge, MethodNotAllowed, ProxyError,
+                               UnsupportedMediaType)
 from mesh_proxy.metrics import ProxyMetrics
 from mesh_proxy.routes import Endpoint, Router
 from meshcore.api_errors import family_error
-from meshcore.api_paths import Family, family_of
+from meshcore.api_paths import FORWARDED, Family, family_of
 from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
 from meshcore.ids import NodeId
 from meshcore.messages import TunnelRequest
@@ -32,25 +37,43 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CONNECT_TIMEOUT_S = 5.0
 DRAIN_LIMIT = 64 * 1024 * 1024
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict]]
+Send = Callable[[dict], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-async def read_body(request: Request, limit: int) -> bytes:
+def header(scope: Scope, name: bytes) -> str:
+    return next((v.decode("latin-1") for k, v in scope["headers"] if k == name), "")
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The whole body, or BodyTooLarge. An oversized body is still read (and
     dropped) up to DRAIN_LIMIT so the client gets the 413 instead of a
     connection reset mid-upload; past that the connection is closed."""
-    declared = request.headers.get("content-length", "")
+    declared = header(scope, b"content-length")
     if declared.isdigit() and int(declared) > DRAIN_LIMIT:
         raise BodyTooLarge(f"request body is {int(declared)} bytes; the limit is {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size <= limit:
             chunks.append(chunk)
         elif size > DRAIN_LIMIT:
             break
+        if not message.get("more_body", False):
+            break
     if size > limit:
         raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
     return b"".join(chunks)
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer began."""
 
 
 def model_of(body: bytes) -> str | None:
@@ -69,23 +92,22 @@ def model_of(body: bytes) -> str | None:
     return model
 
 
-async def until_disconnected(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
+async def until_disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
         pass
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T | None:
     """Run `work`; if the client disconnects first, cancel it and return None."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(until_disconnected(request))
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    return None
+        async with asyncio.TaskGroup() as group:
+            task = group.create_task(work)
+            watcher = group.create_task(until_disconnected(receive))
+            task.add_done_callback(lambda _: watcher.cancel())
+            watcher.add_done_callback(lambda w: None if w.cancelled() else task.cancel())
+    except BaseExceptionGroup as group_error:  # only `work` can fail: its error, as if awaited
+        raise group_error.exceptions[0] from None
+    return None if task.cancelled() else task.result()
 
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
@@ -124,8 +146,8 @@ def broken_stream_event(path: str, model: str) -> bytes:
     return f"data: {body}\n\ndata: [DONE]\n\n".encode()
 
 
-async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, path: str,
-                metrics: ProxyMetrics, started: float) -> AsyncIterator[bytes]:
+async def relay(response: UpstreamResponse, endpoint: Endpoint, path: str, metrics: ProxyMetrics,
+                started: float, send: Send) -> None:
     events, first = 0, True
     try:
         async for chunk in response.body():
@@ -133,25 +155,26 @@ async def relay(response: UpstreamResponse, endpoint: Endpoint, router: Router, 
                 metrics.first_byte(endpoint.model_id, route_of(endpoint), started)
                 first = False
             events += chunk.count(b"data: ") - chunk.count(b"data: [DONE]")
-            yield chunk
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamBroken as exc:
         log.warning("stream for %s broke: %s", endpoint.model_id, exc)
-        yield broken_stream_event(path, endpoint.model_id)
+        await send({"type": "http.response.body", "body": broken_stream_event(path, endpoint.model_id),
+                    "more_body": True})
     finally:
         await response.close()
-        router.end(endpoint)
         metrics.stream_events(endpoint.model_id, route_of(endpoint), events)
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 class Opener(Protocol):
     async def open(self, endpoint: Endpoint, path: str = "/") -> Streams: ...
 
 
-def require_json(request: Request) -> None:
+def require_json(scope: Scope) -> None:
     """API requests are JSON. Refusing every other Content-Type also refuses what a web
     page may POST to 127.0.0.1 without a CORS preflight (text/plain, forms): a page the
     user visits cannot spend this machine's models."""
-    ctype = request.headers.get("content-type", "")
+    ctype = header(scope, b"content-type")
     if ctype.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType(f"send the request body as JSON with 'Content-Type: application/json' "
                                    f"(got {ctype or 'no Content-Type'!r})")
@@ -161,43 +184,64 @@ def route_of(endpoint: Endpoint) -> str:
     return "local" if endpoint.local else "remote"
 
 
-async def forward(request: Request, router: Router, opener: Opener, path: str, limit: int,
-                  metrics: ProxyMetrics) -> Response:
-    try:
-        return await _forward(request, router, opener, path, limit, metrics)
-    except ProxyError as exc:
-        metrics.refused(family_of(path).value, exc.code)
-        raise
+class Forwarder:
+    """The ASGI layer that answers POSTs to the forwarded paths; anything else goes to `app`."""
 
+    def __init__(self, app: ASGIApp, router: Router, opener: "Opener", limit: int, metrics: ProxyMetrics) -> None:
+        self.app = app
+        self.router = router
+        self.opener = opener
+        self.limit = limit
+        self.metrics = metrics
 
-async def _forward(request: Request, router: Router, opener: Opener, path: str, limit: int,
-                   metrics: ProxyMetrics) -> Response:
-    started = time.monotonic()
-    require_json(request)
-    body = await read_body(request, limit)
-    endpoint = router.choose(model_of(body))
-    route = route_of(endpoint)
-    router.begin(endpoint)
-    handed_off = False
-    try:
-        reader, writer = await opener.open(endpoint, path)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in FORWARDED:
+            return await self.app(scope, receive, send)
+        path = scope["path"]
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"{scope['method']} {path}: use POST", {"Allow": "POST"})
+            await self.forward(scope, receive, send, path)
+        except ProxyError as exc:
+            self.metrics.refused(family_of(path).value, exc.code)
+            await exc.response(path)(scope, receive, send)
+        except ClientGone:
+            log.info("client went away before its request was answered; request cancelled")
+
+    async def forward(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        started = time.monotonic()
+        require_json(scope)
+        body = await read_body(scope, receive, self.limit)
+        endpoint = self.router.choose(model_of(body))
+        route = route_of(endpoint)
+        self.router.begin(endpoint)
+        try:
+            await self.answer(endpoint, route, path, body, started, receive, send)
+        finally:
+            self.router.end(endpoint)
+
+    async def answer(self, endpoint: Endpoint, route: str, path: str, body: bytes, started: float,
+                     receive: Receive, send: Send) -> None:
+        metrics = self.metrics
+        reader, writer = await self.opener.open(endpoint, path)
         try:
             response = await unless_disconnected(
-                request, send_request(reader, writer, "POST", path, endpoint.address, body))
+                receive, send_request(reader, writer, "POST", path, endpoint.address, body))
         except UpstreamBroken as exc:
             raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
         if response is None:
             writer.close()
-            log.info("client went away before %s answered; request cancelled", endpoint.model_id)
-            return Response(status_code=499)
+            raise ClientGone()
         # The proxy owns the CORS policy (mesh_proxy.cors): llama-server's own headers go.
-        headers = {k: v for k, v in response.headers if k != "content-type" and not k.startswith("access-control-")}
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers
+                   if k != "content-type" and not k.startswith("access-control-")]
+        headers.append((b"content-type", response.content_type.encode("latin-1")))
         metrics.answered(endpoint.model_id, route, family_of(path).value, response.status)
         if response.content_type.startswith("text/event-stream"):
-            handed_off = True
-            return StreamingResponse(relay(response, endpoint, router, path, metrics, started),
-                                     status_code=response.status,
-                                     media_type=response.content_type, headers=headers)
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            await stream_until_disconnected(
+                receive, relay(response, endpoint, path, metrics, started, send))
+            return
         try:
             content = await response.read_all()
         except UpstreamBroken as exc:
@@ -206,7 +250,17 @@ async def _forward(request: Request, router: Router, opener: Opener, path: str, 
             await response.close()
         metrics.first_byte(endpoint.model_id, route, started)
         metrics.usage_tokens(endpoint.model_id, route, content)
-        return Response(content, status_code=response.status, media_type=response.content_type, headers=headers)
-    finally:
-        if not handed_off:
-            router.end(endpoint)
+        headers.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+async def stream_until_disconnected(receive: Receive, streaming: Awaitable[None]) -> None:
+    """Run the relay; a client that goes away cancels it (and so the backend request)."""
+    if await unless_disconnected(receive, _done(streaming)) is None:
+        log.info("client went away mid-stream; the backend request was cancelled")
+
+
+async def _done(work: Awaitable[None]) -> bool:
+    await work
+    return True
