@@ -15,7 +15,9 @@ Our helpers in llama.cpp/tools/*.c (mesh-fnv1a) are compiled next to the binarie
 
 Backend choice: CUDA when `nvcc` is found (PATH or /usr/local/cuda/bin), Metal on
 macOS (llama.cpp's default there), otherwise CPU. MESH_LLM_LLAMA_CMAKE_ARGS adds
-extra cmake flags.
+extra cmake flags. MESH_LLM_LLAMA_SRC=<dir> builds from a pristine copy of the
+pinned tree already on disk (for a machine that reaches no package index); the
+patches are applied as usual.
 
 CPU code is chosen at run time, never at build time (docs/llama-cpp-build.md): on
 Linux x86-64 and arm64 the build is llama.cpp's release layout, GGML_BACKEND_DL +
@@ -168,6 +170,21 @@ def extract(archive: Path, subdir: str, dest: Path) -> None:
             m.name = m.name[len(prefix):]
         safe_extract(tar, tmp, [m for m in members if m.name])
     (tmp / ".git").unlink(missing_ok=True)  # a submodule pointer into the sdist author's repo
+    patch_into(tmp, dest)
+
+
+def copy_source(src: Path, dest: Path) -> None:
+    """A pristine llama.cpp tree the user already has (MESH_LLM_LLAMA_SRC): for machines that
+    reach no package index. It must be the pinned tree (the patches must apply)."""
+    if not (src / "CMakeLists.txt").exists() or not (src / "ggml").is_dir():
+        raise SystemExit(f"[llama.cpp] MESH_LLM_LLAMA_SRC={src} is not a llama.cpp source tree")
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, symlinks=True)
+    patch_into(tmp, dest)
+
+
+def patch_into(tmp: Path, dest: Path) -> None:
     for patch in patches():
         log(f"applying {patch.name}")
         subprocess.run(["patch", "-p1", "--forward", "-i", str(patch)], cwd=tmp, check=True)
@@ -224,10 +241,15 @@ def build() -> Path:
     if all((bin_dir / t).exists() for t in PIN["targets"]):
         log(f"using cached build {bin_dir}")
     else:
-        archive = cache_root() / "downloads" / PIN["name"]
-        download(PIN["url"], archive, PIN["sha256"])
-        log(f"extracting source into {out / 'src'}")
-        extract(archive, PIN["subdir"], out / "src")
+        local_src = os.environ.get("MESH_LLM_LLAMA_SRC")
+        if local_src:
+            log(f"copying the source from MESH_LLM_LLAMA_SRC={local_src} into {out / 'src'}")
+            copy_source(Path(local_src), out / "src")
+        else:
+            archive = cache_root() / "downloads" / PIN["name"]
+            download(PIN["url"], archive, PIN["sha256"])
+            log(f"extracting source into {out / 'src'}")
+            extract(archive, PIN["subdir"], out / "src")
         started = time.monotonic()
         compile_targets(out / "src", out / "build", flags)
         bin_dir.mkdir(parents=True, exist_ok=True)
