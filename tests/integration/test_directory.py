@@ -1,8 +1,11 @@
-"""The directory service as a real process: publish, discover, expiry, restart,
-ownership, and hostile input (including a property-based fuzz run)."""
+"""The directory service as a real process, on SQLite and on a real PostgreSQL
+(every test runs on both): publish, discover, expiry, restart, ownership, replays,
+and hostile input."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -41,11 +44,18 @@ def publish_body(key: Ed25519PrivateKey, body: dict, now: float | None = None) -
 
 
 class Directory:
-    def __init__(self, db: Path, *extra: str) -> None:
+    """`mesh-llm directory` on a SQLite file, or on PostgreSQL (a postgresql:// address,
+    passed the way the docs say: in MESH_LLM_DIRECTORY_DB, never in argv)."""
+
+    def __init__(self, db: Path | str, *extra: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ)
+        where = ["--db", str(db)]
+        if str(db).startswith("postgresql://"):
+            env["MESH_LLM_DIRECTORY_DB"], where = str(db), []
         self.proc = subprocess.Popen([sys.executable, "-m", "mesh_cli", "directory", "--port", str(self.port),
-                                      "--db", str(db), *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                      *where, *extra], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:
@@ -59,10 +69,14 @@ class Directory:
         self.proc.terminate()
         return self.proc.wait(10)
 
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
 
 @pytest.fixture
-def directory(tmp_path: Path) -> Iterator[Directory]:
-    d = Directory(tmp_path / "dir.sqlite3", "--write-rate", "0", "--read-rate", "0")
+def directory(directory_db: str) -> Iterator[Directory]:
+    d = Directory(directory_db, "--write-rate", "0", "--read-rate", "0")
     yield d
     d.stop()
 
@@ -93,8 +107,8 @@ def test_publish_discover_filter_refresh_and_delete(directory: Directory) -> Non
         assert names() == ["beta"]
 
 
-def test_listings_expire_and_survive_a_restart(tmp_path: Path) -> None:
-    db = tmp_path / "dir.sqlite3"
+def test_listings_expire_and_survive_a_restart(directory_db: str) -> None:
+    db = directory_db
     short = Directory(db, "--ttl", "2", "--write-rate", "0")
     key = Ed25519PrivateKey.generate()
     try:
@@ -146,8 +160,8 @@ def test_old_signatures_malformed_json_and_big_bodies(directory: Directory) -> N
     assert httpx.get(f"{directory.url}/nothing").status_code == 404
 
 
-def test_floods_get_429(tmp_path: Path) -> None:
-    d = Directory(tmp_path / "dir.sqlite3", "--read-rate", "5", "--write-rate", "1")
+def test_floods_get_429(directory_db: str) -> None:
+    d = Directory(directory_db, "--read-rate", "5", "--write-rate", "1")
     try:
         codes = [httpx.get(f"{d.url}/v1/meshes").status_code for _ in range(120)]
         assert 429 in codes and codes[0] == 200

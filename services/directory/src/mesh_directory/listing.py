@@ -9,13 +9,14 @@ refresh or remove it. The listing's invite token must be that node's own token f
 that mesh (`token_matches`): nobody lists a token they did not issue, or a private
 mesh's token under a public mesh's id. A signature older or newer than
 SIGNATURE_WINDOW_S is refused, and so is one not newer than the last one this
-directory took from the same key (no replays, `ReplayGuard`).
+directory took from the same key (no replays: `Store.fresh_signature`, in the database).
 Field limits keep absurd values out (422), and nothing here is ever HTML.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from typing import Annotated
 
@@ -58,6 +59,18 @@ class PublishRequest(BaseModel):
     signature: Hex128
 
 
+class RefreshRequest(BaseModel):
+    """Keep a listing whose content has not changed: the digest the publish answered,
+    signed (action `refresh:<listing id>:<digest>`), and no listing."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    digest: Hex64
+    public_key: Hex64
+    signed_at: int = Field(ge=0, le=10**11)
+    signature: Hex128
+
+
 class DeleteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -68,6 +81,11 @@ class DeleteRequest(BaseModel):
 
 def listing_id(public_key_hex: str) -> str:
     return hashlib.sha256(bytes.fromhex(public_key_hex)).hexdigest()[:32]
+
+
+def digest(listing: dict) -> str:
+    """sha256 of the listing's canonical JSON: what a refresh names instead of the listing."""
+    return hashlib.sha256(json.dumps(listing, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def verify(public_key_hex: str, signature_hex: str, message: bytes, signed_at: int, now: float | None = None) -> str | None:
@@ -96,25 +114,3 @@ def token_matches(listing: dict, public_key_hex: str) -> str | None:
     if token.node_id != listing_id(public_key_hex):
         return "the listing's token was not issued by the node whose key signed it"
     return None
-
-
-class ReplayGuard:
-    """Per key, the newest signed_at taken and the signatures taken at that second: a
-    request signed earlier, or the very same signature again, is a replay (Ed25519 is
-    deterministic, so the same request signed again is the same signature; a different
-    request in the same second is not). Bounded: the oldest keys are forgotten first,
-    and then the time window alone protects them."""
-
-    def __init__(self, max_keys: int = 200_000) -> None:
-        self.last: dict[str, tuple[int, set[str]]] = {}
-        self.max_keys = max_keys
-
-    def fresh(self, public_key_hex: str, signed_at: int, signature_hex: str) -> bool:
-        newest, seen = self.last.pop(public_key_hex, (-1, set()))
-        if signed_at < newest or (signed_at == newest and signature_hex in seen):
-            self.last[public_key_hex] = (newest, seen)
-            return False
-        self.last[public_key_hex] = (signed_at, (seen if signed_at == newest else set()) | {signature_hex})
-        while len(self.last) > self.max_keys:
-            self.last.pop(next(iter(self.last)))
-        return True

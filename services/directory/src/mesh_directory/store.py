@@ -1,107 +1,76 @@
-"""Listing storage: the narrow interface the app uses, and its SQLite backend.
+"""Listing storage: the interface the app uses (`Store`), the rows it reads, and
+`open_store` which picks the backend from the database address: a file path is
+SQLite (store_sqlite.py, the embedded default), postgresql://... is PostgreSQL
+(store_postgres.py, shared by any number of directory replicas).
 
-The interface is five calls (put, get_owner, delete, query, purge_expired) on
-plain values, so a PostgreSQL backend is a drop-in: same table (listing_id text
-primary key, mesh_id, name, region, body jsonb, published_at, expires_at, with
-indexes on expires_at and name), `INSERT ... ON CONFLICT (listing_id) DO UPDATE`
-for put, and the filters as WHERE clauses; run several directory replicas behind
-a load balancer against it (the app keeps no state besides the rate limiter,
-which is per replica). See docs/directory.md.
+Every method is async and takes no clock: the backend's own clock decides (SQLite:
+this process; PostgreSQL: the database's now(), so replicas agree).
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
-import threading
+import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 
-@dataclass(frozen=True)
-class StoredListing:
+class StoreUnavailable(Exception):
+    """The database did not answer (down, unreachable, overloaded): a 503, not a bug."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One live listing as readers see it."""
+
     listing_id: str
-    body: dict          # the Listing as JSON
-    published_at: float
+    mesh_id: str
+    name: str
+    region: str
+    models: str          # " served wanted " (space-separated, padded) for the whole-name model filter
+    body: str            # the listing as a JSON object
+    digest: str
+    published_at: float  # epoch seconds, when this content was first published
     expires_at: float
 
 
-class ListingStore(Protocol):
-    def put(self, listing_id: str, body: dict, published_at: float, expires_at: float) -> None: ...
-    def exists(self, listing_id: str) -> bool: ...
-    def delete(self, listing_id: str) -> bool: ...
-    def query(self, now: float, model: str | None, region: str | None, name: str | None,
-              limit: int) -> list[StoredListing]: ...
-    def purge_expired(self, now: float) -> int: ...
+class Store(Protocol):
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def put(self, listing_id: str, body: dict, body_json: str, digest: str, ttl_s: float) -> bool:
+        """Publish or refresh; True when the content changed (or is new)."""
+    async def refresh(self, listing_id: str, digest: str, ttl_s: float) -> bool:
+        """Extend a live listing whose content has this digest; False if there is none."""
+    async def delete(self, listing_id: str) -> bool: ...
+    async def version(self) -> tuple[int, int]:
+        """(row count, highest change number): differs whenever the listings' content changed."""
+    async def live(self) -> tuple[float, list[Row]]:
+        """(the store's clock now, live listings newest first: published_at, then listing_id, descending)."""
+    async def purge_expired(self) -> int: ...
+    async def fresh_signature(self, public_key: str, signed_at: int, signature: str) -> bool:
+        """False for a replay: signed before the newest signature taken from this key, or that very one."""
+    async def take_token(self, bucket: str, rate: float, burst: float) -> float:
+        """0 if a request may go ahead, else seconds until it may (token bucket)."""
+    def describe(self) -> str: ...
 
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS listings (
-    listing_id   TEXT PRIMARY KEY,
-    mesh_id      TEXT NOT NULL,
-    name         TEXT NOT NULL,
-    region       TEXT NOT NULL,
-    models       TEXT NOT NULL,      -- space-separated served + wanted, for the model filter
-    body         TEXT NOT NULL,
-    published_at REAL NOT NULL,
-    expires_at   REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS listings_expiry ON listings (expires_at);
-CREATE INDEX IF NOT EXISTS listings_name ON listings (name);
-CREATE INDEX IF NOT EXISTS listings_published ON listings (published_at);
-"""
+def models_column(body: dict) -> str:
+    return " " + " ".join([*body.get("models_served", []), *body.get("models_wanted", [])]) + " "
 
 
-class SqliteStore:
-    """SQLite in WAL mode: survives restarts; one connection, serialised by a lock
-    (the directory is one process; SQLite serialises writers anyway)."""
+def redact(url: str) -> str:
+    """The database address as it may be logged: no password."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
-    def __init__(self, path: str | Path) -> None:
-        self.conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.lock = threading.Lock()
-        with self.lock:
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn.executescript(SCHEMA)
 
-    def put(self, listing_id: str, body: dict, published_at: float, expires_at: float) -> None:
-        models = " " + " ".join([*body.get("models_served", []), *body.get("models_wanted", [])]) + " "
-        with self.lock:
-            self.conn.execute(
-                "INSERT INTO listings VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(listing_id) DO UPDATE SET "
-                "mesh_id=excluded.mesh_id, name=excluded.name, region=excluded.region, models=excluded.models, "
-                "body=excluded.body, published_at=excluded.published_at, expires_at=excluded.expires_at",
-                (listing_id, body["mesh_id"], body["name"], body.get("region", ""), models, json.dumps(body),
-                 published_at, expires_at))
+def is_postgres(db: str) -> bool:
+    return db.startswith(("postgresql://", "postgres://"))
 
-    def exists(self, listing_id: str) -> bool:
-        with self.lock:
-            return self.conn.execute("SELECT 1 FROM listings WHERE listing_id = ?", (listing_id,)).fetchone() is not None
 
-    def delete(self, listing_id: str) -> bool:
-        with self.lock:
-            return self.conn.execute("DELETE FROM listings WHERE listing_id = ?", (listing_id,)).rowcount > 0
-
-    def query(self, now: float, model: str | None, region: str | None, name: str | None,
-              limit: int) -> list[StoredListing]:
-        sql = "SELECT listing_id, body, published_at, expires_at FROM listings WHERE expires_at > ?"
-        args: list = [now]
-        if model:
-            sql += " AND instr(models, ?) > 0"
-            args.append(f" {model} ")
-        if region:
-            sql += " AND region = ?"
-            args.append(region)
-        if name:
-            sql += " AND name = ?"
-            args.append(name)
-        sql += " ORDER BY published_at DESC LIMIT ?"
-        args.append(limit)
-        with self.lock:
-            rows = self.conn.execute(sql, args).fetchall()
-        return [StoredListing(r[0], json.loads(r[1]), r[2], r[3]) for r in rows]
-
-    def purge_expired(self, now: float) -> int:
-        with self.lock:
-            return self.conn.execute("DELETE FROM listings WHERE expires_at <= ?", (now,)).rowcount
+def open_store(db: str) -> Store:
+    """The store for `db` (a SQLite path or a postgresql:// address), its schema
+    migrated. Raises StoreUnavailable with a message in words if it cannot be opened."""
+    if is_postgres(db):
+        from mesh_directory.store_postgres import PostgresStore
+        return PostgresStore(db)
+    from mesh_directory.store_sqlite import SqliteStore
+    return SqliteStore(db)
