@@ -66,8 +66,17 @@ def sign(key: Ed25519PrivateKey, listing: dict | None, action: str, now: float |
 
 
 def publish(base: str, key: Ed25519PrivateKey, listing: dict) -> dict:
-    """{"id", "expires_in"}."""
+    """{"id", "expires_in"} and, from directories that take refreshes by digest, "digest"."""
     return _request("POST", f"{base}/v1/meshes", {"listing": listing, **sign(key, listing, "publish")})
+
+
+def refresh(base: str, key: Ed25519PrivateKey, listing_id: str, digest: str) -> dict:
+    """Keep a listing whose content is unchanged since the publish that answered
+    `digest`: the digest, signed, instead of the listing. {"id", "expires_in", "digest"};
+    DirectoryError if the directory has no such content (or is older than this call):
+    publish in full then."""
+    return _request("POST", f"{base}/v1/meshes/{listing_id}/refresh",
+                    {"digest": digest, **sign(key, None, f"refresh:{listing_id}:{digest}")})
 
 
 def withdraw(base: str, key: Ed25519PrivateKey, listing_id: str) -> None:

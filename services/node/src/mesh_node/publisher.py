@@ -1,7 +1,7 @@
 """Listing this mesh in the directory (`--publish`, `--mesh-name`), signed with
-the node's Ed25519 key, refreshed at half the listing's lifetime (and soon after
-the mesh changes), withdrawn on clean shutdown and while `--max-clients` clients
-are connected.
+the node's Ed25519 key, refreshed at half the listing's lifetime (by its digest
+alone while it has not changed) and soon after the mesh changes, withdrawn on
+clean shutdown and while `--max-clients` clients are connected.
 
 Buddy mode (`--auto --mesh-name NAME` found no mesh and created one): everyone
 ran the same command, so several nodes may have created a mesh of that name at
@@ -70,6 +70,7 @@ class Publisher:
 
     async def _publish_loop(self) -> None:
         last: dict | None = None
+        digest: str | None = None  # of the listed content, from directories that take refreshes by digest
         refresh_in = 0.0
         warned = False
         while True:
@@ -82,7 +83,14 @@ class Publisher:
                                  self.config.max_clients)
                     refresh_in = 60.0
                 elif self.listing_id is None or listing != last or refresh_in <= 0:
-                    reply = await asyncio.to_thread(dc.publish, self.base, self.identity.private_key, listing)
+                    reply = None
+                    if self.listing_id is not None and listing == last and digest:
+                        with contextlib.suppress(dc.DirectoryError):  # unchanged: send only its digest
+                            reply = await asyncio.to_thread(dc.refresh, self.base, self.identity.private_key,
+                                                            self.listing_id, digest)
+                    if reply is None:
+                        reply = await asyncio.to_thread(dc.publish, self.base, self.identity.private_key, listing)
+                    digest = reply.get("digest")
                     if self.listing_id is None:
                         log.info("listed mesh %r in the directory %s", listing["name"], self.base)
                     self.listing_id, last, warned = reply["id"], listing, False
