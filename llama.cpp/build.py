@@ -187,7 +187,8 @@ def copy_source(src: Path, dest: Path) -> None:
 def patch_into(tmp: Path, dest: Path) -> None:
     for patch in patches():
         log(f"applying {patch.name}")
-        subprocess.run(["patch", "-p1", "--forward", "-i", str(patch)], cwd=tmp, check=True)
+        # patch's own lines go to stderr: stdout is the bin folder, read by scripts
+        subprocess.run(["patch", "-p1", "--forward", "-i", str(patch)], cwd=tmp, check=True, stdout=sys.stderr)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
 
