@@ -17,6 +17,7 @@ import sys
 from typing import Any, Awaitable, Callable
 
 from meshcore.errors import MeshError, find_mesh_error
+from meshcore.event_loop import fast_loop
 from meshcore.process import bind_tcp
 
 CONFIG_ERROR_EXIT = 2
@@ -38,20 +39,11 @@ async def _serve(server: Any, sock: Any, companion: Callable[[], Awaitable[None]
             raise result
 
 
-def fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop's event loop where it is installed (the proxy depends on it: its socket
-    writes and polling in C halve the proxy's CPU per relayed chunk, docs/benchmarks.md),
-    else asyncio's own."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app: Callable[[], Any],
                      graceful_s: float = 3.0, companion: Callable[[], Awaitable[None]] | None = None,
-                     bind_host: str | None = None) -> None:
+                     bind_host: str | None = None, http_protocol: Any = "auto") -> None:
+    """`http_protocol`: uvicorn's `http` setting ("auto", or a protocol class such as the
+    proxy's mesh_proxy.fast_http.RelayHttpProtocol)."""
     import uvicorn
 
     host = bind_host or ("0.0.0.0" if listen_all else "127.0.0.1")
@@ -75,7 +67,7 @@ def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-    server = Server(uvicorn.Config(make_app(), log_level="warning", access_log=False,
+    server = Server(uvicorn.Config(make_app(), log_level="warning", access_log=False, http=http_protocol,
                                    timeout_graceful_shutdown=graceful_s))
     logging.getLogger(f"mesh_{role}").info("%s on http://%s:%d/", what, host, port)
     try:
