@@ -57,9 +57,15 @@ http {{
 """
 
 
+def pythonpath() -> str:
+    """bench/ for the relay package, after any PYTHONPATH given (to measure another checkout's proxy:
+    PYTHONPATH=OTHER/libs/meshcore/src:OTHER/services/proxy/src)."""
+    return os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(HERE)) if p)
+
+
 def spawn(args: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen(args, stdout=open(log, "wb"), stderr=subprocess.STDOUT, cwd=HERE,
-                            env={**os.environ, "PYTHONPATH": str(HERE), **(env or {})})
+                            env={**os.environ, "PYTHONPATH": pythonpath(), **(env or {})})
 
 
 def wait_port(port: int, timeout: float = 30) -> None:
@@ -82,7 +88,7 @@ def load(port: int, streams: int, tokens: int, rate: float, watch: psutil.Proces
     before = cpu_s(watch) if watch else 0.0
     out = subprocess.run([sys.executable, "-m", "relay.load", "--port", str(port), "--streams", str(streams),
                           "--tokens", str(tokens), "--rate", str(rate), "--ramp", "2"], capture_output=True,
-                         text=True, cwd=HERE, env={**os.environ, "PYTHONPATH": str(HERE)}, check=True)
+                         text=True, cwd=HERE, env={**os.environ, "PYTHONPATH": pythonpath()}, check=True)
     result = json.loads(out.stdout)
     if watch:
         result["cpu_us_per_chunk"] = (cpu_s(watch) - before) * 1e6 / max(result["chunks"], 1)

@@ -19,6 +19,7 @@ from meshcore.http_service import run_http_service
 from meshcore.process import setup_logging
 
 from mesh_proxy.app import create_app
+from mesh_proxy.fast_http import RelayHttpProtocol
 from mesh_proxy.client_mode import MeshClient, tokens_from
 from mesh_proxy.routes import Router
 
@@ -53,7 +54,8 @@ def main() -> None:
             print(f"mesh-llm proxy: {exc}", file=sys.stderr)
             sys.exit(2)
     run_http_service("proxy", "OpenAI-compatible API", config.port, config.listen_all,
-                     lambda: create_app(config, client), companion=client.run if client else None)
+                     lambda: create_app(config, client), companion=client.run if client else None,
+                     http_protocol=RelayHttpProtocol)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,12 @@ from mesh_proxy.routes import Router
 
 
 
-def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastAPI:
-    """The API app. With `client` (client-only mode) routes and streams come from
-    the proxy's own mesh member; otherwise from the local node agent."""
+def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> HostGuard:
+    """The API app: HostGuard → CorsGuard → Forwarder (the API paths) → FastAPI (the rest).
+    The relay sits outside FastAPI so that each relayed chunk's `send` goes straight to
+    the server (no middleware wrappers per chunk). With `client` (client-only mode)
+    routes and streams come from the proxy's own mesh member; otherwise from the local
+    node agent."""
     home = Home(Path(config.home))
     router = client.router if client is not None else Router()
     opener = client if client is not None else BackendOpener(str(home.tunnel_socket))
@@ -50,10 +53,6 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
             await asyncio.gather(*tasks, return_exceptions=True)
 
     app = FastAPI(title="Mesh LLM API", version=__version__, lifespan=lifespan)
-    # innermost: POSTs to the forwarded API paths are answered by the bare ASGI relay
-    app.add_middleware(Forwarder, router=router, opener=opener, limit=config.max_body_bytes, metrics=metrics)
-    app.add_middleware(CorsGuard, origins=config.cors_origins)
-    app.add_middleware(HostGuard)  # outermost: a rebinding page gets nothing, not even CORS answers
     app.state.router = router
 
     @app.exception_handler(ProxyError)
@@ -101,4 +100,6 @@ def create_app(config: ProxyConfig, client: "MeshClient | None" = None) -> FastA
                                 f"(served: {', '.join(router.model_ids()) or 'none'})")
         return model_object(model_id)
 
-    return app
+    relay = Forwarder(app, router, opener, config.max_body_bytes, metrics)
+    # outermost: a rebinding page gets nothing, not even CORS answers
+    return HostGuard(CorsGuard(relay, origins=config.cors_origins))

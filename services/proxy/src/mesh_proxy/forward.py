@@ -25,11 +25,13 @@ from typing import Any, Awaitable, Callable, Protocol, TypeVar
 
 from mesh_proxy.errors import (BackendGone, BadRequest, BodyTooLarge, MethodNotAllowed, ProxyError,
                                UnsupportedMediaType)
+from mesh_proxy.fast_http import body_writer
 from mesh_proxy.metrics import ProxyMetrics
 from mesh_proxy.routes import Endpoint, Router
+from mesh_proxy.splice import BackendExchange
 from meshcore.api_errors import family_error
 from meshcore.api_paths import FORWARDED, Family, family_of
-from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
+from meshcore.http1 import HOP_BY_HOP, UpstreamBroken, UpstreamResponse, send_request
 from meshcore.ids import NodeId
 from meshcore.messages import TunnelRequest
 
@@ -128,6 +130,25 @@ class BackendOpener:
         writer.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id, path).encode())
         return reader, writer
 
+    async def exchange(self, endpoint: Endpoint, path: str) -> BackendExchange:
+        """A connection whose protocol is the relay itself (mesh_proxy.splice)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                if endpoint.local:
+                    host, _, port = endpoint.address.rpartition(":")
+                    _, exchange = await loop.create_connection(lambda: BackendExchange("POST"), host, int(port))
+                else:
+                    _, exchange = await loop.create_unix_connection(lambda: BackendExchange("POST"),
+                                                                    self.tunnel_socket)
+                    assert exchange.transport is not None
+                    exchange.transport.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id,
+                                                           path).encode())
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
+                              f"it may be restarting") from exc
+        return exchange
+
     async def open(self, endpoint: Endpoint, path: str = "/") -> Streams:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -167,6 +188,25 @@ async def relay(response: UpstreamResponse, endpoint: Endpoint, path: str, metri
 
 
 class Opener(Protocol):
+    async def exchange(self, endpoint: Endpoint, path: str) -> BackendExchange:
+        """A connection whose protocol is the relay itself (mesh_proxy.splice)."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                if endpoint.local:
+                    host, _, port = endpoint.address.rpartition(":")
+                    _, exchange = await loop.create_connection(lambda: BackendExchange("POST"), host, int(port))
+                else:
+                    _, exchange = await loop.create_unix_connection(lambda: BackendExchange("POST"),
+                                                                    self.tunnel_socket)
+                    assert exchange.transport is not None
+                    exchange.transport.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id,
+                                                           path).encode())
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
+                              f"it may be restarting") from exc
+        return exchange
+
     async def open(self, endpoint: Endpoint, path: str = "/") -> Streams: ...
 
 
@@ -216,12 +256,14 @@ class Forwarder:
         route = route_of(endpoint)
         self.router.begin(endpoint)
         try:
-            await self.answer(endpoint, route, path, body, started, receive, send)
+            await self.answer(endpoint, route, path, body, started, receive, send, scope)
         finally:
             self.router.end(endpoint)
 
     async def answer(self, endpoint: Endpoint, route: str, path: str, body: bytes, started: float,
-                     receive: Receive, send: Send) -> None:
+                     receive: Receive, send: Send, scope: Scope) -> None:
+        if isinstance(self.opener, BackendOpener):
+            return await self.answer_spliced(endpoint, route, path, body, started, receive, send, scope)
         metrics = self.metrics
         reader, writer = await self.opener.open(endpoint, path)
         try:
@@ -232,10 +274,7 @@ class Forwarder:
         if response is None:
             writer.close()
             raise ClientGone()
-        # The proxy owns the CORS policy (mesh_proxy.cors): llama-server's own headers go.
-        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in response.headers
-                   if k != "content-type" and not k.startswith("access-control-")]
-        headers.append((b"content-type", response.content_type.encode("latin-1")))
+        headers = response_headers(response.headers, response.content_type)
         metrics.answered(endpoint.model_id, route, family_of(path).value, response.status)
         if response.content_type.startswith("text/event-stream"):
             await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -253,6 +292,69 @@ class Forwarder:
         headers.append((b"content-length", str(len(content)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": content, "more_body": False})
+
+
+    async def answer_spliced(self, endpoint: Endpoint, route: str, path: str, body: bytes, started: float,
+                             receive: Receive, send: Send, scope: Scope) -> None:
+        """The same answer on a backend connection the proxy owns (mesh_proxy.splice):
+        streamed chunks go to the client from the connection's data callback."""
+        metrics = self.metrics
+        exchange = await self.opener.exchange(endpoint, path)  # type: ignore[union-attr]
+        try:
+            exchange.send_request(path, endpoint.address, body)
+            try:
+                answered = await unless_disconnected(receive, _done(exchange.head()))
+            except UpstreamBroken as exc:
+                raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
+            if answered is None:
+                raise ClientGone()
+            kept = [(k, v) for k, v in exchange.headers if k not in HOP_BY_HOP]
+            ctype = next((v for k, v in kept if k == "content-type"), "application/json")
+            headers = response_headers(kept, ctype)
+            metrics.answered(endpoint.model_id, route, family_of(path).value, exchange.status)
+            if ctype.startswith("text/event-stream"):
+                await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
+                writer = body_writer(scope)
+                exchange.start_body(writer.write if writer is not None else None)
+                await stream_until_disconnected(receive, self.relay_spliced(exchange, endpoint, path, started,
+                                                                             send))
+                return
+            try:
+                content = await exchange.read_all()
+            except UpstreamBroken as exc:
+                raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
+            metrics.first_byte(endpoint.model_id, route, started)
+            metrics.usage_tokens(endpoint.model_id, route, content)
+            headers.append((b"content-length", str(len(content)).encode()))
+            await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
+            await send({"type": "http.response.body", "body": content, "more_body": False})
+        finally:
+            exchange.close()
+
+    async def relay_spliced(self, exchange: BackendExchange, endpoint: Endpoint, path: str, started: float,
+                            send: Send) -> None:
+        async def send_chunk(chunk: bytes) -> None:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            await exchange.relay(send_chunk)
+        except UpstreamBroken as exc:
+            log.warning("stream for %s broke: %s", endpoint.model_id, exc)
+            await send_chunk(broken_stream_event(path, endpoint.model_id))
+        finally:
+            route = route_of(endpoint)
+            if exchange.first_chunk_at is not None:
+                self.metrics.first_byte(endpoint.model_id, route, started, exchange.first_chunk_at)
+            self.metrics.stream_events(endpoint.model_id, route, exchange.events)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def response_headers(upstream: list[tuple[str, str]], content_type: str) -> list[tuple[bytes, bytes]]:
+    """The backend's headers for the client. The proxy owns the CORS policy
+    (mesh_proxy.cors): llama-server's own access-control headers go."""
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in upstream
+               if k != "content-type" and not k.startswith("access-control-")]
+    headers.append((b"content-type", content_type.encode("latin-1")))
+    return headers
 
 
 async def stream_until_disconnected(receive: Receive, streaming: Awaitable[None]) -> None:

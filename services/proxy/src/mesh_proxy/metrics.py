@@ -48,8 +48,9 @@ class ProxyMetrics:
     def answered(self, model: str, route: str, family: str, status: int) -> None:
         self.requests.labels(model, route, family, str(status)).inc()
 
-    def first_byte(self, model: str, route: str, started: float) -> None:
-        self.ttfb.labels(model, route).observe(time.monotonic() - started)
+    def first_byte(self, model: str, route: str, started: float, at: float | None = None) -> None:
+        """The first body byte came at `at` (time.monotonic(); now if None)."""
+        self.ttfb.labels(model, route).observe((time.monotonic() if at is None else at) - started)
 
     def refused(self, family: str, code: str | None) -> None:
         self.errors.labels(family, code or "error").inc()

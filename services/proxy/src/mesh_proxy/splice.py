@@ -1,0 +1,197 @@
+"""One HTTP/1.1 exchange with a backend on a connection the proxy owns, relayed to
+the client from the connection's own data callback.
+
+Per streamed chunk the work is: the event loop reads the backend socket and calls
+`data_received`, the chunked framing is decoded (meshcore.http1_body), and the chunk
+goes to the client's socket through `BodyWriter.write` (mesh_proxy.fast_http) — no
+task wakes, no coroutine runs. When the client cannot take it now (slow reader,
+no body writer), the chunk is queued, the backend connection stops being read, and
+the relay task sends the queue with ASGI `send` (which waits for the client to drain)
+before reading resumes: the proxy never buffers more than one read of a stream.
+
+The response head is parsed by meshcore.http1 (strict, bounded), so a backend that
+is a hostile mesh member's llama-server gets the same checks as on the generic path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+from meshcore.http1 import MAX_HEAD_BYTES, UpstreamBroken, encode_request, parse_head
+from meshcore.http1_body import BodyDecoder, BodyError, decoder_for
+
+Sink = Callable[[bytes], bool]
+
+
+def _refuse(_: bytes) -> bool:
+    return False
+
+
+class BackendExchange(asyncio.Protocol):
+    def __init__(self, method: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.method = method
+        self.transport: asyncio.Transport | None = None
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self._head_buf = b""
+        self._head = loop.create_future()
+        self._decoder: BodyDecoder | None = None
+        self._sink: Sink = _refuse
+        self._queued: list[bytes] = []
+        self._wake = asyncio.Event()
+        self.finished = False
+        self.error: UpstreamBroken | None = None
+        self.first_chunk_at: float | None = None
+        self.events = 0
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self._decoder is None:
+            self._head_received(data)
+        else:
+            self._body_received(data)
+
+    def eof_received(self) -> bool:
+        if self._decoder is None:
+            self._fail_head(UpstreamBroken("the backend closed the connection before answering"))
+        else:
+            self._body_received(b"")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._decoder is None:
+            self._fail_head(UpstreamBroken(f"the backend connection failed ({exc or 'closed'})"))
+        elif not self.finished:
+            self._finish(UpstreamBroken("the backend closed the connection mid-response"))
+
+    # -- the head ------------------------------------------------------------------------
+    def send_request(self, target: str, host: str, body: bytes, content_type: str = "application/json") -> None:
+        assert self.transport is not None
+        self.transport.write(encode_request(self.method, target, host, body, content_type))
+
+    async def head(self) -> None:
+        """Wait for the response head (status, headers); UpstreamBroken if none comes."""
+        await self._head
+
+    def _head_received(self, data: bytes) -> None:
+        buf = self._head_buf + data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD_BYTES:
+                    self._fail_head(UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes"))
+                else:
+                    self._head_buf = buf
+                return
+            try:
+                if end > MAX_HEAD_BYTES:
+                    raise UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes")
+                status, headers = parse_head(buf[:end])
+                rest = buf[end + 4:]
+                if status < 200 and status != 101:
+                    buf = rest  # an interim 1xx: the final head follows
+                    continue
+                self._decoder = decoder_for(self.method, status, headers, rest)
+            except (UpstreamBroken, BodyError) as exc:
+                self._fail_head(exc if isinstance(exc, UpstreamBroken) else UpstreamBroken(str(exc)))
+                return
+            self._head_buf = b""
+            self.status, self.headers = status, headers
+            if self.transport is not None:
+                self.transport.pause_reading()  # until the relay says where the body goes
+            if not self._head.done():
+                self._head.set_result(None)
+            return
+
+    def _fail_head(self, exc: UpstreamBroken) -> None:
+        if not self._head.done():
+            self._head.set_exception(exc)
+        if self.transport is not None:
+            self.transport.close()
+
+    # -- the body ------------------------------------------------------------------------
+    def start_body(self, sink: Sink | None = None) -> None:
+        """Let the body flow: to `sink` while it accepts chunks, else to the queue that
+        `relay` or `read_all` sends on."""
+        assert self._decoder is not None and self.transport is not None
+        self._sink = sink or _refuse
+        try:
+            buffered = self._decoder.take_buffered()
+        except BodyError as exc:
+            self._finish(UpstreamBroken(str(exc)))
+            return
+        if buffered:
+            self._deliver(buffered)
+        if self._decoder.done:
+            self._finish(None)
+        elif not self._queued:
+            self.transport.resume_reading()
+
+    def _body_received(self, data: bytes) -> None:
+        assert self._decoder is not None
+        if self.finished:
+            return
+        try:
+            chunk = self._decoder.feed(data)
+        except BodyError as exc:
+            self._finish(UpstreamBroken(str(exc)))
+            return
+        if chunk:
+            self._deliver(chunk)
+        if self._decoder.done:
+            self._finish(None)
+
+    def _deliver(self, chunk: bytes) -> None:
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.monotonic()
+        self.events += chunk.count(b"data: ") - chunk.count(b"data: [DONE]")
+        if self._queued or not self._sink(chunk):
+            self._queued.append(chunk)
+            if self.transport is not None:
+                self.transport.pause_reading()
+            self._wake.set()
+
+    def _finish(self, error: UpstreamBroken | None) -> None:
+        if self.finished:
+            return
+        self.finished, self.error = True, error
+        self._wake.set()
+        if self.transport is not None:
+            self.transport.close()
+
+    async def relay(self, send_chunk: Callable[[bytes], "asyncio.Future[None] | object"]) -> None:
+        """Send what the sink refused, in order, until the body ends; then raise the
+        backend's error, if it broke mid-response."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queued:
+                batch, self._queued = self._queued, []
+                for chunk in batch:
+                    await send_chunk(chunk)  # type: ignore[misc]
+            if self.finished:
+                break
+            if self.transport is not None:
+                self.transport.resume_reading()
+        if self.error is not None:
+            raise self.error
+
+    async def read_all(self) -> bytes:
+        """The whole body (a JSON answer); UpstreamBroken if it breaks off."""
+        self.start_body(None)
+        parts: list[bytes] = []
+
+        async def keep(chunk: bytes) -> None:
+            parts.append(chunk)
+        await self.relay(keep)
+        return b"".join(parts)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
