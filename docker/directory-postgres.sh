@@ -16,4 +16,7 @@ if [ ! -s "$DATA/PG_VERSION" ]; then
   runuser -u postgres -- "$BIN/createdb" -U directory directory
   runuser -u postgres -- "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >/dev/null
 fi
-exec runuser -u postgres -- "$BIN/postgres" -D "$DATA" -c listen_addresses='*' -c max_connections=200
+# setpriv execs the server itself (runuser would stay as PID 1 and not pass on the
+# stop signal), so `docker stop` (SIGINT: fast shutdown) stops it cleanly at once.
+exec setpriv --reuid=postgres --regid=postgres --init-groups \
+  "$BIN/postgres" -D "$DATA" -c listen_addresses='*' -c max_connections=200
