@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make images: build the node, proxy (client) and directory images.
+# make images: build the node, proxy (client) and directory images, then the
+# `directory-ha` compose profile's PostgreSQL and haproxy (scripts/directory-ha-images.sh).
 #   MESH_LLM_TAG (default dev)  BASE_IMAGE (default: see scripts/base-image.sh)
 # Works on a machine whose Docker engine can pull nothing: the base image is then
 # bootstrapped locally, and Python wheels and llama.cpp binaries are fed in through
@@ -33,4 +34,5 @@ for role in directory proxy node; do
   fi
   say "  mesh-llm/$role:$TAG built in $(( $(date +%s) - t0 )) s, $(docker image inspect -f '{{.Size}}' "mesh-llm/$role:$TAG" | awk '{printf "%.0f MB", $1/1e6}')"
 done
+BASE_IMAGE="$base" MESH_LLM_TAG="$TAG" MESH_LLM_CACHE="$CACHE" scripts/directory-ha-images.sh
 say "all images built in $(( $(date +%s) - started )) s"
