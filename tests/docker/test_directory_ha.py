@@ -114,7 +114,8 @@ class HaDirectory:
 
 
 @pytest.fixture(scope="module")
-def ha(docker_client: docker.DockerClient, docker_compose_command: str, docker_compose_file: str) -> Iterator[HaDirectory]:
+def ha(docker_client: docker.DockerClient, docker_compose_command: str,
+       docker_compose_file: str) -> Iterator[HaDirectory]:
     missing = [image for image in HA_IMAGES if not docker_client.images.list(name=image)]
     if missing:
         pytest.fail(f"images {', '.join(missing)} are missing: run `make images` first "
