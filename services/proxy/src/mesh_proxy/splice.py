@@ -41,7 +41,7 @@ class BackendExchange(asyncio.Protocol):
         self._decoder: BodyDecoder | None = None
         self._sink: Sink = _refuse
         self._queued: list[bytes] = []
-        self._wake = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # the relay task, waiting for work
         self.finished = False
         self.error: UpstreamBroken | None = None
         self.first_chunk_at: float | None = None
@@ -155,22 +155,31 @@ class BackendExchange(asyncio.Protocol):
             self._queued.append(chunk)
             if self.transport is not None:
                 self.transport.pause_reading()
-            self._wake.set()
+            self._wake()
 
     def _finish(self, error: UpstreamBroken | None) -> None:
         if self.finished:
             return
         self.finished, self.error = True, error
-        self._wake.set()
+        self._wake()
         if self.transport is not None:
             self.transport.close()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def relay(self, send_chunk: Callable[[bytes], "asyncio.Future[None] | object"]) -> None:
         """Send what the sink refused, in order, until the body ends; then raise the
         backend's error, if it broke mid-response."""
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
-            self._wake.clear()
+            if not self._queued and not self.finished:
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._waiter = None
             while self._queued:
                 batch, self._queued = self._queued, []
                 for chunk in batch:
