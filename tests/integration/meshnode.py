@@ -185,6 +185,17 @@ def wait_until(check, timeout: float, step: float = 0.1) -> float:  # noqa: ANN0
     return time.monotonic() - started
 
 
+SAME_KERNELS = {"LLAMA_ARG_REPACK": "false"}
+"""Environment for nodes whose tokens are compared across solo and split. ggml's CPU
+backend repacks Q4_0/Q4_K weights for its own llama-server (AVX2 and AVX-512 kernels
+over interleaved blocks), but an rpc-server's buffers are never repacked: a split's
+worker layers then run other kernels than solo's, which round differently, and on an
+AVX2 machine (haswell variant) the greedy tokens of a Q4_K_M split drift from solo's
+after a few tokens. Not a broken split (a wrong layer or weight diverges at once);
+to compare exactly, solo and split are run with repacking off (`LLAMA_ARG_REPACK`,
+llama.cpp's own switch). docs/models.md says what users see."""
+
+
 def start_node(tmp: Path, models: list[Path], *extra: str, env: dict[str, str] | None = None,
                wait: bool = True, prefix: tuple[str, ...] = ()) -> MeshNode:
     """Start `mesh-llm` (under `prefix`, e.g. `ip netns exec NS`) with its own home and ports."""

@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from conftest import GQA_Q4KM, REAL_FILES
-from meshnode import MeshNode, greedy, http_json, start_node
+from meshnode import SAME_KERNELS, MeshNode, greedy, http_json, start_node
 
 TOKENS = 12
 SPLIT = GQA_Q4KM.name
@@ -67,22 +67,32 @@ def wait_for(predicate, timeout: float, what: str):  # noqa: ANN001, ANN201
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
+@pytest.fixture(scope="module")
+def solo_same_kernels(tmp_path_factory: pytest.TempPathFactory, real_models: dict[str, Path]) -> list[str]:
+    """The split model's greedy tokens solo, on the kernels a split uses (meshnode.SAME_KERNELS)."""
+    node = start_node(tmp_path_factory.mktemp("solo-same-kernels"), [real_models[SPLIT]], env=SAME_KERNELS)
+    try:
+        return completions(node, SPLIT)
+    finally:
+        node.stop()
+
+
 def test_a_two_node_split_of_a_q4_k_m_model_gives_the_solo_tokens(
-        tmp_path: Path, real_models: dict[str, Path], solo: dict[str, list[str]]) -> None:
+        tmp_path: Path, real_models: dict[str, Path], solo_same_kernels: list[str]) -> None:
     model = real_models[SPLIT]
     cap = split_cap(model)
-    first = start_node(tmp_path / "n0", [model], "--max-vram", cap, wait=False)
+    first = start_node(tmp_path / "n0", [model], "--max-vram", cap, wait=False, env=SAME_KERNELS)
     nodes = [first]
     try:
         nodes.append(start_node(tmp_path / "n1", [model], "--max-vram", cap, "--join", first.wait_token(),
-                                wait=False))
+                                wait=False, env=SAME_KERNELS))
         for node in nodes:
             node.wait_serving([SPLIT], timeout=120)
         host = next(n for n in nodes if n.node_status().models[0].split)
         worker = next(n for n in nodes if n is not host)
         host_id, worker_id = host.node_status().node_id, worker.node_status().node_id
-        assert completions(worker, SPLIT) == solo[SPLIT]
-        assert completions(host, SPLIT) == solo[SPLIT]
+        assert completions(worker, SPLIT) == solo_same_kernels
+        assert completions(host, SPLIT) == solo_same_kernels
 
         # The worker says what it does: state worker, for which host, which layers.
         status = wait_for(lambda: (s := http_json(f"{worker.console}/api/status")[1])["models"][0]["worker"] and s,

@@ -16,7 +16,7 @@ import pytest
 from conftest import GQA_Q4KM, Q3B_Q8
 from meshcore.llama_bin import llama_bin_dir
 from mesh_node import weights_cache
-from meshnode import MeshNode, greedy, start_node
+from meshnode import SAME_KERNELS, MeshNode, greedy, start_node
 
 TOKENS = 12
 
@@ -29,7 +29,8 @@ def cap(model: Path, ways: int, i: int = 0) -> str:
 
 @pytest.fixture(scope="module")
 def solo(tmp_path_factory: pytest.TempPathFactory, real_models: dict[str, Path]) -> dict[str, list[str]]:
-    node = start_node(tmp_path_factory.mktemp("solo"), [real_models[Q3B_Q8.name], real_models[GQA_Q4KM.name]])
+    node = start_node(tmp_path_factory.mktemp("solo"), [real_models[Q3B_Q8.name], real_models[GQA_Q4KM.name]],
+                      env=SAME_KERNELS)
     try:
         return {name: greedy(node.api, name, TOKENS) for name in (Q3B_Q8.name, GQA_Q4KM.name)}
     finally:
@@ -38,12 +39,12 @@ def solo(tmp_path_factory: pytest.TempPathFactory, real_models: dict[str, Path])
 
 def split(tmp: Path, model: Path, ways: int, *extra: str, files: list[Path] | None = None) -> list[MeshNode]:
     files = files or [model] * ways
-    first = start_node(tmp / "n0", [files[0]], "--max-vram", cap(model, ways), *extra, wait=False)
+    first = start_node(tmp / "n0", [files[0]], "--max-vram", cap(model, ways), *extra, wait=False, env=SAME_KERNELS)
     nodes = [first]
     try:
         for i, path in enumerate(files[1:], start=1):
             nodes.append(start_node(tmp / f"n{i}", [path], "--max-vram", cap(model, ways, i), "--join",
-                                    first.wait_token(), *extra, wait=False))
+                                    first.wait_token(), *extra, wait=False, env=SAME_KERNELS))
         for node in nodes:
             node.wait_serving([model.stem], timeout=180)
         return nodes
