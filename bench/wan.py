@@ -9,7 +9,10 @@ every packet held RTT/2 each way, UDP and TCP alike). At each RTT:
   (direction changes of packets carrying data), so `split_turns_per_token` is measured;
 - ideal: 1 / (solo compute per token + turns per token × RTT).
 
-    .venv/bin/python bench/wan.py [--rtts 0,5,10,20,40] [--tokens 24] [--quick]
+    .venv/bin/python bench/wan.py [--rtts 0,5,10,20,40] [--tokens 24] [--anchor-rtt 10] [--quick]
+
+--anchor-rtt: also the seed's anchor, a 3-node split (host + 2 workers, each link at that
+RTT), mesh vs stock RPC vs ideal (`three_node_wan`).
 """
 
 from __future__ import annotations
@@ -102,9 +105,10 @@ def wait_split(node, timeout: float = 300):  # noqa: ANN001, ANN201 - a MeshNode
 
 
 class Link:
-    def __init__(self, ns_a: str, ns_b: str, net: str, rtt_ms: float) -> None:
+    def __init__(self, ns_a: str, ns_b: str, net: str, rtt_ms: float, tag: str | None = None) -> None:
+        self.tag = tag or str(os.getpid() % 10000) + net.rsplit(".", 1)[-1]
         self.proc = subprocess.Popen([sys.executable, "-m", "relay.delay_link", "--ns-a", ns_a, "--ns-b", ns_b,
-                                      "--delay-ms", str(rtt_ms / 2), "--net", net], cwd=HERE,
+                                      "--delay-ms", str(rtt_ms / 2), "--net", net, "--tag", self.tag], cwd=HERE,
                                      env={**os.environ, "PYTHONPATH": str(HERE)}, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None and self.proc.stdout.readline().strip() == "ready"
@@ -165,6 +169,61 @@ def one_rtt(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int, n: i
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
+def three_nodes(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int) -> dict:
+    """The seed's anchor: a 3-node split, the host linked to each worker at `rtt` (a star:
+    llama.cpp's host talks to every worker itself; the workers reach each other through
+    the host's namespace, 2 × rtt, for gossip only). Mesh vs stock RPC, same layers."""
+    ns_h, ns_b, ns_c, net_b, net_c = "wan3h", "wan3b", "wan3c", "10.205.1", "10.205.2"
+    for ns in (ns_h, ns_b, ns_c):
+        sh("ip", "netns", "add", ns)
+    links: list[Link] = []
+    try:
+        links = [Link(ns_h, ns_b, net_b, rtt), Link(ns_h, ns_c, net_c, rtt)]
+        sh("ip", "netns", "exec", ns_h, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "-n", ns_b, "route", "add", f"{net_c}.0/24", "dev", f"dlb{links[0].tag}")
+        sh("ip", "-n", ns_c, "route", "add", f"{net_b}.0/24", "dev", f"dlb{links[1].tag}")
+        cap = f"{1.1 * model.stat().st_size * 0.4 / (1 << 30):.5f}"  # three nodes needed
+        a = start_node(tmp / "a3", [model], "--max-vram", cap, "--parallel", "1", wait=False,
+                       prefix=tuple(in_ns(ns_h)))
+        others = []
+        try:
+            token = a.wait_token()
+            for ns, name in ((ns_b, "b3"), (ns_c, "c3")):
+                others.append(start_node(tmp / name, [model], "--max-vram", f"{float(cap) * 0.99:.5f}",
+                                         "--parallel", "1", "--join", token, wait=False, prefix=tuple(in_ns(ns))))
+            status = wait_split(a, timeout=600)
+            layers = tuple(p.layers for p in status.models[0].split)
+            mesh = decode_tokps(ns_h, status.models[0].port, tokens)
+        finally:
+            for node in others:
+                node.stop()
+            a.stop()
+        if len(layers) != 3:
+            raise RuntimeError(f"expected a 3-node split, got layers {layers}")
+        rpcs = [subprocess.Popen(in_ns(ns, str(bin_dir / "ggml-rpc-server"), "-H", f"{net}.2", "-p", "50052", "-t", "2"),
+                                 stdout=open(tmp / f"rpc3{ns}.log", "wb"), stderr=subprocess.STDOUT)
+                for ns, net in ((ns_b, net_b), (ns_c, net_c))]
+        ref = subprocess.Popen(in_ns(ns_h, str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
+                                     "--port", "28082", "-c", "1024", "-np", "1", "--no-webui", "--rpc",
+                                     f"{net_b}.2:50052,{net_c}.2:50052", *offload_args(layers, gpu=False)),
+                               stdout=open(tmp / "ref3.log", "wb"), stderr=subprocess.STDOUT)
+        try:
+            wait_http(ns_h, 28082)
+            before = sum(link.turns() for link in links)
+            stock = decode_tokps(ns_h, 28082, tokens)
+            turns = (sum(link.turns() for link in links) - before) / 2 / (tokens + 4)
+        finally:
+            for proc in (ref, *rpcs):
+                proc.terminate()
+                proc.wait()
+        return {"mesh": mesh, "stock": stock, "turns_per_token": turns, "layers": list(layers)}
+    finally:
+        for link in links:
+            link.close()
+        for ns in (ns_h, ns_b, ns_c):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
 def remote_stats(tmp: Path, model: Path, n: int, ns_a: str, ns_b: str, tokens: int) -> dict:
     """Node B serves the model alone; node A (no model) answers for it through its API: the
     remote hop over the link (TTFT pays the RTT, decoding should not)."""
@@ -210,7 +269,7 @@ def solo_ms_per_token(tmp: Path, model: Path, bin_dir: Path, tokens: int) -> flo
         subprocess.run(["ip", "netns", "del", "wansolo"], capture_output=True)
 
 
-def measure(rtts: list[float], tokens: int) -> dict:
+def measure(rtts: list[float], tokens: int, anchor_rtt: float = 0.0) -> dict:
     bin_dir = llama_bin_dir()
     with tempfile.TemporaryDirectory(prefix="mesh-wan-") as tmp_text:
         tmp = Path(tmp_text)
@@ -220,6 +279,9 @@ def measure(rtts: list[float], tokens: int) -> dict:
         for n, rtt in enumerate(rtts, start=1):
             rows[rtt] = one_rtt(tmp, model, bin_dir, rtt, tokens, n)
             print(json.dumps({"rtt_ms": rtt, **rows[rtt]}), file=sys.stderr)
+        three = three_nodes(tmp, model, bin_dir, anchor_rtt, tokens) if anchor_rtt > 0 else None
+        if three is not None:
+            print(json.dumps({"three_nodes_rtt_ms": anchor_rtt, **three}), file=sys.stderr)
     k = sorted(r["turns_per_token"] for r in rows.values())[len(rows) // 2]
     key = lambda r: str(int(r)) if float(r).is_integer() else str(r)  # noqa: E731
     return {
@@ -233,6 +295,11 @@ def measure(rtts: list[float], tokens: int) -> dict:
         "direct_ttft_ms": {key(r): round(v["direct_ttft_ms"], 1) for r, v in rows.items()},
         "solo_ms_per_token": round(compute_ms, 2),
         "tokens": tokens, "model": MODEL.name, "layers": next(iter(rows.values()))["layers"],
+        **({"three_node_wan": {"rtt_ms_per_hop": anchor_rtt, "solo_tokps": round(1000 / compute_ms, 2),
+                               "mesh_tokps": round(three["mesh"], 2), "stock_rpc_tokps": round(three["stock"], 2),
+                               "turns_per_token": round(three["turns_per_token"], 2),
+                               "ideal_tokps": round(1000 / (compute_ms + three["turns_per_token"] * anchor_rtt), 2),
+                               "layers": three["layers"]}} if three is not None else {}),
     }
 
 
@@ -240,10 +307,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rtts", default="0,5,10,20,40")
     p.add_argument("--tokens", type=int, default=24)
-    p.add_argument("--quick", action="store_true", help="RTT 0 and 20 ms, 12 tokens")
+    p.add_argument("--anchor-rtt", type=float, default=10.0,
+                   help="also a 3-node split at this RTT per hop (the seed's anchor); 0: skip")
+    p.add_argument("--quick", action="store_true", help="RTT 0 and 20 ms, 12 tokens, no 3-node run")
     a = p.parse_args()
     rtts = [0.0, 20.0] if a.quick else [float(x) for x in a.rtts.split(",")]
-    print(json.dumps(measure(rtts, 12 if a.quick else a.tokens), indent=2))
+    print(json.dumps(measure(rtts, 12 if a.quick else a.tokens, 0.0 if a.quick else a.anchor_rtt), indent=2))
 
 
 if __name__ == "__main__":

@@ -116,19 +116,12 @@ Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class BackendOpener:
-    """A byte stream to whoever serves an endpoint: TCP to a local llama-server,
-    or the node agent's tunnel socket for a model served by another node."""
+    """A connection to whoever serves an endpoint, on a node: TCP to a local
+    llama-server, or the node agent's tunnel socket for a model served by another
+    node; its protocol is the spliced relay (mesh_proxy.splice)."""
 
     def __init__(self, tunnel_socket: str) -> None:
         self.tunnel_socket = tunnel_socket
-
-    async def _connect(self, endpoint: Endpoint, path: str) -> Streams:
-        if endpoint.local:
-            host, _, port = endpoint.address.rpartition(":")
-            return await asyncio.open_connection(host, int(port))
-        reader, writer = await asyncio.open_unix_connection(self.tunnel_socket)
-        writer.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id, path).encode())
-        return reader, writer
 
     async def exchange(self, endpoint: Endpoint, path: str) -> BackendExchange:
         """A connection whose protocol is the relay itself (mesh_proxy.splice)."""
@@ -148,14 +141,6 @@ class BackendOpener:
             raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
                               f"it may be restarting") from exc
         return exchange
-
-    async def open(self, endpoint: Endpoint, path: str = "/") -> Streams:
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                return await self._connect(endpoint, path)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
-                              f"it may be restarting") from exc
 
 
 def broken_stream_event(path: str, model: str) -> bytes:
@@ -188,24 +173,7 @@ async def relay(response: UpstreamResponse, endpoint: Endpoint, path: str, metri
 
 
 class Opener(Protocol):
-    async def exchange(self, endpoint: Endpoint, path: str) -> BackendExchange:
-        """A connection whose protocol is the relay itself (mesh_proxy.splice)."""
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                if endpoint.local:
-                    host, _, port = endpoint.address.rpartition(":")
-                    _, exchange = await loop.create_connection(lambda: BackendExchange("POST"), host, int(port))
-                else:
-                    _, exchange = await loop.create_unix_connection(lambda: BackendExchange("POST"),
-                                                                    self.tunnel_socket)
-                    assert exchange.transport is not None
-                    exchange.transport.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id,
-                                                           path).encode())
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
-                              f"it may be restarting") from exc
-        return exchange
+    """Where the generic relay gets a byte stream (the client-mode proxy's mesh member)."""
 
     async def open(self, endpoint: Endpoint, path: str = "/") -> Streams: ...
 
@@ -227,7 +195,8 @@ def route_of(endpoint: Endpoint) -> str:
 class Forwarder:
     """The ASGI layer that answers POSTs to the forwarded paths; anything else goes to `app`."""
 
-    def __init__(self, app: ASGIApp, router: Router, opener: "Opener", limit: int, metrics: ProxyMetrics) -> None:
+    def __init__(self, app: ASGIApp, router: Router, opener: "BackendOpener | Opener", limit: int,
+                 metrics: ProxyMetrics) -> None:
         self.app = app
         self.router = router
         self.opener = opener
