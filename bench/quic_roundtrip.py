@@ -5,9 +5,9 @@ admission, the flow-controlled aioquic connection).
 A split's host sends the worker about 15–35 KB per token (the graph and its inputs) and
 reads back 1.5–31 KB (bench/split.py measures it for its model); at that size the cost is
 aioquic's Python work per datagram, so it is reported per size, on asyncio's loop and on
-uvloop (the node agent's, meshcore.event_loop).
+uvloop (the proxy's, meshcore.event_loop).
 
-    .venv/bin/python bench/quic_roundtrip.py [--sizes 100:100,15000:1500,34000:31000] [--trips 60]
+    .venv/bin/python bench/quic_roundtrip.py [--sizes 100:100,15000:1500,34000:31000] [--trips 60] [--quick]
 """
 
 from __future__ import annotations
@@ -73,7 +73,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="100:100,15000:1500,34000:31000", help="UP:DOWN bytes, comma-separated")
     p.add_argument("--trips", type=int, default=60)
+    p.add_argument("--quick", action="store_true", help="20 trips per size")
     a = p.parse_args()
+    if a.quick:
+        a.trips = 20
     sizes = [tuple(int(x) for x in s.split(":")) for s in a.sizes.split(",")]
     rows = []
     for loop_name, factory in (("asyncio", None), ("uvloop", fast_loop())):
@@ -84,7 +87,9 @@ def main() -> None:
                 row = {"loop": loop_name, **runner.run(trips(up, down, a.trips))}
             print(json.dumps(row), file=sys.stderr)
             rows.append(row)
-    print(json.dumps({"quic_roundtrip": rows}, indent=2))
+    best = "uvloop" if any(r["loop"] == "uvloop" for r in rows) else "asyncio"
+    print(json.dumps({"quic_rpc_roundtrip_ms": {f"{r['up']}/{r['down']}": r["ms_p50"] for r in rows if r["loop"] == best},
+                      "quic_roundtrip": rows}, indent=2))
 
 
 if __name__ == "__main__":

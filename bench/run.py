@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "zero_transfer", "gossip_sim", "directory",
-              "proxy_concurrency", "proxy_relay", "wan"]
+              "proxy_concurrency", "proxy_relay", "wan", "quic_roundtrip"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -46,6 +46,8 @@ HEADLINE = [
     ("split_wan_tokps", "2-node split via mesh over emulated RTT (ms → tok/s)"),
     ("stock_rpc_wan_tokps", "the same, stock llama.cpp RPC over TCP"),
     ("ideal_wan_tokps", "the ideal: solo compute + turns × RTT"),
+    ("three_node_wan", "3-node split, 10 ms per hop (the seed's anchor): mesh / stock / ideal tok/s"),
+    ("quic_rpc_roundtrip_ms", "one RPC-sized round trip through a mesh QUIC stream, ms (up/down bytes → ms)"),
     ("split_load_bytes_fraction", "split: bytes sent to workers at load ÷ model bytes"),
     ("split_load_time_ratio", "split load time ÷ solo load time"),
     ("zero_transfer_load_bytes_fraction", "real-shaped Q8_0/Q4_K_M split: bytes to workers at load ÷ model"),

@@ -1,17 +1,15 @@
-"""The event loop every Mesh LLM process runs on: uvloop's where it is installed (the
-node agent and the proxy depend on it), else asyncio's own.
+"""The event loop of the HTTP roles (proxy, console) and of the benchmarks' load
+generators: uvloop's where it is installed (the proxy depends on it), else asyncio's own.
 
-Measured (docs/benchmarks.md): uvloop halves the proxy's CPU per relayed chunk, and a
-split's RPC round trip through the QUIC tunnel (15 KB out, 1.5 KB back, loopback) takes
-2.8 ms instead of 5.0 ms: aioquic's per-datagram work is Python, but the socket reads,
-writes and timers around it are uvloop's C."""
+Measured (docs/benchmarks.md): uvloop halves the proxy's CPU per relayed chunk. The node
+agent stays on asyncio's loop: its hot path is the QUIC tunnel, where aioquic's Python
+work per datagram dominates and uvloop made no difference beyond the noise
+(bench/quic_roundtrip.py, 5 runs)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable, Coroutine, TypeVar
-
-T = TypeVar("T")
+from typing import Callable
 
 
 def fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -21,8 +19,3 @@ def fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
         return None
     return uvloop.new_event_loop
 
-
-def run(main: Coroutine[Any, Any, T]) -> T:
-    """asyncio.run on the fast loop."""
-    with asyncio.Runner(loop_factory=fast_loop()) as runner:
-        return runner.run(main)
