@@ -205,3 +205,14 @@ def test_with_one_replica_killed_the_other_lists_and_takes_publishes(ha: HaDirec
     ha.wait_for(f"haproxy takes {victim} back", lambda: ha.balancer_states()[victim] == "UP", 30)
     print(f"{victim} started again: back in the balancer after {time.monotonic() - restarted:.1f} s")
     assert name in ha.names_in_replica(victim), f"{victim} does not see what was published while it was down"
+
+
+def test_a_forged_x_forwarded_for_does_not_escape_the_rate_limit(ha: HaDirectory) -> None:
+    """The replicas take the client address from X-Forwarded-For (haproxy's); a client
+    that sends its own, a new address each time, still shares one write bucket (burst 10)."""
+    codes = [httpx.post(f"{ha.url}/v1/meshes", json={}, timeout=15,
+                        headers={"X-Forwarded-For": f"198.51.100.{i}", "Forwarded": f"for=198.51.100.{i}"}).status_code
+             for i in range(1, 26)]
+    assert 429 in codes, f"25 writes with forged client addresses were never limited: {codes}"
+    assert set(codes) <= {422, 429}, codes
+
