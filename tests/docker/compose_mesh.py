@@ -39,7 +39,9 @@ class ComposeMesh:
         return self.container(service).logs(tail=60).decode(errors="replace")
 
 
-def wait_for(what: str, check: Any, timeout: float, mesh: ComposeMesh | None = None, pause: float = 0.5) -> Any:
+def poll(check: Any, timeout: float, pause: float) -> tuple[bool, Any]:
+    """Call `check` until it returns something true (True, that value) or `timeout`
+    passes (False, its last value or exception: containers may still be starting)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -49,7 +51,14 @@ def wait_for(what: str, check: Any, timeout: float, mesh: ComposeMesh | None = N
             last = exc
         else:
             if last:
-                return last
+                return True, last
         time.sleep(pause)
+    return False, last
+
+
+def wait_for(what: str, check: Any, timeout: float, mesh: ComposeMesh | None = None, pause: float = 0.5) -> Any:
+    done, last = poll(check, timeout, pause)
+    if done:
+        return last
     logs = "" if mesh is None else "\n".join(f"--- {s}\n{mesh.logs(s)}" for s in ("node1", "node2", "node3", "client"))
     raise AssertionError(f"{what}: not after {timeout:.0f} s (last: {last!r})\n{logs}")

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from compose_mesh import poll
 from meshcore.directory_client import sign
 from meshcore.identity import node_id_of
 from meshcore.token import InviteToken
@@ -57,17 +58,9 @@ class HaDirectory:
         return "\n".join(parts)
 
     def wait_for(self, what: str, check: Callable[[], Any], timeout: float, pause: float = 0.3) -> Any:
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-            except Exception as exc:  # noqa: BLE001 - still starting; reported on timeout
-                last = exc
-            else:
-                if last:
-                    return last
-            time.sleep(pause)
+        done, last = poll(check, timeout, pause)
+        if done:
+            return last
         raise AssertionError(f"{what}: not after {timeout:.0f} s (last: {last!r})\n{self.logs()}")
 
     def names_listed(self) -> set[str]:
