@@ -104,23 +104,35 @@ def parse_head(head: bytes) -> tuple[int, list[tuple[str, str]]]:
     return int(status_line[1]), headers
 
 
+def split_head(buffered: bytes) -> tuple[int, list[tuple[str, str]], bytes] | None:
+    """The first final (non-1xx) response head in `buffered` and the bytes after it, or
+    None while it is incomplete; UpstreamBroken if it is malformed or over MAX_HEAD_BYTES."""
+    while True:
+        end = buffered.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)
+        if end < 0:
+            if len(buffered) > MAX_HEAD_BYTES:
+                raise UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes")
+            return None
+        status, headers = parse_head(buffered[:end])
+        buffered = buffered[end + 4:]
+        if status >= 200 or status == 101:
+            return status, headers, buffered  # else an interim 1xx: the final head follows
+
+
+def for_client(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The backend's headers without the hop-by-hop ones (this connection's own)."""
+    return [(k, v) for k, v in headers if k not in HOP_BY_HOP]
+
+
 async def read_head(reader: asyncio.StreamReader) -> tuple[int, list[tuple[str, str]], bytes]:
     """The first final (non-1xx) response head, and the bytes read past it."""
     buffered = b""
-    while True:
-        while b"\r\n\r\n" not in buffered:
-            if len(buffered) > MAX_HEAD_BYTES:
-                raise UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes")
-            data = await reader.read(READ_SIZE)
-            if not data:
-                raise UpstreamBroken("the backend closed the connection before answering")
-            buffered += data
-        head, _, buffered = buffered.partition(b"\r\n\r\n")
-        if len(head) > MAX_HEAD_BYTES:
-            raise UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes")
-        status, headers = parse_head(head)
-        if status >= 200 or status == 101:
-            return status, headers, buffered
+    while (head := split_head(buffered)) is None:
+        data = await reader.read(READ_SIZE)
+        if not data:
+            raise UpstreamBroken("the backend closed the connection before answering")
+        buffered += data
+    return head
 
 
 async def send_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, method: str,
@@ -142,4 +154,4 @@ async def send_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
     except BaseException:
         writer.close()
         raise
-    return UpstreamResponse(status, [(k, v) for k, v in headers if k not in HOP_BY_HOP], decoder, reader, writer)
+    return UpstreamResponse(status, for_client(headers), decoder, reader, writer)

@@ -31,7 +31,7 @@ from mesh_proxy.routes import Endpoint, Router
 from mesh_proxy.splice import BackendExchange
 from meshcore.api_errors import family_error
 from meshcore.api_paths import FORWARDED, Family, family_of
-from meshcore.http1 import HOP_BY_HOP, UpstreamBroken, UpstreamResponse, send_request
+from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
 from meshcore.ids import NodeId
 from meshcore.messages import TunnelRequest
 
@@ -154,7 +154,7 @@ def broken_stream_event(path: str, model: str) -> bytes:
 
 async def relay(response: UpstreamResponse, endpoint: Endpoint, path: str, metrics: ProxyMetrics,
                 started: float, send: Send) -> None:
-    events, first = 0, True
+    events, first, broke = 0, True, None
     try:
         async for chunk in response.body():
             if first:
@@ -163,13 +163,25 @@ async def relay(response: UpstreamResponse, endpoint: Endpoint, path: str, metri
             events += chunk.count(b"data: ") - chunk.count(b"data: [DONE]")
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamBroken as exc:
-        log.warning("stream for %s broke: %s", endpoint.model_id, exc)
-        await send({"type": "http.response.body", "body": broken_stream_event(path, endpoint.model_id),
-                    "more_body": True})
+        broke = exc
     finally:
         await response.close()
         metrics.stream_events(endpoint.model_id, route_of(endpoint), events)
+    await end_stream(send, path, endpoint.model_id, broke)
+
+
+async def end_stream(send: Send, path: str, model: str, broke: UpstreamBroken | None) -> None:
+    """The end of a relayed stream; one whose backend broke ends with the family's error event."""
+    if broke is not None:
+        log.warning("stream for %s broke: %s", model, broke)
+        await send({"type": "http.response.body", "body": broken_stream_event(path, model), "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def send_whole(send: Send, status: int, headers: list[tuple[bytes, bytes]], content: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(content)).encode())]})
+    await send({"type": "http.response.body", "body": content, "more_body": False})
 
 
 class Opener(Protocol):
@@ -258,10 +270,7 @@ class Forwarder:
             await response.close()
         metrics.first_byte(endpoint.model_id, route, started)
         metrics.usage_tokens(endpoint.model_id, route, content)
-        headers.append((b"content-length", str(len(content)).encode()))
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": content, "more_body": False})
-
+        await send_whole(send, response.status, headers, content)
 
     async def answer_spliced(self, endpoint: Endpoint, route: str, path: str, body: bytes, started: float,
                              receive: Receive, send: Send, scope: Scope) -> None:
@@ -277,11 +286,9 @@ class Forwarder:
                 raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
             if answered is None:
                 raise ClientGone()
-            kept = [(k, v) for k, v in exchange.headers if k not in HOP_BY_HOP]
-            ctype = next((v for k, v in kept if k == "content-type"), "application/json")
-            headers = response_headers(kept, ctype)
+            headers = response_headers(exchange.headers, exchange.content_type)
             metrics.answered(endpoint.model_id, route, family_of(path).value, exchange.status)
-            if ctype.startswith("text/event-stream"):
+            if exchange.content_type.startswith("text/event-stream"):
                 await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
                 writer = body_writer(scope)
                 exchange.start_body(writer.write if writer is not None else None)
@@ -294,9 +301,7 @@ class Forwarder:
                 raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
             metrics.first_byte(endpoint.model_id, route, started)
             metrics.usage_tokens(endpoint.model_id, route, content)
-            headers.append((b"content-length", str(len(content)).encode()))
-            await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
-            await send({"type": "http.response.body", "body": content, "more_body": False})
+            await send_whole(send, exchange.status, headers, content)
         finally:
             exchange.close()
 
@@ -304,17 +309,17 @@ class Forwarder:
                             send: Send) -> None:
         async def send_chunk(chunk: bytes) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        broke = None
         try:
             await exchange.relay(send_chunk)
         except UpstreamBroken as exc:
-            log.warning("stream for %s broke: %s", endpoint.model_id, exc)
-            await send_chunk(broken_stream_event(path, endpoint.model_id))
+            broke = exc
         finally:
             route = route_of(endpoint)
             if exchange.first_chunk_at is not None:
                 self.metrics.first_byte(endpoint.model_id, route, started, exchange.first_chunk_at)
             self.metrics.stream_events(endpoint.model_id, route, exchange.events)
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        await end_stream(send, path, endpoint.model_id, broke)
 
 
 def response_headers(upstream: list[tuple[str, str]], content_type: str) -> list[tuple[bytes, bytes]]:

@@ -19,7 +19,7 @@ import asyncio
 import time
 from typing import Callable
 
-from meshcore.http1 import MAX_HEAD_BYTES, UpstreamBroken, encode_request, parse_head
+from meshcore.http1 import UpstreamBroken, encode_request, for_client, split_head
 from meshcore.http1_body import BodyDecoder, BodyError, decoder_for
 
 Sink = Callable[[bytes], bool]
@@ -80,34 +80,26 @@ class BackendExchange(asyncio.Protocol):
         await self._head
 
     def _head_received(self, data: bytes) -> None:
-        buf = self._head_buf + data
-        while True:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    self._fail_head(UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes"))
-                else:
-                    self._head_buf = buf
+        self._head_buf += data
+        try:
+            head = split_head(self._head_buf)
+            if head is None:
                 return
-            try:
-                if end > MAX_HEAD_BYTES:
-                    raise UpstreamBroken(f"the backend's response head is over {MAX_HEAD_BYTES} bytes")
-                status, headers = parse_head(buf[:end])
-                rest = buf[end + 4:]
-                if status < 200 and status != 101:
-                    buf = rest  # an interim 1xx: the final head follows
-                    continue
-                self._decoder = decoder_for(self.method, status, headers, rest)
-            except (UpstreamBroken, BodyError) as exc:
-                self._fail_head(exc if isinstance(exc, UpstreamBroken) else UpstreamBroken(str(exc)))
-                return
-            self._head_buf = b""
-            self.status, self.headers = status, headers
-            if self.transport is not None:
-                self.transport.pause_reading()  # until the relay says where the body goes
-            if not self._head.done():
-                self._head.set_result(None)
+            status, headers, rest = head
+            self._decoder = decoder_for(self.method, status, headers, rest)
+        except (UpstreamBroken, BodyError) as exc:
+            self._fail_head(exc if isinstance(exc, UpstreamBroken) else UpstreamBroken(str(exc)))
             return
+        self._head_buf = b""
+        self.status, self.headers = status, for_client(headers)
+        if self.transport is not None:
+            self.transport.pause_reading()  # until the relay says where the body goes
+        if not self._head.done():
+            self._head.set_result(None)
+
+    @property
+    def content_type(self) -> str:
+        return next((v for k, v in self.headers if k == "content-type"), "application/json")
 
     def _fail_head(self, exc: UpstreamBroken) -> None:
         if not self._head.done():
@@ -121,24 +113,19 @@ class BackendExchange(asyncio.Protocol):
         `relay` or `read_all` sends on."""
         assert self._decoder is not None and self.transport is not None
         self._sink = sink or _refuse
-        try:
-            buffered = self._decoder.take_buffered()
-        except BodyError as exc:
-            self._finish(UpstreamBroken(str(exc)))
-            return
-        if buffered:
-            self._deliver(buffered)
-        if self._decoder.done:
-            self._finish(None)
-        elif not self._queued:
+        self._decode(self._decoder.take_buffered)
+        if not self.finished and not self._queued:
             self.transport.resume_reading()
 
     def _body_received(self, data: bytes) -> None:
+        if not self.finished:
+            self._decode(self._decoder.feed, data)  # type: ignore[union-attr]
+
+    def _decode(self, step: Callable[..., bytes], *args: bytes) -> None:
+        """One decoding step of the body: its bytes delivered, its end or error noted."""
         assert self._decoder is not None
-        if self.finished:
-            return
         try:
-            chunk = self._decoder.feed(data)
+            chunk = step(*args)
         except BodyError as exc:
             self._finish(UpstreamBroken(str(exc)))
             return
