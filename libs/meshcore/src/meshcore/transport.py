@@ -36,7 +36,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from meshcore import admission
 from meshcore.identity import Identity, MeshSecret
 from meshcore.ids import NodeId
-from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW, FlowControlledQuic, MeteredReader
+from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW, MeteredReader
+from meshcore.quic_mtu import PathMtuQuic, probe_sizes, route_mtu, set_dont_fragment
 from meshcore.tls_cert import self_signed_certificate
 from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, encode_frame, read_frame, read_kind
 
@@ -69,7 +70,7 @@ class MeshConnection(QuicConnectionProtocol):
         self._tasks: set[asyncio.Task] = set()
         self._highest_peer_stream = -1
         self._credit_due = False
-        FlowControlledQuic.adopt(self._quic).unread = self._unread
+        PathMtuQuic.adopt(self._quic).unread = self._unread
 
     # -- flow control (meshcore.quic_flow) ------------------------------------------------
 
@@ -109,6 +110,21 @@ class MeshConnection(QuicConnectionProtocol):
             return False
         self._highest_peer_stream = stream_id
         return True
+
+    def admit(self, peer: NodeId) -> None:
+        """Admission passed: the peer is `peer`. From now on this side also sends bigger
+        datagrams where the path carries them (meshcore.quic_mtu)."""
+        self.peer_id = peer
+        self.admitted.set()
+        if self.endpoint.dont_fragment:
+            host, port = self._quic._network_paths[0].addr[:2]
+            self._quic.probe_path_mtu(probe_sizes(route_mtu(host, port), ipv6=":" in host))
+            self.transmit()
+
+    @property
+    def datagram_size(self) -> int:
+        """The size of the datagrams this side sends now (meshcore.quic_mtu)."""
+        return self._quic.datagram_size
 
     @property
     def remote_addr(self) -> str:
@@ -197,6 +213,7 @@ class MeshEndpoint:
         self.admission_timeout_s = ADMISSION_TIMEOUT_S  # a connection not admitted by then is closed
         self.max_streams = MAX_STREAMS_PER_CONNECTION
         self.max_connections_per_address = MAX_CONNECTIONS_PER_ADDRESS
+        self.dont_fragment = True  # every socket sets DF; False where the platform cannot (then no probes)
 
     def _config(self, is_client: bool) -> QuicConfiguration:
         config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
@@ -210,6 +227,7 @@ class MeshEndpoint:
         self.server = await serve(host, port, configuration=self._config(False),
                                   create_protocol=lambda *a, **kw: self._track(
                                       MeshConnection(*a, endpoint=self, dialer=False, **kw)))
+        self.dont_fragment &= set_dont_fragment(self.server._transport.get_extra_info("socket"))
         return self.server._transport.get_extra_info("sockname")[1]
 
     def _track(self, conn: MeshConnection) -> MeshConnection:
@@ -231,10 +249,11 @@ class MeshEndpoint:
         """Connect to "host:port" and pass admission, or raise (OSError, TimeoutError, AdmissionRefused)."""
         host, _, port = addr.rpartition(":")
         loop = asyncio.get_running_loop()
-        quic = FlowControlledQuic(configuration=self._config(True))
-        _, conn = await loop.create_datagram_endpoint(
+        quic = PathMtuQuic(configuration=self._config(True))
+        transport, conn = await loop.create_datagram_endpoint(
             lambda: self._track(MeshConnection(quic, endpoint=self, dialer=True)),
             remote_addr=(host.strip("[]"), int(port)))
+        self.dont_fragment &= set_dont_fragment(transport.get_extra_info("socket"))
         try:
             async with asyncio.timeout(timeout):
                 conn.connect((host.strip("[]"), int(port)))
@@ -293,8 +312,7 @@ class MeshEndpoint:
         if welcome.get("t") != "welcome":
             raise AdmissionRefused("the peer refused this node")
         writer.close()
-        conn.peer_id = NodeId(peer)
-        conn.admitted.set()
+        conn.admit(NodeId(peer))
         self.on_admitted(conn)
 
     async def _admit_as_listener(self, conn: MeshConnection, reader: asyncio.StreamReader,
@@ -328,8 +346,7 @@ class MeshEndpoint:
                                    "(a relay in the middle?)")
         writer.write(encode_frame({"t": "welcome"}))
         writer.close()
-        conn.peer_id = NodeId(peer)
-        conn.admitted.set()
+        conn.admit(NodeId(peer))
         self.on_admitted(conn)
 
     async def _serve_stream(self, conn: MeshConnection, reader: asyncio.StreamReader,
