@@ -5,7 +5,8 @@ admission, the flow-controlled aioquic connection).
 A split's host sends the worker about 15–35 KB per token (the graph and its inputs) and
 reads back 1.5–31 KB (bench/split.py measures it for its model); at that size the cost is
 aioquic's Python work per datagram, so it is reported per size, on asyncio's loop and on
-uvloop (the proxy's, meshcore.event_loop).
+uvloop (the proxy's, meshcore.event_loop), with the datagram size the connection had
+reached by path-MTU probing (meshcore.quic_mtu; 16,000 bytes on loopback).
 
     .venv/bin/python bench/quic_roundtrip.py [--sizes 100:100,15000:1500,34000:31000] [--trips 60] [--quick]
 """
@@ -61,12 +62,13 @@ async def trips(up: int, down: int, count: int) -> dict:
                 if i >= 10:
                     times.append((time.perf_counter() - started) * 1000)
             cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            datagram = conn.datagram_size
         finally:
             a.close()
             b.close()
     cpu_ms = (cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime) * 1000 / count
     return {"up": up, "down": down, "ms_p50": round(statistics.median(times), 2),
-            "ms_min": round(min(times), 2), "ms_max": round(max(times), 2), "cpu_ms_per_trip": round(cpu_ms, 2)}
+            "ms_min": round(min(times), 2), "ms_max": round(max(times), 2), "cpu_ms_per_trip": round(cpu_ms, 2), "datagram_bytes": datagram}
 
 
 def main() -> None:

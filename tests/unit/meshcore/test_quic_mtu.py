@@ -9,7 +9,7 @@ import ssl
 from pathlib import Path
 
 from aioquic.quic.configuration import QuicConfiguration
-from aioquic.quic.events import HandshakeCompleted, StreamDataReceived
+from aioquic.quic.events import StreamDataReceived
 
 from meshcore.identity import MeshSecret, load_or_create_identity
 from meshcore.quic_mtu import LARGEST_SIZE, START_SIZE, PathMtuQuic, probe_sizes, route_mtu

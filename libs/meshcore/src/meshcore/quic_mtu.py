@@ -91,6 +91,11 @@ def route_mtu(host: str, port: int) -> int | None:
         return None
 
 
+def sizes_for_peer(host: str, port: int) -> tuple[int, ...]:
+    """What to try towards a peer at (host, port): `probe_sizes` of its route."""
+    return probe_sizes(route_mtu(host, port), ipv6=_is_ipv6(host))
+
+
 def set_dont_fragment(sock: socket.socket) -> bool:
     """Make every datagram this socket sends carry Don't Fragment, without the kernel's
     path-MTU cache getting in the way of probes (IP_PMTUDISC_PROBE). False where the

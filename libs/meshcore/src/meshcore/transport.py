@@ -37,7 +37,7 @@ from meshcore import admission
 from meshcore.identity import Identity, MeshSecret
 from meshcore.ids import NodeId
 from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW, MeteredReader
-from meshcore.quic_mtu import PathMtuQuic, probe_sizes, route_mtu, set_dont_fragment
+from meshcore.quic_mtu import PathMtuQuic, set_dont_fragment, sizes_for_peer
 from meshcore.tls_cert import self_signed_certificate
 from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, encode_frame, read_frame, read_kind
 
@@ -118,7 +118,7 @@ class MeshConnection(QuicConnectionProtocol):
         self.admitted.set()
         if self.endpoint.dont_fragment:
             host, port = self._quic._network_paths[0].addr[:2]
-            self._quic.probe_path_mtu(probe_sizes(route_mtu(host, port), ipv6=":" in host))
+            self._quic.probe_path_mtu(sizes_for_peer(host, port))
             self.transmit()
 
     @property
