@@ -1,4 +1,4 @@
-"""A synthetic llama-server for relay benchmarks: answers any POST with an SSE stream of
+"""A synthetic llama-server for relay benchmarks: answers any GET with a health answer and any POST with an SSE stream of
 `tokens` chunks at `rate` chunks/s (chunked transfer encoding, as llama-server), each
 chunk carrying the wall-clock nanoseconds it was written at, so a client can tell what
 every hop in between added. Negligible CPU per chunk: raw asyncio streams, no framework.
@@ -29,6 +29,11 @@ def chunk(payload: bytes) -> bytes:
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tokens: int, rate: float) -> None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"GET "):  # /health, /metrics: what a node agent asks its llama-server
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n"
+                         b"Connection: close\r\n\r\n{\"status\":\"ok\"}")
+            await writer.drain()
+            return
         length = _LENGTH.search(head)
         body = await reader.readexactly(int(length.group(1))) if length else b""
         ask = json.loads(body or b"{}")

@@ -152,10 +152,10 @@ class MeshMember:
             self._backoff = {a: v for a, v in self._backoff.items() if v[0] > now}
         self._backoff[addr] = (now + delay, delay)
 
-    async def open_stream(self, node_id: NodeId, kind: Kind, header: dict[str, Any] | None = None
-                          ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_stream(self, node_id: NodeId, kind: Kind, header: dict[str, Any] | None = None,
+                          first: bytes = b"") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         conn = await self.connection(node_id)
-        return await conn.open_stream(kind, header)
+        return await conn.open_stream(kind, header, first)
 
     async def join(self, addrs: list[str]) -> NodeId:
         """Dial the first address that admits us and pull the mesh state from it."""

@@ -174,10 +174,13 @@ class MeshConnection(QuicConnectionProtocol):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def open_stream(self, kind: Kind, header: dict[str, Any] | None = None
+    async def open_stream(self, kind: Kind, header: dict[str, Any] | None = None, first: bytes = b""
                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A new stream of `kind`, its header sent; `first`: the stream's first bytes, sent
+        in the same write, so that a short request leaves in one datagram (one wake-up and
+        no immediate ACK on the other side)."""
         reader, writer = await self.create_stream()
-        writer.write(bytes([kind]) + (encode_frame(header) if header is not None else b""))
+        writer.write(bytes([kind]) + (encode_frame(header) if header is not None else b"") + first)
         return reader, writer
 
     def cut(self, reason: str = "peer gone") -> None:

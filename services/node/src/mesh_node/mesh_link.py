@@ -33,7 +33,7 @@ from meshcore.token import InviteToken
 from meshcore.transport import AdmissionRefused, MeshConnection
 from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, read_frame
 
-from mesh_node.http_gate import Refused, read_request
+from mesh_node.http_gate import READ_SIZE, Refused, read_request
 from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,9 @@ class MeshLink:
         task = self._track(node_id)
         answered = [0]  # bytes relayed back to the proxy
         try:
-            remote = await self.member.open_stream(node_id, Kind.HTTP, StreamHeader(model).to_wire())
+            # The request follows its TunnelRequest at once: it goes with the stream's header.
+            first = await reader.read(READ_SIZE)
+            remote = await self.member.open_stream(node_id, Kind.HTTP, StreamHeader(model).to_wire(), first)
             await splice((reader, writer), remote, b_to_a=answered, close_a=False)
         except (ConnectionError, OSError, TimeoutError, AdmissionRefused) as exc:
             log.warning("no stream to node %s for %s: %s", node_id[:12], model, exc)

@@ -132,11 +132,9 @@ class BackendOpener:
                     host, _, port = endpoint.address.rpartition(":")
                     _, exchange = await loop.create_connection(lambda: BackendExchange("POST"), host, int(port))
                 else:
-                    _, exchange = await loop.create_unix_connection(lambda: BackendExchange("POST"),
+                    ask = TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id, path).encode()
+                    _, exchange = await loop.create_unix_connection(lambda: BackendExchange("POST", ask),
                                                                     self.tunnel_socket)
-                    assert exchange.transport is not None
-                    exchange.transport.write(TunnelRequest(NodeId(endpoint.node_id), endpoint.model_id,
-                                                           path).encode())
         except (OSError, TimeoutError, ValueError) as exc:
             raise BackendGone(f"the backend for model {endpoint.model_id!r} is not answering; "
                               f"it may be restarting") from exc

@@ -30,9 +30,13 @@ def _refuse(_: bytes) -> bool:
 
 
 class BackendExchange(asyncio.Protocol):
-    def __init__(self, method: str) -> None:
+    """`preamble`: bytes that go before the request, in the same write (the node agent's
+    TunnelRequest line for a model served by another node)."""
+
+    def __init__(self, method: str, preamble: bytes = b"") -> None:
         loop = asyncio.get_running_loop()
         self.method = method
+        self.preamble = preamble
         self.transport: asyncio.Transport | None = None
         self.status = 0
         self.headers: list[tuple[str, str]] = []
@@ -73,7 +77,7 @@ class BackendExchange(asyncio.Protocol):
     # -- the head ------------------------------------------------------------------------
     def send_request(self, target: str, host: str, body: bytes, content_type: str = "application/json") -> None:
         assert self.transport is not None
-        self.transport.write(encode_request(self.method, target, host, body, content_type))
+        self.transport.write(self.preamble + encode_request(self.method, target, host, body, content_type))
 
     async def head(self) -> None:
         """Wait for the response head (status, headers); UpstreamBroken if none comes."""
