@@ -15,9 +15,10 @@ Each round sends every path `--streams` single streams one after another (bench/
 --sequential), twice: back to back, and with `--gap` idle seconds before each stream (what a
 user's request after a pause meets: every process on the path has gone to sleep).
 
-Figures: `remote_tokps_ratio` (remote ÷ direct chunks/s, medians), `remote_ttft_added_ms_p50`
-(remote − direct time to first chunk, back to back) and `remote_ttft_added_ms_after_idle`,
-and the same for local and client, each with its spread over rounds.
+Figures: `remote_hop_tokps_ratio` (remote ÷ direct chunks/s, medians),
+`remote_hop_ttft_added_ms_p50` (remote − direct time to first chunk, back to back) and
+`remote_hop_ttft_added_ms_after_idle`, and the same for local_hop and client_hop, each with its
+spread over rounds.
 
     .venv/bin/python bench/remote_hop.py [--rounds 5] [--streams 10] [--tokens 100] [--rate 1000] [--gap 0.2] [--quick]
 """
@@ -92,13 +93,13 @@ def measure(args: argparse.Namespace) -> dict:
            "direct_ttft_ms_after_idle": spread([r["direct", args.gap]["ttft_ms_p50"] for r in rows])}
     for path in PATHS[1:]:
         ratios = [a / b for a, b in zip(rate_of[path], rate_of["direct"])]
-        out[f"{path}_tokps_ratio"] = statistics.median(ratios)
-        out[f"{path}_tokps_ratio_spread"] = spread(ratios)
+        out[f"{path}_hop_tokps_ratio"] = statistics.median(ratios)
+        out[f"{path}_hop_tokps_ratio_spread"] = spread(ratios)
         for gap, suffix in ((0.0, "p50"), (args.gap, "after_idle")):
             added = [r[path, gap]["ttft_ms_p50"] - r["direct", gap]["ttft_ms_p50"] for r in rows]
-            out[f"{path}_ttft_added_ms_{suffix}"] = statistics.median(added)
-            out[f"{path}_ttft_added_ms_{suffix}_spread"] = spread(added)
-        out[f"{path}_chunk_delay_added_ms_p50"] = statistics.median(
+            out[f"{path}_hop_ttft_added_ms_{suffix}"] = statistics.median(added)
+            out[f"{path}_hop_ttft_added_ms_{suffix}_spread"] = spread(added)
+        out[f"{path}_hop_chunk_delay_added_ms_p50"] = statistics.median(
             r[path, 0.0]["delay_ms_p50"] - r["direct", 0.0]["delay_ms_p50"] for r in rows)
     return out
 

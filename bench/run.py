@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "zero_transfer", "gossip_sim", "directory",
-              "proxy_concurrency", "proxy_relay", "wan", "quic_roundtrip"]
+              "proxy_concurrency", "proxy_relay", "wan", "quic_roundtrip", "remote_hop"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -39,6 +39,11 @@ HEADLINE = [
     ("proxy_messages_ttft_added_ms_p50", "proxy added TTFT, Anthropic /v1/messages stream, ms (p50)"),
     ("remote_tokps_ratio", "remote via QUIC tunnel ÷ direct, decode tok/s"),
     ("remote_ttft_added_ms_p50", "remote added time to first token, ms (p50)"),
+    ("remote_hop_tokps_ratio", "remote hop alone (stand-in llama-server, 1,000 tok/s) ÷ direct, tok/s"),
+    ("remote_hop_ttft_added_ms_p50", "remote hop alone: added time to first token, ms (back to back)"),
+    ("remote_hop_ttft_added_ms_after_idle", "remote hop alone: added TTFT after 0.2 s idle, ms"),
+    ("client_hop_ttft_added_ms_p50", "the same through a client-only proxy (it holds the QUIC stream), ms"),
+    ("local_hop_ttft_added_ms_p50", "local proxy alone: added time to first token, ms"),
     ("hard_kill_route_gone_s", "hard-killed node: its routes gone after, s"),
     ("split_tunnel_tokps_ratio", "2-node split via mesh ÷ stock RPC over TCP, tok/s"),
     ("split_worker_reads_per_token", "split: socket reads of worker replies per token (not round trips)"),
