@@ -53,6 +53,7 @@ HEADLINE = [
     ("ideal_wan_tokps", "the ideal: solo compute + turns × RTT"),
     ("three_node_wan", "3-node split, 10 ms per hop (the seed's anchor): mesh / stock / ideal tok/s"),
     ("quic_rpc_roundtrip_ms", "one RPC-sized round trip through a mesh QUIC stream, ms (up/down bytes → ms)"),
+    ("quic_rpc_roundtrip_ethernet_ms", "the same in Ethernet-sized (1,472-byte) datagrams, ms"),
     ("split_load_bytes_fraction", "split: bytes sent to workers at load ÷ model bytes"),
     ("split_load_time_ratio", "split load time ÷ solo load time"),
     ("zero_transfer_load_bytes_fraction", "real-shaped Q8_0/Q4_K_M split: bytes to workers at load ÷ model"),

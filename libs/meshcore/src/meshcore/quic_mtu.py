@@ -60,12 +60,13 @@ _IP_MTU_DISCOVER, _IP_MTU, _IP_PMTUDISC_PROBE = 10, 14, 3
 _IPV6_MTU_DISCOVER, _IPV6_MTU, _IPV6_PMTUDISC_PROBE = 23, 24, 3
 
 
-def probe_sizes(route_mtu: int | None, ipv6: bool) -> tuple[int, ...]:
+def probe_sizes(route_mtu: int | None, ipv6: bool, largest: int = LARGEST_SIZE) -> tuple[int, ...]:
     """The datagram sizes to try, largest first, for a first hop of `route_mtu`
-    bytes (None: unknown, so nothing is tried and datagrams stay at START_SIZE)."""
+    bytes (None: unknown, so nothing is tried and datagrams stay at START_SIZE),
+    none over `largest`."""
     if route_mtu is None:
         return ()
-    ceiling = min(LARGEST_SIZE, route_mtu - (IPV6_OVERHEAD if ipv6 else IPV4_OVERHEAD))
+    ceiling = min(largest, LARGEST_SIZE, route_mtu - (IPV6_OVERHEAD if ipv6 else IPV4_OVERHEAD))
     sizes = [ceiling] + [s for s in LADDER if s < ceiling]
     return tuple(s for s in sizes if s > START_SIZE)
 
@@ -91,9 +92,9 @@ def route_mtu(host: str, port: int) -> int | None:
         return None
 
 
-def sizes_for_peer(host: str, port: int) -> tuple[int, ...]:
+def sizes_for_peer(host: str, port: int, largest: int = LARGEST_SIZE) -> tuple[int, ...]:
     """What to try towards a peer at (host, port): `probe_sizes` of its route."""
-    return probe_sizes(route_mtu(host, port), ipv6=_is_ipv6(host))
+    return probe_sizes(route_mtu(host, port), ipv6=_is_ipv6(host), largest=largest)
 
 
 def set_dont_fragment(sock: socket.socket) -> bool:

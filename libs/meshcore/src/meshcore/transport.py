@@ -37,7 +37,7 @@ from meshcore import admission
 from meshcore.identity import Identity, MeshSecret
 from meshcore.ids import NodeId
 from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW, MeteredReader
-from meshcore.quic_mtu import PathMtuQuic, set_dont_fragment, sizes_for_peer
+from meshcore.quic_mtu import LARGEST_SIZE, PathMtuQuic, set_dont_fragment, sizes_for_peer
 from meshcore.tls_cert import self_signed_certificate
 from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, encode_frame, read_frame, read_kind
 
@@ -127,7 +127,7 @@ class MeshConnection(QuicConnectionProtocol):
         self.admitted.set()
         if self.endpoint.dont_fragment:
             host, port = self._quic._network_paths[0].addr[:2]
-            self._quic.probe_path_mtu(sizes_for_peer(host, port))
+            self._quic.probe_path_mtu(sizes_for_peer(host, port, self.endpoint.max_datagram))
             self.transmit()
 
     @property
@@ -226,6 +226,7 @@ class MeshEndpoint:
         self.max_streams = MAX_STREAMS_PER_CONNECTION
         self.max_connections_per_address = MAX_CONNECTIONS_PER_ADDRESS
         self.dont_fragment = True  # every socket sets DF; False where the platform cannot (then no probes)
+        self.max_datagram = LARGEST_SIZE  # the biggest datagram probed for (bench/quic_roundtrip.py lowers it)
 
     def _config(self, is_client: bool) -> QuicConfiguration:
         config = QuicConfiguration(is_client=is_client, alpn_protocols=[ALPN], idle_timeout=IDLE_TIMEOUT_S,
