@@ -22,7 +22,14 @@ def main() -> None:
                               ("stock_rpc_wan_tokps", "stock llama.cpp RPC (TCP)", "s-"),
                               ("ideal_wan_tokps", f"ideal: compute + {data['split_turns_per_token']} turns × RTT", "k--")):
         series = sorted((float(r), v) for r, v in data[key].items())
-        ax.plot([r for r, _ in series], [v for _, v in series], style, label=label)
+        xs, ys = [r for r, _ in series], [v for _, v in series]
+        spreads = data.get(f"{key}_spread")
+        if spreads:  # min–max of the repeated streams at each point
+            low = [v - spreads[r]["min"] for r, v in sorted(((r, v) for r, v in data[key].items()), key=lambda x: float(x[0]))]
+            high = [spreads[r]["max"] - v for r, v in sorted(((r, v) for r, v in data[key].items()), key=lambda x: float(x[0]))]
+            ax.errorbar(xs, ys, yerr=[low, high], fmt=style, capsize=3, label=label)
+        else:
+            ax.plot(xs, ys, style, label=label)
     ax.set_xlabel("round-trip time between the two nodes (ms)")
     ax.set_ylabel("decode tokens/s")
     ax.set_title(f"2-node split of {data['model']} over emulated latency")

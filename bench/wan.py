@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +38,7 @@ from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 MODEL = TinySpec(name="mesh-wan-Q8_0", width=1024, heads=16, kv_heads=4, ff=2816, layers=8, dtype="q8_0")
 CLIENT = """
 import json, sys, time, urllib.request
-port, tokens, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, tokens, path, repeats = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 def stream(n):
     body = json.dumps({"model": "%s", "prompt": "the mesh", "max_tokens": n, "stream": True, "ignore_eos": True,
                        "cache_prompt": False}).encode()
@@ -49,8 +50,11 @@ def stream(n):
                 stamps.append(time.monotonic())
     return started, stamps
 stream(4)
-t0, s = stream(tokens)
-print(json.dumps({"tokps": (len(s) - 1) / (s[-1] - s[0]), "tokens": len(s), "ttft_ms": (s[0] - t0) * 1000}))
+runs = []
+for _ in range(repeats):
+    t0, s = stream(tokens)
+    runs.append({"tokps": (len(s) - 1) / (s[-1] - s[0]), "tokens": len(s), "ttft_ms": (s[0] - t0) * 1000})
+print(json.dumps(runs))
 """ % "mesh-wan-Q8_0"
 
 
@@ -62,22 +66,38 @@ def in_ns(ns: str, *cmd: str) -> list[str]:
     return ["ip", "netns", "exec", ns, *cmd]
 
 
+REPEATS = 3  # streams per point after the warm-up one (--repeats); medians, with their spread
+
+
 def stream_stats(ns: str, port: int, tokens: int, path: str = "/completion") -> dict:
     """Streamed decode speed and time to first token, from inside `ns` (retried while the
-    server there is still starting)."""
+    server there is still starting): the median of REPEATS streams, and each one's
+    spread ({median, min, max}) under `tokps_spread` and `ttft_ms_spread`."""
     deadline = time.monotonic() + 60
     while True:
-        out = subprocess.run(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(tokens), path),
+        out = subprocess.run(in_ns(ns, sys.executable, "-c", CLIENT, str(port), str(tokens), path, str(REPEATS)),
                              capture_output=True, text=True, timeout=900)
         if out.returncode == 0:
-            return json.loads(out.stdout)
+            runs = json.loads(out.stdout)
+            tokps, ttft = [r["tokps"] for r in runs], [r["ttft_ms"] for r in runs]
+            return {"tokps": statistics.median(tokps), "ttft_ms": statistics.median(ttft),
+                    "tokps_spread": spread(tokps), "ttft_ms_spread": spread(ttft)}
         if time.monotonic() > deadline:
             raise RuntimeError(out.stderr.strip().splitlines()[-1])
         time.sleep(1)
 
 
-def decode_tokps(ns: str, port: int, tokens: int) -> float:
-    return stream_stats(ns, port, tokens)["tokps"]
+def set_repeats(n: int) -> None:
+    global REPEATS
+    REPEATS = n
+
+
+def spread(values: list[float]) -> dict:
+    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
+
+
+def decode_tokps(ns: str, port: int, tokens: int) -> dict:
+    return stream_stats(ns, port, tokens)
 
 
 def wait_http(ns: str, port: int, timeout: float = 300) -> None:
@@ -155,7 +175,7 @@ def one_rtt(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int, n: i
             wait_http(ns_a, 28080)
             before = link.turns()
             stock = decode_tokps(ns_a, 28080, tokens)
-            turns = (link.turns() - before) / 2 / (tokens + 4)  # both streams' tokens (warm-up 4)
+            turns = (link.turns() - before) / 2 / (REPEATS * tokens + 4)  # every stream's tokens (warm-up 4)
         finally:
             for p in (ref, rpc):
                 p.terminate()
@@ -211,7 +231,7 @@ def three_nodes(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int) 
             wait_http(ns_h, 28082)
             before = sum(link.turns() for link in links)
             stock = decode_tokps(ns_h, 28082, tokens)
-            turns = (sum(link.turns() for link in links) - before) / 2 / (tokens + 4)
+            turns = (sum(link.turns() for link in links) - before) / 2 / (REPEATS * tokens + 4)
         finally:
             for proc in (ref, *rpcs):
                 proc.terminate()
@@ -261,7 +281,7 @@ def solo_ms_per_token(tmp: Path, model: Path, bin_dir: Path, tokens: int) -> flo
                                 stdout=open(tmp / "solo.log", "wb"), stderr=subprocess.STDOUT)
         try:
             wait_http("wansolo", 28081)
-            return 1000 / decode_tokps("wansolo", 28081, tokens)
+            return 1000 / decode_tokps("wansolo", 28081, tokens)["tokps"]
         finally:
             solo.terminate()
             solo.wait()
@@ -285,8 +305,10 @@ def measure(rtts: list[float], tokens: int, anchor_rtt: float = 0.0) -> dict:
     k = sorted(r["turns_per_token"] for r in rows.values())[len(rows) // 2]
     key = lambda r: str(int(r)) if float(r).is_integer() else str(r)  # noqa: E731
     return {
-        "split_wan_tokps": {key(r): round(v["mesh"], 2) for r, v in rows.items()},
-        "stock_rpc_wan_tokps": {key(r): round(v["stock"], 2) for r, v in rows.items()},
+        "split_wan_tokps": {key(r): round(v["mesh"]["tokps"], 2) for r, v in rows.items()},
+        "stock_rpc_wan_tokps": {key(r): round(v["stock"]["tokps"], 2) for r, v in rows.items()},
+        "split_wan_tokps_spread": {key(r): v["mesh"]["tokps_spread"] for r, v in rows.items()},
+        "stock_rpc_wan_tokps_spread": {key(r): v["stock"]["tokps_spread"] for r, v in rows.items()},
         "ideal_wan_tokps": {key(r): round(1000 / (compute_ms + k * r), 2) for r in rows},
         "split_turns_per_token": round(k, 2),
         "remote_wan_tokps": {key(r): round(v["remote_tokps"], 2) for r, v in rows.items()},
@@ -294,9 +316,12 @@ def measure(rtts: list[float], tokens: int, anchor_rtt: float = 0.0) -> dict:
         "direct_tokps": {key(r): round(v["direct_tokps"], 2) for r, v in rows.items()},
         "direct_ttft_ms": {key(r): round(v["direct_ttft_ms"], 1) for r, v in rows.items()},
         "solo_ms_per_token": round(compute_ms, 2),
-        "tokens": tokens, "model": MODEL.name, "layers": next(iter(rows.values()))["layers"],
+        "tokens": tokens, "repeats": REPEATS, "model": MODEL.name, "layers": next(iter(rows.values()))["layers"],
         **({"three_node_wan": {"rtt_ms_per_hop": anchor_rtt, "solo_tokps": round(1000 / compute_ms, 2),
-                               "mesh_tokps": round(three["mesh"], 2), "stock_rpc_tokps": round(three["stock"], 2),
+                               "mesh_tokps": round(three["mesh"]["tokps"], 2),
+                               "stock_rpc_tokps": round(three["stock"]["tokps"], 2),
+                               "mesh_tokps_spread": three["mesh"]["tokps_spread"],
+                               "stock_rpc_tokps_spread": three["stock"]["tokps_spread"],
                                "turns_per_token": round(three["turns_per_token"], 2),
                                "ideal_tokps": round(1000 / (compute_ms + three["turns_per_token"] * anchor_rtt), 2),
                                "layers": three["layers"]}} if three is not None else {}),
@@ -309,8 +334,10 @@ def main() -> None:
     p.add_argument("--tokens", type=int, default=24)
     p.add_argument("--anchor-rtt", type=float, default=10.0,
                    help="also a 3-node split at this RTT per hop (the seed's anchor); 0: skip")
-    p.add_argument("--quick", action="store_true", help="RTT 0 and 20 ms, 12 tokens, no 3-node run")
+    p.add_argument("--repeats", type=int, default=REPEATS, help="streams per point (median and spread)")
+    p.add_argument("--quick", action="store_true", help="RTT 0 and 20 ms, 12 tokens, one stream, no 3-node run")
     a = p.parse_args()
+    set_repeats(1 if a.quick else a.repeats)
     rtts = [0.0, 20.0] if a.quick else [float(x) for x in a.rtts.split(",")]
     print(json.dumps(measure(rtts, 12 if a.quick else a.tokens, 0.0 if a.quick else a.anchor_rtt), indent=2))
 
