@@ -133,8 +133,8 @@ def headline(name: str, key: str) -> bool:
 def show(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
-    if isinstance(value, dict):
-        return " / ".join(show(v) for v in value.values())
+    if isinstance(value, dict):  # its numbers (a nested spread or list stays in latest.json)
+        return " / ".join(show(v) for v in value.values() if not isinstance(v, (dict, list)))
     return str(value)
 
 
