@@ -99,6 +99,7 @@ def test_a_probe_too_big_for_the_path_is_lost_and_the_next_size_taken(tmp_path: 
     path.client.probe_path_mtu(probe_sizes(65536, ipv6=False))
     path.run(lambda: path.client.datagram_size == 1452)
     assert {16000, 8952, 1452} <= set(path.sent), "each size was tried with a datagram of exactly that size"
+    assert path.sent.count(16000) == path.sent.count(8952) == 2, "a size is dropped after two lost probes"
     assert path.client._mtu_ladder == (), "probing stopped once a size was acknowledged"
     # Data after it: full datagrams of the new size, nothing bigger, all of it delivered.
     stream = path.client.get_next_available_stream_id()
@@ -116,6 +117,29 @@ def test_a_path_that_carries_nothing_bigger_keeps_the_start_size(tmp_path: Path)
     stream = path.client.get_next_available_stream_id()
     path.client.send_stream_data(stream, b"y" * 20_000, end_stream=True)
     path.run(lambda: sum(len(e.data) for e in path.received) == 20_000, steps=2000)
+
+
+def test_probing_starts_once_per_connection(tmp_path: Path) -> None:
+    path = handshake(tmp_path, mtu=65536)
+    for _ in range(5):  # e.g. one call per admission stream a hostile peer opened
+        path.client.probe_path_mtu((LARGEST_SIZE,))
+    probes = [d for d, _ in path.client.datagrams_to_send(path.now) if len(d) == LARGEST_SIZE]
+    assert len(probes) == 1
+
+
+def test_a_spoofed_peer_address_gets_no_probe_and_a_new_address_starts_small(tmp_path: Path) -> None:
+    path = handshake(tmp_path, mtu=65536)
+    path.server.probe_path_mtu((LARGEST_SIZE,))
+    path.run(lambda: path.server.datagram_size == LARGEST_SIZE)
+    # The client's next packet arrives from another address (a spoofed source, or a NAT
+    # rebinding): the server must not send it anything big before that address is validated.
+    path.client.send_ping(1)
+    victim = ("10.9.9.9", 9)
+    for data, _ in path.client.datagrams_to_send(path.now):
+        path.server.receive_datagram(data, victim, path.now)
+    out = path.server.datagrams_to_send(path.now)
+    assert path.server.datagram_size == START_SIZE, "a new address's MTU is unknown: back to the start size"
+    assert all(len(d) <= 3 * START_SIZE for d, addr in out if addr == victim)
 
 
 def test_no_probe_before_the_handshake_is_confirmed(tmp_path: Path) -> None:

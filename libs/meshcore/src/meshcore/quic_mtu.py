@@ -16,16 +16,18 @@ ones on loopback (bench/quic_roundtrip.py). Every connection starts at aioquic's
    datagram too big for any hop is dropped, never fragmented.
 3. The probe's fate is aioquic's loss detection: acknowledged means every hop
    carried it and the connection sends datagrams of that size from then on; lost
-   means the next smaller size is tried. A lost probe counts as one congestion
-   event (RFC 8899 would exempt it); the route-MTU ceiling makes that rare.
+   twice means the next smaller size is tried. A lost probe counts as a congestion event
+   (RFC 8899 would exempt it); the route-MTU ceiling makes that rare. Only the peer's
+   validated address is probed (a spoofed address gets nothing big).
 
 The top size is 16,000: aioquic writes a STREAM frame's length as a 2-byte
 variable-length integer (at most 16,383), so bigger datagrams break its framing.
 Nothing is negotiated: a receiver takes datagrams of any size (aioquic advertises
 no max_udp_payload_size, whose default is 65,527), so old nodes interoperate.
 
-Left alone: a path that shrinks later (a route change under a live connection) is
-not re-probed; the connection would see losses until its idle timeout.
+A new peer address (NAT rebinding) goes back to 1,200 bytes and is not re-probed.
+Left alone: a path that shrinks later under the same addresses (a route change) is not
+re-probed; the connection would see losses until its idle timeout, then be redialled.
 
 Like meshcore.quic_flow, this uses aioquic internals (the packet builder and the
 connection's packet registration); tests/unit/meshcore/test_quic_mtu.py drives
@@ -114,28 +116,58 @@ def set_dont_fragment(sock: socket.socket) -> bool:
 
 class PathMtuQuic(FlowControlledQuic):
     """aioquic's connection (with meshcore.quic_flow's windows) that raises its datagram
-    size once a probe of that size was acknowledged. `probe_path_mtu(sizes)` starts it;
-    `datagram_size` says what it sends now."""
+    size once a probe of that size was acknowledged. `probe_path_mtu(sizes)` starts it,
+    once per connection; `datagram_size` says what it sends now.
 
+    Against a peer that is not trusted: a probe goes only to the peer's current address
+    once that address is validated (QUIC's anti-amplification rule: a spoofed source
+    address gets no 16,000-byte datagram), only to the address the sizes were chosen for,
+    and at most one probe is in flight. Each size gets PROBE_TRIES before the next smaller
+    one is tried, so one lost ACK does not cost a size. Probes stay ordinary in-flight
+    packets for aioquic's recovery (nothing in its accounting is bent), so a lost one counts
+    as congestion (RFC 9000 section 14.4 says it should not), and a probe bigger than the
+    window holds data back for one round trip, once per connection.
+    A new peer address (NAT rebinding, migration) sends START_SIZE again: its MTU is unknown.
+    """
+
+    PROBE_TRIES = 2
     _mtu_ladder: tuple[int, ...] = ()
     _mtu_probe_due = False
+    _mtu_started = False
+    _mtu_addr: object = None
+    _mtu_tries = 0
 
     @property
     def datagram_size(self) -> int:
         return self._max_datagram_size
 
     def probe_path_mtu(self, sizes: Sequence[int]) -> None:
-        """Try `sizes` (largest first) once the handshake is confirmed; the caller
-        then transmits, as after any other API call of aioquic's."""
+        """Try `sizes` (largest first) once the handshake is confirmed; the caller then
+        transmits, as after any other API call of aioquic's. Only the first call counts."""
+        if self._mtu_started:
+            return
+        self._mtu_started = True
+        self._mtu_addr = self._network_paths[0].addr if self._network_paths else None
         self._mtu_ladder = tuple(s for s in sizes if s > self._max_datagram_size)
         self._mtu_probe_due = bool(self._mtu_ladder)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, tuple]]:  # type: ignore[override]
+        self._follow_path()
         datagrams = super().datagrams_to_send(now)
-        if self._mtu_probe_due and self._handshake_confirmed and self._state not in END_STATES:
+        path = self._network_paths[0] if self._network_paths else None
+        if (self._mtu_probe_due and self._handshake_confirmed and self._state not in END_STATES
+                and path is not None and path.is_validated and path.addr == self._mtu_addr):
             self._mtu_probe_due = False
             datagrams += self._probe_datagram(self._mtu_ladder[0], now)
         return datagrams
+
+    def _follow_path(self) -> None:
+        if self._mtu_addr is None or not self._network_paths or self._network_paths[0].addr == self._mtu_addr:
+            return
+        self._mtu_addr = self._network_paths[0].addr
+        self._mtu_ladder, self._mtu_probe_due = (), False
+        if self._max_datagram_size != START_SIZE:
+            self._use_datagram_size(START_SIZE)
 
     def _probe_datagram(self, size: int, now: float) -> list[tuple[bytes, tuple]]:
         """One 1-RTT packet of exactly `size` bytes: a PING, then PADDING frames."""
@@ -144,19 +176,24 @@ class PathMtuQuic(FlowControlledQuic):
                                     peer_token=self._peer_token, quic_logger=self._quic_logger,
                                     spin_bit=self._spin_bit, version=self._version)
         builder.start_packet(QuicPacketType.ONE_RTT, self._cryptos[tls.Epoch.ONE_RTT])
-        builder.start_frame(QuicFrameType.PING, handler=self._on_probe_delivery, handler_args=(size,))
+        builder.start_frame(QuicFrameType.PING, handler=self._on_probe_delivery,
+                            handler_args=(size, self._mtu_addr))
         padding = builder.remaining_buffer_space
         builder.start_frame(QuicFrameType.PADDING, capacity=padding).push_bytes(bytes(padding - 1))
         return self._flush_builder(builder=builder, network_path=self._network_paths[0],
                                    peer_cid=self._peer_cid.cid, now=now)
 
-    def _on_probe_delivery(self, delivery: QuicDeliveryState, size: int) -> None:
+    def _on_probe_delivery(self, delivery: QuicDeliveryState, size: int, addr: object) -> None:
+        if addr != self._mtu_addr:
+            return  # a probe of a path this connection has left
         if delivery == QuicDeliveryState.ACKED:
             if size > self._max_datagram_size:
                 self._use_datagram_size(size)
             self._mtu_ladder = ()
             return
-        self._mtu_ladder = tuple(s for s in self._mtu_ladder if s < size)
+        self._mtu_tries += 1
+        if self._mtu_tries >= self.PROBE_TRIES:
+            self._mtu_ladder, self._mtu_tries = tuple(s for s in self._mtu_ladder if s < size), 0
         self._mtu_probe_due = bool(self._mtu_ladder) and self._state == QuicConnectionState.CONNECTED
 
     def _use_datagram_size(self, size: int) -> None:

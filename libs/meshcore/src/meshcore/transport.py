@@ -70,6 +70,7 @@ class MeshConnection(QuicConnectionProtocol):
         self._tasks: set[asyncio.Task] = set()
         self._highest_peer_stream = -1
         self._credit_due = False
+        self.admitting = False
         PathMtuQuic.adopt(self._quic).unread = self._unread
 
     # -- flow control (meshcore.quic_flow) ------------------------------------------------
@@ -88,6 +89,9 @@ class MeshConnection(QuicConnectionProtocol):
         most of aioquic's per-datagram cost (bench/quic_roundtrip.py, docs/benchmarks.md)."""
         self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
         self._process_events()
+        if self._timer is not None:  # armed for the state before this datagram: the transmit re-arms it
+            self._timer.cancel()
+            self._timer = None
         self._transmit_soon()
 
     def _unread(self, stream_id: int | None) -> int:
@@ -122,7 +126,8 @@ class MeshConnection(QuicConnectionProtocol):
 
     def admit(self, peer: NodeId) -> None:
         """Admission passed: the peer is `peer`. From now on this side also sends bigger
-        datagrams where the path carries them (meshcore.quic_mtu)."""
+        datagrams where the path carries them (meshcore.quic_mtu: once per connection,
+        only to the peer's validated address)."""
         self.peer_id = peer
         self.admitted.set()
         if self.endpoint.dont_fragment:
@@ -368,8 +373,9 @@ class MeshEndpoint:
             async with asyncio.timeout(self.admission_timeout_s if not conn.admitted.is_set() else None):
                 kind = await read_kind(reader)
                 if not conn.admitted.is_set():
-                    if kind is not Kind.CONTROL or conn.dialer:
+                    if kind is not Kind.CONTROL or conn.dialer or conn.admitting:
                         raise AdmissionRefused("a stream was opened before admission")
+                    conn.admitting = True  # one admission per connection: a second stream closes it
                     await self._admit_as_listener(conn, reader, writer)
                     return
             handler = self.handlers.get(kind)
