@@ -39,6 +39,7 @@ sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 sys.path.insert(0, str(HERE))
 from meshnode import start_node  # noqa: E402
 from relay.standin_llama import bin_dir  # noqa: E402
+from stream_timing import median_spread as spread  # noqa: E402
 
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 
@@ -56,10 +57,6 @@ def streams(port: int, model: str, args: argparse.Namespace, gap: float, count: 
     if result["errors"] or result["chunks"] != count * args.tokens:
         raise RuntimeError(f"port {port}: {result}")
     return result
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 PATHS = ("direct", "local", "remote", "client")

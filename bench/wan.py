@@ -30,6 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 from meshnode import start_node  # noqa: E402
+from stream_timing import median_spread  # noqa: E402
 
 from meshcore.llama_bin import llama_bin_dir  # noqa: E402
 from mesh_node.model_runner import offload_args  # noqa: E402
@@ -81,7 +82,7 @@ def stream_stats(ns: str, port: int, tokens: int, path: str = "/completion") -> 
             runs = json.loads(out.stdout)
             tokps, ttft = [r["tokps"] for r in runs], [r["ttft_ms"] for r in runs]
             return {"tokps": statistics.median(tokps), "ttft_ms": statistics.median(ttft),
-                    "tokps_spread": spread(tokps), "ttft_ms_spread": spread(ttft)}
+                    "tokps_spread": median_spread(tokps), "ttft_ms_spread": median_spread(ttft)}
         if time.monotonic() > deadline:
             raise RuntimeError(out.stderr.strip().splitlines()[-1])
         time.sleep(1)
@@ -90,10 +91,6 @@ def stream_stats(ns: str, port: int, tokens: int, path: str = "/completion") -> 
 def set_repeats(n: int) -> None:
     global REPEATS
     REPEATS = n
-
-
-def spread(values: list[float]) -> dict:
-    return {"median": round(statistics.median(values), 2), "min": round(min(values), 2), "max": round(max(values), 2)}
 
 
 def decode_tokps(ns: str, port: int, tokens: int) -> dict:

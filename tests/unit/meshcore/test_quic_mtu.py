@@ -166,16 +166,18 @@ async def test_endpoints_on_loopback_reach_the_largest_size_and_carry_data(tmp_p
     try:
         port = await b.listen("127.0.0.1", 0)
         conn = await a.dial(f"127.0.0.1:{port}")
-        reader, writer = await conn.open_stream(Kind.RPC)
-        payload = os.urandom(200_000)
-        writer.write(payload)
-        assert await asyncio.wait_for(reader.readexactly(200_000), 30) == payload
         listener_side = next(iter(b.connections))
         for _ in range(100):
             if conn.datagram_size == listener_side.datagram_size == LARGEST_SIZE:
                 break
             await asyncio.sleep(0.05)
         assert (conn.datagram_size, listener_side.datagram_size) == (LARGEST_SIZE, LARGEST_SIZE)
+        # Then data both ways in datagrams of that size, with Don't Fragment set on both sockets.
+        reader, writer = await conn.open_stream(Kind.RPC)
+        payload = os.urandom(200_000)
+        writer.write(payload)
+        assert await asyncio.wait_for(reader.readexactly(200_000), 30) == payload
+        assert a.dont_fragment and b.dont_fragment
     finally:
         a.close()
         b.close()

@@ -12,7 +12,9 @@ datagram_received) a 34 KB / 31 KB round trip in 1,472-byte datagrams drops from
 from __future__ import annotations
 
 import asyncio
-from typing import Callable
+from typing import Any, Callable, Coroutine, TypeVar
+
+T = TypeVar("T")
 
 
 def fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -22,3 +24,8 @@ def fast_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
         return None
     return uvloop.new_event_loop
 
+
+def run(main: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run on the fast loop."""
+    with asyncio.Runner(loop_factory=fast_loop()) as runner:
+        return runner.run(main)

@@ -17,7 +17,7 @@ import sys
 from typing import Any, Awaitable, Callable
 
 from meshcore.errors import MeshError, find_mesh_error
-from meshcore.event_loop import fast_loop
+from meshcore import event_loop
 from meshcore.process import bind_tcp
 
 CONFIG_ERROR_EXIT = 2
@@ -71,8 +71,7 @@ def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app
                                    timeout_graceful_shutdown=graceful_s))
     logging.getLogger(f"mesh_{role}").info("%s on http://%s:%d/", what, host, port)
     try:
-        with asyncio.Runner(loop_factory=fast_loop()) as runner:
-            runner.run(_serve(server, sock, companion))
+        event_loop.run(_serve(server, sock, companion))
     except (MeshError, ExceptionGroup) as exc:
         error = find_mesh_error(exc)
         if error is None:

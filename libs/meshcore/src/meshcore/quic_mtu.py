@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import logging
 import socket
 from typing import Sequence
 
@@ -48,8 +47,6 @@ from aioquic.quic.packet_builder import QuicDeliveryState, QuicPacketBuilder
 from aioquic import tls
 
 from meshcore.quic_flow import FlowControlledQuic
-
-log = logging.getLogger(__name__)
 
 START_SIZE = 1200          # aioquic's default and QUIC's minimum: what every connection starts with
 LARGEST_SIZE = 16000       # aioquic's 2-byte STREAM length field caps frames at 16,383 bytes

@@ -16,8 +16,8 @@ import asyncio
 import signal
 import sys
 
+from meshcore import event_loop
 from meshcore.config import NodeConfig, config_text, from_json
-from meshcore.event_loop import fast_loop
 from meshcore.errors import MeshError, find_mesh_error
 from meshcore.process import setup_logging
 
@@ -37,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging("node")
     try:
-        with asyncio.Runner(loop_factory=fast_loop()) as runner:
-            runner.run(main_async(from_json(NodeConfig, config_text(args.config))))
+        event_loop.run(main_async(from_json(NodeConfig, config_text(args.config))))
     except KeyboardInterrupt:
         pass
     except (MeshError, ExceptionGroup) as exc:
