@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from meshcore.http1 import UpstreamBroken
-from mesh_proxy.splice import BackendExchange
+from mesh_proxy.splice import BackendExchange, ClientGone
 
 timeline: list[bytes] = []
 EVENTS = [b'data: {"n": %d}\n\n' % i for i in range(30)]
@@ -150,3 +150,33 @@ async def test_read_all_collects_a_json_answer():
         assert exchange.status == 200
         assert await asyncio.wait_for(exchange.read_all(), 5) == body
         exchange.close()
+
+
+def test_a_client_that_goes_away_abandons_the_exchange_before_and_during_the_body() -> None:
+    """abandon() (the server protocol saw the client's connection lost): a wait for the
+    head and a running relay both end with ClientGone, and the backend connection closes."""
+    async def scenario() -> None:
+        silent, silent_port, _ = await backend([b""], pause_s=0.5)  # answers nothing for 0.5 s
+        async with silent:
+            waiting = await connect(silent_port)
+            waiting.send_request("/v1/completions", f"127.0.0.1:{silent_port}", b'{"model": "m"}')
+            asyncio.get_running_loop().call_later(0.05, waiting.abandon)
+            with pytest.raises(ClientGone):
+                await asyncio.wait_for(waiting.head(), 5)
+            assert waiting.transport.is_closing()
+
+        server, port, _ = await backend([SSE_HEAD + b"%x\r\n%s\r\n" % (len(EVENTS[0]), EVENTS[0])], pause_s=0.5)
+        async with server:
+            streaming = await connect(port)
+            streaming.send_request("/v1/completions", f"127.0.0.1:{port}", b'{"model": "m"}')
+            await asyncio.wait_for(streaming.head(), 5)
+            took: list[bytes] = []
+            streaming.start_body(lambda chunk: took.append(chunk) or True)
+            asyncio.get_running_loop().call_later(0.2, streaming.abandon)
+
+            async def refuse(chunk: bytes) -> None:
+                raise AssertionError("the sink took every chunk")
+            with pytest.raises(ClientGone):
+                await asyncio.wait_for(streaming.relay(refuse), 5)
+            assert took == [EVENTS[0]] and streaming.streaming and streaming.transport.is_closing()
+    asyncio.run(scenario())

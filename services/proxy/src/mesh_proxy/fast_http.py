@@ -10,6 +10,10 @@ used instead: the response has not started, is not chunked, is complete, the cli
 is gone, or the client reads slowly (uvicorn paused writing) — then the relay queues
 the chunk, pauses the backend, and a task awaits `send`, which waits for the drain.
 
+`BodyWriter.on_client_gone` registers what to do when the client's connection is
+lost (the relay abandons the backend request): no task per request waits on ASGI
+`receive` for the disconnect.
+
 It reads uvicorn's `RequestResponseCycle` state (`disconnected`, `flow.write_paused`,
 `response_started`, `response_complete`, `chunked_encoding`): uvicorn is pinned in
 uv.lock, and tests/integration/test_api.py streams through this path, so an upgrade
@@ -18,7 +22,7 @@ that changes them fails there first.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -26,10 +30,29 @@ EXTENSION = "mesh.body_writer"
 
 
 class BodyWriter:
-    __slots__ = ("_cycle",)
+    __slots__ = ("_cycle", "_on_gone")
 
     def __init__(self, cycle: Any) -> None:
         self._cycle = cycle
+        self._on_gone: Callable[[], None] | None = None
+
+    def on_client_gone(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once if the client's connection is lost before the response is
+        complete (at once if it already was)."""
+        if self._cycle.disconnected:
+            callback()
+        else:
+            self._on_gone = callback
+
+    def client_gone(self) -> None:
+        """The protocol lost the client's connection."""
+        callback, self._on_gone = self._on_gone, None
+        if callback is not None and not self._cycle.response_complete:
+            callback()
+
+    @property
+    def complete(self) -> bool:
+        return self._cycle.response_complete
 
     def write(self, data: bytes) -> bool:
         """Write one body chunk now; False if the caller must `await send(...)` it instead."""
@@ -42,11 +65,24 @@ class BodyWriter:
 
 
 class RelayHttpProtocol(HttpToolsProtocol):
+    """`_writers`: the body writers of this connection's requests not yet answered
+    (more than one when the client pipelines)."""
+
+    _writers: tuple[BodyWriter, ...] = ()
+
     def on_headers_complete(self) -> None:
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and getattr(cycle, "scope", None) is self.scope:
-            self.scope.setdefault("extensions", {})[EXTENSION] = BodyWriter(cycle)
+            writer = BodyWriter(cycle)
+            self._writers = (*(w for w in self._writers if not w.complete), writer)
+            self.scope.setdefault("extensions", {})[EXTENSION] = writer
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        writers, self._writers = self._writers, ()
+        for writer in writers:
+            writer.client_gone()
 
 
 def body_writer(scope: dict) -> BodyWriter | None:

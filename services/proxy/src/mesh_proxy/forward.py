@@ -28,7 +28,7 @@ from mesh_proxy.errors import (BackendGone, BadRequest, BodyTooLarge, MethodNotA
 from mesh_proxy.fast_http import body_writer
 from mesh_proxy.metrics import ProxyMetrics
 from mesh_proxy.routes import Endpoint, Router
-from mesh_proxy.splice import BackendExchange
+from mesh_proxy.splice import BackendExchange, ClientGone
 from meshcore.api_errors import family_error
 from meshcore.api_paths import FORWARDED, Family, family_of
 from meshcore.http1 import UpstreamBroken, UpstreamResponse, send_request
@@ -72,10 +72,6 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     if size > limit:
         raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
     return b"".join(chunks)
-
-
-class ClientGone(Exception):
-    """The client disconnected before its answer began."""
 
 
 def model_of(body: bytes) -> str | None:
@@ -273,35 +269,47 @@ class Forwarder:
     async def answer_spliced(self, endpoint: Endpoint, route: str, path: str, body: bytes, started: float,
                              receive: Receive, send: Send, scope: Scope) -> None:
         """The same answer on a backend connection the proxy owns (mesh_proxy.splice):
-        streamed chunks go to the client from the connection's data callback."""
-        metrics = self.metrics
+        streamed chunks go to the client from the connection's data callback. The client
+        going away abandons the exchange: through the server protocol's callback
+        (mesh_proxy.fast_http), or else a task watching ASGI `receive`."""
         exchange = await self.opener.exchange(endpoint, path)  # type: ignore[union-attr]
+        writer = body_writer(scope)
         try:
             exchange.send_request(path, endpoint.address, body)
-            try:
-                answered = await unless_disconnected(receive, _done(exchange.head()))
-            except UpstreamBroken as exc:
-                raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
-            if answered is None:
+            if writer is not None:
+                writer.on_client_gone(exchange.abandon)
+                await self.answer_exchange(exchange, writer.write, endpoint, route, path, started, send)
+            elif await unless_disconnected(receive, _done(self.answer_exchange(
+                    exchange, None, endpoint, route, path, started, send))) is None:
                 raise ClientGone()
-            headers = response_headers(exchange.headers, exchange.content_type)
-            metrics.answered(endpoint.model_id, route, family_of(path).value, exchange.status)
-            if exchange.content_type.startswith("text/event-stream"):
-                await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
-                writer = body_writer(scope)
-                exchange.start_body(writer.write if writer is not None else None)
-                await stream_until_disconnected(receive, self.relay_spliced(exchange, endpoint, path, started,
-                                                                             send))
-                return
-            try:
-                content = await exchange.read_all()
-            except UpstreamBroken as exc:
-                raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
-            metrics.first_byte(endpoint.model_id, route, started)
-            metrics.usage_tokens(endpoint.model_id, route, content)
-            await send_whole(send, exchange.status, headers, content)
+        except ClientGone:
+            if not exchange.streaming:
+                raise
+            log.info("client went away mid-stream; the backend request was cancelled")
         finally:
             exchange.close()
+
+    async def answer_exchange(self, exchange: BackendExchange, sink: "Callable[[bytes], bool] | None",
+                              endpoint: Endpoint, route: str, path: str, started: float, send: Send) -> None:
+        metrics = self.metrics
+        try:
+            await exchange.head()
+        except UpstreamBroken as exc:
+            raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
+        headers = response_headers(exchange.headers, exchange.content_type)
+        metrics.answered(endpoint.model_id, route, family_of(path).value, exchange.status)
+        if exchange.content_type.startswith("text/event-stream"):
+            await send({"type": "http.response.start", "status": exchange.status, "headers": headers})
+            exchange.start_body(sink)
+            await self.relay_spliced(exchange, endpoint, path, started, send)
+            return
+        try:
+            content = await exchange.read_all()
+        except UpstreamBroken as exc:
+            raise BackendGone(f"the backend for model {endpoint.model_id!r} failed: {exc}") from exc
+        metrics.first_byte(endpoint.model_id, route, started)
+        metrics.usage_tokens(endpoint.model_id, route, content)
+        await send_whole(send, exchange.status, headers, content)
 
     async def relay_spliced(self, exchange: BackendExchange, endpoint: Endpoint, path: str, started: float,
                             send: Send) -> None:

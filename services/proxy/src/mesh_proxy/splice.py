@@ -25,6 +25,11 @@ from meshcore.http1_body import BodyDecoder, BodyError, decoder_for
 Sink = Callable[[bytes], bool]
 
 
+class ClientGone(Exception):
+    """The client went away before its answer was complete; the backend request is
+    abandoned (its connection closed, so llama-server stops generating)."""
+
+
 def _refuse(_: bytes) -> bool:
     return False
 
@@ -47,7 +52,8 @@ class BackendExchange(asyncio.Protocol):
         self._queued: list[bytes] = []
         self._waiter: asyncio.Future[None] | None = None  # the relay task, waiting for work
         self.finished = False
-        self.error: UpstreamBroken | None = None
+        self.error: UpstreamBroken | ClientGone | None = None
+        self.streaming = False  # the body has started flowing to the client
         self.first_chunk_at: float | None = None
         self.events = 0
 
@@ -111,10 +117,22 @@ class BackendExchange(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
+    def abandon(self) -> None:
+        """The client went away: whoever waits for the head or relays the body gets
+        ClientGone, and the backend connection closes."""
+        if not self._head.done():
+            self._head.set_exception(ClientGone())
+        self._finish(ClientGone())
+        self.close()
+
     # -- the body ------------------------------------------------------------------------
     def start_body(self, sink: Sink | None = None) -> None:
-        """Let the body flow: to `sink` while it accepts chunks, else to the queue that
-        `relay` or `read_all` sends on."""
+        """Let a streamed body flow: to `sink` while it accepts chunks, else to the queue
+        that `relay` sends on."""
+        self.streaming = True
+        self._start(sink)
+
+    def _start(self, sink: Sink | None) -> None:
         assert self._decoder is not None and self.transport is not None
         self._sink = sink or _refuse
         self._decode(self._decoder.take_buffered)
@@ -148,7 +166,7 @@ class BackendExchange(asyncio.Protocol):
                 self.transport.pause_reading()
             self._wake()
 
-    def _finish(self, error: UpstreamBroken | None) -> None:
+    def _finish(self, error: UpstreamBroken | ClientGone | None) -> None:
         if self.finished:
             return
         self.finished, self.error = True, error
@@ -162,7 +180,7 @@ class BackendExchange(asyncio.Protocol):
 
     async def relay(self, send_chunk: Callable[[bytes], "asyncio.Future[None] | object"]) -> None:
         """Send what the sink refused, in order, until the body ends; then raise the
-        backend's error, if it broke mid-response."""
+        backend's error, if it broke mid-response (ClientGone if the client went away)."""
         loop = asyncio.get_running_loop()
         while True:
             if not self._queued and not self.finished:
@@ -184,7 +202,7 @@ class BackendExchange(asyncio.Protocol):
 
     async def read_all(self) -> bytes:
         """The whole body (a JSON answer); UpstreamBroken if it breaks off."""
-        self.start_body(None)
+        self._start(None)
         parts: list[bytes] = []
 
         async def keep(chunk: bytes) -> None:
