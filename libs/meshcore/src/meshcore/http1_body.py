@@ -15,6 +15,7 @@ import re
 MAX_SIZE_LINE = 1024        # a chunk-size line, extensions included
 MAX_TRAILERS = 16 * 1024    # all trailer lines together
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_SIZE_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})\r\n")
 
 
 class BodyError(Exception):
@@ -86,6 +87,14 @@ class Chunked(BodyDecoder):
             return b""
         if not data:
             raise BodyError("the backend closed the connection mid-response")
+        if self._state == _SIZE and not self._buf:
+            # The usual read of a stream: exactly one whole chunk (an SSE event), no extensions.
+            line = _SIZE_LINE.match(data)
+            if line is not None:
+                start = line.end()
+                end = start + int(line.group(1), 16)
+                if end > start and len(data) == end + 2 and data.endswith(b"\r\n"):
+                    return data[start:end]
         buf = self._buf + data if self._buf else data
         end, pos, out = len(buf), 0, []
         while pos < end:
