@@ -79,19 +79,23 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-def cpu_s(proc: psutil.Process) -> float:
-    procs = [proc, *proc.children(recursive=True)]
-    return sum(p.cpu_times().user + p.cpu_times().system for p in procs if p.is_running())
+def cpu_s(proc: psutil.Process) -> tuple[float, float]:
+    """(user, system) CPU seconds of `proc` and its children."""
+    times = [p.cpu_times() for p in (proc, *proc.children(recursive=True)) if p.is_running()]
+    return sum(t.user for t in times), sum(t.system for t in times)
 
 
 def load(port: int, streams: int, tokens: int, rate: float, watch: psutil.Process | None) -> dict:
-    before = cpu_s(watch) if watch else 0.0
+    before = cpu_s(watch) if watch else (0.0, 0.0)
     out = subprocess.run([sys.executable, "-m", "relay.load", "--port", str(port), "--streams", str(streams),
                           "--tokens", str(tokens), "--rate", str(rate), "--ramp", "2"], capture_output=True,
                          text=True, cwd=HERE, env={**os.environ, "PYTHONPATH": pythonpath()}, check=True)
     result = json.loads(out.stdout)
     if watch:
-        result["cpu_us_per_chunk"] = (cpu_s(watch) - before) * 1e6 / max(result["chunks"], 1)
+        user, system = (b - a for a, b in zip(before, cpu_s(watch)))
+        chunks = max(result["chunks"], 1)
+        result["cpu_us_per_chunk"] = (user + system) * 1e6 / chunks
+        result["user_us_per_chunk"], result["system_us_per_chunk"] = user * 1e6 / chunks, system * 1e6 / chunks
         result["rss_mb"] = sum(p.memory_info().rss for p in [watch, *watch.children(recursive=True)]) / 1e6
     return result
 
@@ -156,9 +160,13 @@ def measure(levels: list[int], tokens: int, rate: float) -> dict:
                                 "added_delay_ms_p99": r["proxy"]["delay_ms_p99"] - r["direct"]["delay_ms_p99"],
                                 "added_ttft_ms_p99": r["proxy"]["ttft_ms_p99"] - r["direct"]["ttft_ms_p99"],
                                 "proxy_cpu_us_per_chunk": r["proxy"]["cpu_us_per_chunk"],
+                                "proxy_user_us_per_chunk": r["proxy"]["user_us_per_chunk"],
+                                "proxy_system_us_per_chunk": r["proxy"]["system_us_per_chunk"],
                                 "nginx_added_delay_ms_p99": (r["nginx"]["delay_ms_p99"] - r["direct"]["delay_ms_p99"])
                                 if "nginx" in r else None,
                                 "nginx_cpu_us_per_chunk": r["nginx"]["cpu_us_per_chunk"] if "nginx" in r else None,
+                                "nginx_user_us_per_chunk": r["nginx"]["user_us_per_chunk"] if "nginx" in r else None,
+                                "nginx_system_us_per_chunk": r["nginx"]["system_us_per_chunk"] if "nginx" in r else None,
                                 "errors": r["proxy"]["errors"]} for r in rows],
         "tokens": tokens, "rate": rate,
     }
