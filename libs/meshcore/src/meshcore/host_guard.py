@@ -9,6 +9,7 @@ OpenAI-style JSON error and never reaches the app.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import socket
@@ -27,6 +28,7 @@ def machine_names() -> frozenset[str]:
     return frozenset({"localhost", name, name.split(".")[0], f"{name.split('.')[0]}.local"})
 
 
+@functools.lru_cache(maxsize=256)  # every request asks; clients send one or two Host values
 def host_allowed(host: str, names: frozenset[str]) -> bool:
     """`host` as the Host header gives it (name or address, optional port)."""
     host = host.strip().lower()

@@ -41,9 +41,13 @@ async def _serve(server: Any, sock: Any, companion: Callable[[], Awaitable[None]
 
 def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app: Callable[[], Any],
                      graceful_s: float = 3.0, companion: Callable[[], Awaitable[None]] | None = None,
-                     bind_host: str | None = None, http_protocol: Any = "auto") -> None:
+                     bind_host: str | None = None, http_protocol: Any = "auto",
+                     forwarded_headers: bool = True) -> None:
     """`http_protocol`: uvicorn's `http` setting ("auto", or a protocol class such as the
-    proxy's mesh_proxy.fast_http.RelayHttpProtocol)."""
+    proxy's mesh_proxy.fast_http.RelayHttpProtocol). `forwarded_headers`: take the client's
+    address from X-Forwarded-For when it comes from a trusted balancer (uvicorn's
+    FORWARDED_ALLOW_IPS; the directory behind haproxy); the API proxy turns it off: nothing
+    sits in front of it, and it saves a middleware per request."""
     import uvicorn
 
     host = bind_host or ("0.0.0.0" if listen_all else "127.0.0.1")
@@ -68,6 +72,7 @@ def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app
                     loop.remove_signal_handler(sig)
 
     server = Server(uvicorn.Config(make_app(), log_level="warning", access_log=False, http=http_protocol,
+                                   proxy_headers=forwarded_headers, server_header=False,
                                    timeout_graceful_shutdown=graceful_s))
     logging.getLogger(f"mesh_{role}").info("%s on http://%s:%d/", what, host, port)
     try:

@@ -55,7 +55,7 @@ def main() -> None:
             sys.exit(2)
     run_http_service("proxy", "OpenAI-compatible API", config.port, config.listen_all,
                      lambda: create_app(config, client), companion=client.run if client else None,
-                     http_protocol=RelayHttpProtocol)
+                     http_protocol=RelayHttpProtocol, forwarded_headers=False)
 
 
 if __name__ == "__main__":

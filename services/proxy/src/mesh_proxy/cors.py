@@ -55,8 +55,10 @@ class CorsGuard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        origin = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"origin"), None)
+        if origin is None and scope["method"] != "OPTIONS":
+            return await self.app(scope, receive, send)  # the usual API call: no browser page behind it
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        origin = headers.get("origin")
         preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in headers
         if origin is None:
             if scope["method"] == "OPTIONS":

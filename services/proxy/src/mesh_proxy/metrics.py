@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -44,13 +45,24 @@ class ProxyMetrics:
                               ["model", "route"], registry=self.registry)
         self.node_status: pb.NodeStatus | None = None
         self.registry.register(_NodeCollector(self))
+        # labelled children, looked up once per label set (prometheus_client's labels() takes a
+        # lock and builds a key each call: a good part of a request's bookkeeping)
+        self._answered: dict[tuple[str, str, str, int], Any] = {}
+        self._ttfb: dict[tuple[str, str], Any] = {}
 
     def answered(self, model: str, route: str, family: str, status: int) -> None:
-        self.requests.labels(model, route, family, str(status)).inc()
+        key = (model, route, family, status)
+        child = self._answered.get(key)
+        if child is None:
+            child = self._answered[key] = self.requests.labels(model, route, family, str(status))
+        child.inc()
 
     def first_byte(self, model: str, route: str, started: float, at: float | None = None) -> None:
         """The first body byte came at `at` (time.monotonic(); now if None)."""
-        self.ttfb.labels(model, route).observe((time.monotonic() if at is None else at) - started)
+        child = self._ttfb.get((model, route))
+        if child is None:
+            child = self._ttfb[(model, route)] = self.ttfb.labels(model, route)
+        child.observe((time.monotonic() if at is None else at) - started)
 
     def refused(self, family: str, code: str | None) -> None:
         self.errors.labels(family, code or "error").inc()
