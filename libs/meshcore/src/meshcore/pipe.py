@@ -20,12 +20,6 @@ async def _copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, coun
         await writer.drain()
 
 
-async def copy_until_eof(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """One way only: `reader` to `writer` until `reader` ends."""
-    with contextlib.suppress(ConnectionError, OSError):
-        await _copy(reader, writer, None)
-
-
 async def splice(a: tuple[asyncio.StreamReader, asyncio.StreamWriter],
                  b: tuple[asyncio.StreamReader, asyncio.StreamWriter],
                  a_to_b: list[int] | None = None, b_to_a: list[int] | None = None,

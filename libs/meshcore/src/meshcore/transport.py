@@ -25,6 +25,7 @@ import logging
 import ssl
 from typing import Any, Awaitable, Callable
 
+from aioquic import tls
 from aioquic.asyncio import serve
 from aioquic.asyncio.protocol import QuicConnectionProtocol, QuicStreamAdapter
 from aioquic.asyncio.server import QuicServer
@@ -93,6 +94,13 @@ class MeshConnection(QuicConnectionProtocol):
             self._timer.cancel()
             self._timer = None
         self._transmit_soon()
+
+    def transmit(self) -> None:
+        """Send what is due now; a transmit already scheduled for the next loop turn is
+        dropped (it would find nothing to send and cost an empty pass through aioquic)."""
+        if self._transmit_task is not None:
+            self._transmit_task.cancel()
+        super().transmit()
 
     def _unread(self, stream_id: int | None) -> int:
         if stream_id is None:
@@ -191,11 +199,30 @@ class MeshConnection(QuicConnectionProtocol):
     async def open_stream(self, kind: Kind, header: dict[str, Any] | None = None, first: bytes = b""
                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A new stream of `kind`, its header sent; `first`: the stream's first bytes, sent
-        in the same write, so that a short request leaves in one datagram (one wake-up and
-        no immediate ACK on the other side)."""
+        in the same write and at once (not on the next loop turn), so that a short request
+        leaves in one datagram (one wake-up and no immediate ACK on the other side)."""
         reader, writer = await self.create_stream()
         writer.write(bytes([kind]) + (encode_frame(header) if header is not None else b"") + first)
+        if first:
+            self._send_with_acks()
         return reader, writer
+
+    def send_now(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        """Write `data` to a stream of this connection and send it at once, not on the next
+        loop turn: for a relay's callback, where the data is a reply someone waits for."""
+        writer.write(data)
+        self._send_with_acks()
+
+    def _send_with_acks(self) -> None:
+        """Transmit now, with the ACKs this side owes in the same packet. aioquic holds an
+        ACK back for its ack delay (1 ms) and then sends it in a datagram of its own: on a
+        request/response stream that is one more datagram, and one more wake-up of the
+        peer, per exchange, right while the answer is being relayed."""
+        space = self._quic._spaces[tls.Epoch.ONE_RTT]
+        now = self._loop.time()
+        if space.ack_at is not None and space.ack_at > now:
+            space.ack_at = now
+        self.transmit()
 
     def cut(self, reason: str = "peer gone") -> None:
         """End every open stream now (readers see EOF at once), then close."""

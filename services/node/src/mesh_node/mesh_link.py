@@ -28,11 +28,12 @@ from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.messages import StreamHeader, TunnelRequest
 from meshcore.netaddr import advertised_addresses
-from meshcore.pipe import copy_until_eof, splice
+from meshcore.pipe import splice
 from meshcore.token import InviteToken
 from meshcore.transport import AdmissionRefused, MeshConnection
 from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, read_frame
 
+from mesh_node.backend_relay import BackendRelay
 from mesh_node.http_gate import READ_SIZE, Refused, read_request
 from mesh_node.state import NodeState
 
@@ -160,22 +161,22 @@ class MeshLink:
                                     request.target))
             writer.write_eof()
             return
+        loop = asyncio.get_running_loop()
         try:
-            local_reader, local_writer = await asyncio.open_connection("127.0.0.1", port)
+            _, relay = await loop.create_connection(
+                lambda: BackendRelay(request.encode(f"127.0.0.1:{port}"), lambda data: conn.send_now(writer, data)),
+                "127.0.0.1", port)
         except OSError:
             writer.write(http_error(502, f"the backend for {model!r} is not answering", "backend_unavailable",
                                     request.target))
             writer.write_eof()
             return
-        local_writer.write(request.encode(f"127.0.0.1:{port}"))
-        answer = asyncio.ensure_future(copy_until_eof(local_reader, writer))
         gone = asyncio.ensure_future(reader.read(1))  # nothing more may come: data or EOF ends it
         try:
-            await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({relay.done, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (answer, gone):
-                task.cancel()
-            local_writer.close()
+            gone.cancel()
+            relay.close()
             with contextlib.suppress(Exception):
                 writer.close()
 
