@@ -61,7 +61,38 @@ async def test_the_body_cap_holds_declared_or_chunked() -> None:
 def test_any_bytes_give_a_request_or_refused_never_a_crash(data: bytes) -> None:
     async def run() -> None:
         try:
-            await read_request(feed(data))
+            request = await read_request(feed(data))
         except Refused:
-            pass
+            return
+        assert_reparses(request)
+    asyncio.run(run())
+
+
+def assert_reparses(request) -> None:
+    """What llama-server gets parses (h11, strict) as exactly one request with the same parts."""
+    parser = h11.Connection(h11.SERVER)
+    parser.receive_data(request.encode("127.0.0.1:8080"))
+    head = parser.next_event()
+    assert isinstance(head, h11.Request)
+    assert (head.method.decode(), head.target.decode()) == (request.method, request.target)
+    assert [(k, v) for k, v in head.headers if k not in (b"host", b"content-length", b"connection")] == \
+        [(k.lower(), v) for k, v in request.headers]
+    body = b""
+    while not isinstance(event := parser.next_event(), h11.EndOfMessage):
+        body += event.data
+    assert body == request.body
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.from_regex(rb"\A[A-Za-z][A-Za-z0-9-]{0,15}\Z"),
+                          st.from_regex(rb"\A[ -~]{0,40}\Z")), max_size=6), st.binary(max_size=300))
+def test_accepted_requests_reach_llama_server_as_they_were_sent(headers, body) -> None:
+    extra = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
+    async def run() -> None:
+        try:
+            request = await read_request(feed(post("/v1/completions", body, extra)))
+        except Refused:
+            return
+        assert request.body == body
+        assert_reparses(request)
     asyncio.run(run())

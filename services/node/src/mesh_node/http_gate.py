@@ -37,11 +37,13 @@ class GatedRequest:
 
     def encode(self, host: str) -> bytes:
         """The request as llama-server gets it: only its end-to-end headers, our Host,
-        Content-Length and Connection: close."""
-        conn = h11.Connection(h11.CLIENT)
-        headers = [("Host", host), *self.headers, ("Content-Length", str(len(self.body))), ("Connection", "close")]
-        return b"".join((conn.send(h11.Request(method=self.method, target=self.target, headers=headers)) or b"",
-                         conn.send(h11.Data(data=self.body)) or b"", conn.send(h11.EndOfMessage()) or b""))
+        Content-Length and Connection: close. Joined directly (a third of h11's cost): every
+        part came out of h11's parser or is ours, so none can hold a CR, LF or colon
+        where it would split a line."""
+        lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (self.method.encode(), self.target.encode(), host.encode())]
+        lines.extend(b"%s: %s\r\n" % (k, v) for k, v in self.headers)
+        lines.append(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(self.body))
+        return b"".join(lines) + self.body
 
 
 async def _event(conn: h11.Connection, reader: asyncio.StreamReader) -> object:
