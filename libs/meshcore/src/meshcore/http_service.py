@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -71,7 +72,13 @@ def run_http_service(role: str, what: str, port: int, listen_all: bool, make_app
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
 
-    server = Server(uvicorn.Config(make_app(), log_level="warning", access_log=False, http=http_protocol,
+    app = make_app()
+    # Everything built so far (modules, the app) lives as long as the process: out of the
+    # collector's sight, so a full collection under load walks only what requests made
+    # (gc.freeze; a long pause here is a stall of every stream at once).
+    gc.collect()
+    gc.freeze()
+    server = Server(uvicorn.Config(app, log_level="warning", access_log=False, http=http_protocol,
                                    proxy_headers=forwarded_headers, server_header=False,
                                    timeout_graceful_shutdown=graceful_s))
     logging.getLogger(f"mesh_{role}").info("%s on http://%s:%d/", what, host, port)
