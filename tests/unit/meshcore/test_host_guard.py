@@ -14,7 +14,8 @@ def test_this_machine_is_allowed(host: str) -> None:
 
 
 @pytest.mark.parametrize("host", ["attacker.example", "attacker.example:9337", "127.0.0.1.nip.io:9337", "",
-                                  "[::1", "localhost.attacker.example", "mybox.attacker.example"])
+                                  "[::1", "localhost.attacker.example", "mybox.attacker.example",
+                                  "mybox" + "." * 400, "a" * 100_000])
 def test_other_names_are_refused(host: str) -> None:
     assert not host_allowed(host, NAMES)
 

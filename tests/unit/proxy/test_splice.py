@@ -10,6 +10,7 @@ import asyncio
 import pytest
 
 from meshcore.http1 import UpstreamBroken
+from mesh_proxy.fast_http import BodyWriter
 from mesh_proxy.splice import BackendExchange, ClientGone
 
 timeline: list[bytes] = []
@@ -180,3 +181,23 @@ def test_a_client_that_goes_away_abandons_the_exchange_before_and_during_the_bod
                 await asyncio.wait_for(streaming.relay(refuse), 5)
             assert took == [EVENTS[0]] and streaming.streaming and streaming.transport.is_closing()
     asyncio.run(scenario())
+
+
+def test_a_body_writer_whose_client_left_refuses_and_calls_back_at_once() -> None:
+    """mesh_proxy.fast_http.BodyWriter: once its connection is lost (even where uvicorn marked
+    only a newer pipelined request `disconnected`), writes are refused and a callback
+    registered afterwards runs at once."""
+    class Cycle:
+        disconnected = response_complete = False
+        response_started = chunked_encoding = True
+        flow = type("Flow", (), {"write_paused": False})()
+        transport = type("Transport", (), {"write": lambda self, data: sent.append(data)})()
+    sent: list[bytes] = []
+    writer = BodyWriter(Cycle())
+    assert writer.write(b"one") and sent == [b"3\r\none\r\n"]
+    called: list[str] = []
+    writer.on_client_gone(lambda: called.append("first"))
+    writer.client_gone()
+    assert called == ["first"] and not writer.write(b"two") and len(sent) == 1
+    writer.on_client_gone(lambda: called.append("late"))
+    assert called == ["first", "late"]

@@ -28,9 +28,16 @@ def machine_names() -> frozenset[str]:
     return frozenset({"localhost", name, name.split(".")[0], f"{name.split('.')[0]}.local"})
 
 
-@functools.lru_cache(maxsize=256)  # every request asks; clients send one or two Host values
+MAX_HOST = 300  # a DNS name is at most 253 characters; with a port or an IPv6 literal, still under this
+
+
 def host_allowed(host: str, names: frozenset[str]) -> bool:
     """`host` as the Host header gives it (name or address, optional port)."""
+    return len(host) <= MAX_HOST and _host_allowed(host, names)
+
+
+@functools.lru_cache(maxsize=256)  # every request asks; clients send one or two Host values
+def _host_allowed(host: str, names: frozenset[str]) -> bool:
     host = host.strip().lower()
     if host.startswith("["):  # [v6]:port
         addr = host[1:host.find("]")] if "]" in host else ""

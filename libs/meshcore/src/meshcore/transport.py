@@ -48,8 +48,11 @@ ADMISSION_TIMEOUT_S = 5.0
 IDLE_TIMEOUT_S = 30.0
 MAX_STREAMS_PER_CONNECTION = 4096   # streams served at once on one connection; more closes it
 MAX_CONNECTIONS_PER_ADDRESS = 32    # connections from one IP address being admitted or admitted
+SEND_HIGH_WATER = 1 << 20   # unacknowledged bytes a relay may leave on one stream before it stops reading
+SEND_LOW_WATER = 256 << 10  # ... and resumes at
 ERROR_ADMISSION = 0x100
 ERROR_PROTOCOL = 0x101
+ERROR_ABANDONED = 0x102     # a stream reset: its peer took nothing of it for too long
 
 Handler = Callable[["MeshConnection", asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -72,6 +75,7 @@ class MeshConnection(QuicConnectionProtocol):
         self._highest_peer_stream = -1
         self._credit_due = False
         self.admitting = False
+        self._send_waiters: dict[int, Callable[[], None]] = {}
         PathMtuQuic.adopt(self._quic).unread = self._unread
 
     # -- flow control (meshcore.quic_flow) ------------------------------------------------
@@ -97,10 +101,42 @@ class MeshConnection(QuicConnectionProtocol):
 
     def transmit(self) -> None:
         """Send what is due now; a transmit already scheduled for the next loop turn is
-        dropped (it would find nothing to send and cost an empty pass through aioquic)."""
+        dropped (it would find nothing to send and cost an empty pass through aioquic).
+        Then wake whoever waits for a stream's send buffer to drain (`when_sent`)."""
         if self._transmit_task is not None:
             self._transmit_task.cancel()
         super().transmit()
+        if self._send_waiters:
+            self._wake_senders()
+
+    # -- send-side bounds: what this side holds for a peer that does not take it ---------
+
+    def unacked(self, stream_id: int) -> int:
+        """Bytes written to a stream that the peer has not acknowledged yet (sent or not):
+        what this process holds for it. aioquic's send buffer has no bound of its own."""
+        stream = self._quic._streams.get(stream_id)
+        return 0 if stream is None else stream.sender._buffer_stop - stream.sender._buffer_start
+
+    def when_sent(self, stream_id: int, callback: Callable[[], None]) -> None:
+        """Call `callback` once the stream holds at most SEND_LOW_WATER unacknowledged
+        bytes (checked after each transmit: ACKs and credit arrive in datagrams, and every
+        datagram is followed by one)."""
+        self._send_waiters[stream_id] = callback
+
+    def reset_stream(self, writer: asyncio.StreamWriter) -> None:
+        """Abandon a stream this side writes: the peer sees it reset, not finished."""
+        with contextlib.suppress(Exception):  # already reset or finished
+            self._quic.reset_stream(writer.get_extra_info("stream_id"), ERROR_ABANDONED)
+            self.transmit()
+
+    def forget_sender(self, stream_id: int) -> None:
+        self._send_waiters.pop(stream_id, None)
+
+    def _wake_senders(self) -> None:
+        for stream_id, callback in list(self._send_waiters.items()):
+            if self.unacked(stream_id) <= SEND_LOW_WATER:
+                del self._send_waiters[stream_id]
+                callback()
 
     def _unread(self, stream_id: int | None) -> int:
         if stream_id is None:

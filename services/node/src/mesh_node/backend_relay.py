@@ -5,28 +5,39 @@ llama-server, and the answer back onto the member's QUIC stream.
 the moment the connection is made, and each read of the answer goes onto the QUIC
 stream and out in a datagram from the read's own callback (MeshConnection.send_now)
 — no task wakes and no loop turn passes between llama-server writing a token and
-the datagram leaving. That is most of what the remote hop adds to a request's time
-to first token (docs/benchmarks.md, "The remote hop alone").
+the datagram leaving (docs/benchmarks.md, "The remote hop alone").
 
-Like the stream copy it replaces, it applies no backpressure of its own: QUIC's send
-buffer takes what llama-server writes, at the speed it generates tokens.
+The member is not trusted to take what it asked for: aioquic's send buffer has no
+bound, and a member that never acknowledges (or never grants flow-control credit)
+would make this node hold the whole answer. Past SEND_HIGH_WATER unacknowledged bytes
+on the stream the relay stops reading llama-server (TCP then holds llama-server back)
+until the member has taken all but SEND_LOW_WATER; a stream that stays stalled for
+STALL_S is abandoned, so a member cannot hold a llama-server slot by not reading.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+
+from meshcore.transport import SEND_HIGH_WATER, MeshConnection
 
 log = logging.getLogger(__name__)
+STALL_S = 60.0
 
 
 class BackendRelay(asyncio.Protocol):
-    def __init__(self, request: bytes, send: Callable[[bytes], None]) -> None:
+    def __init__(self, request: bytes, conn: MeshConnection, writer: asyncio.StreamWriter,
+                 stall_s: float = STALL_S) -> None:
         self.request = request
-        self.send = send
+        self.stall_s = stall_s
+        self.conn = conn
+        self.writer = writer
+        self.stream_id: int = writer.get_extra_info("stream_id")
         self.transport: asyncio.Transport | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.stalled = False
+        self._stall_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -34,10 +45,28 @@ class BackendRelay(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         try:
-            self.send(data)
+            self.conn.send_now(self.writer, data)
         except Exception as exc:  # noqa: BLE001 - aioquic refuses writes to a stream the member reset
             log.debug("the member's stream took no more of the answer: %s", exc)
             self.close()
+            return
+        if self.conn.unacked(self.stream_id) > SEND_HIGH_WATER and self.transport is not None:
+            self.transport.pause_reading()
+            self.conn.when_sent(self.stream_id, self._resume)
+            self._stall_timer = asyncio.get_running_loop().call_later(self.stall_s, self._stall)
+
+    def _resume(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _stall(self) -> None:
+        log.warning("node %s took nothing of an answer for %.0f s: request abandoned",
+                    str(self.conn.peer_id)[:12], self.stall_s)
+        self.stalled = True
+        self.close()
 
     def eof_received(self) -> bool:
         self._end()
@@ -51,6 +80,10 @@ class BackendRelay(asyncio.Protocol):
             self.done.set_result(None)
 
     def close(self) -> None:
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+        self.conn.forget_sender(self.stream_id)
         if self.transport is not None:
             self.transport.close()
         self._end()

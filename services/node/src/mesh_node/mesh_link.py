@@ -164,8 +164,7 @@ class MeshLink:
         loop = asyncio.get_running_loop()
         try:
             _, relay = await loop.create_connection(
-                lambda: BackendRelay(request.encode(f"127.0.0.1:{port}"), lambda data: conn.send_now(writer, data)),
-                "127.0.0.1", port)
+                lambda: BackendRelay(request.encode(f"127.0.0.1:{port}"), conn, writer), "127.0.0.1", port)
         except OSError:
             writer.write(http_error(502, f"the backend for {model!r} is not answering", "backend_unavailable",
                                     request.target))
@@ -177,6 +176,8 @@ class MeshLink:
         finally:
             gone.cancel()
             relay.close()
+            if relay.stalled:
+                conn.reset_stream(writer)  # the member took nothing: no FIN that says the answer is whole
             with contextlib.suppress(Exception):
                 writer.close()
 

@@ -30,22 +30,27 @@ EXTENSION = "mesh.body_writer"
 
 
 class BodyWriter:
-    __slots__ = ("_cycle", "_on_gone")
+    """`gone`: the client's connection was lost (uvicorn marks only the newest of
+    pipelined requests `disconnected`; this marks each of them)."""
+
+    __slots__ = ("_cycle", "_on_gone", "gone")
 
     def __init__(self, cycle: Any) -> None:
         self._cycle = cycle
         self._on_gone: Callable[[], None] | None = None
+        self.gone = False
 
     def on_client_gone(self, callback: Callable[[], None]) -> None:
         """Call `callback` once if the client's connection is lost before the response is
         complete (at once if it already was)."""
-        if self._cycle.disconnected:
+        if self.gone or self._cycle.disconnected:
             callback()
         else:
             self._on_gone = callback
 
     def client_gone(self) -> None:
         """The protocol lost the client's connection."""
+        self.gone = True
         callback, self._on_gone = self._on_gone, None
         if callback is not None and not self._cycle.response_complete:
             callback()
@@ -57,7 +62,7 @@ class BodyWriter:
     def write(self, data: bytes) -> bool:
         """Write one body chunk now; False if the caller must `await send(...)` it instead."""
         c = self._cycle
-        if (c.disconnected or c.flow.write_paused or not c.response_started or c.response_complete
+        if (self.gone or c.disconnected or c.flow.write_paused or not c.response_started or c.response_complete
                 or not c.chunked_encoding):
             return False
         c.transport.write(b"%x\r\n%s\r\n" % (len(data), data))

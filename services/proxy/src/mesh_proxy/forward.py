@@ -9,10 +9,12 @@ passes through. Each relayed chunk costs one read of the backend, one decode of 
 chunked framing (meshcore.http1_body) and one ASGI send: this is the path every
 token of every stream takes (docs/benchmarks.md, "The proxy measured alone").
 
-A client that disconnects cancels the upstream request: while waiting for the
-response head we race the client's disconnect; while streaming, a watcher task
-waits for the disconnect and cancels the relay, whose `finally` closes the backend
-connection, and llama-server stops generating when its next write fails.
+A client that disconnects cancels the upstream request: the proxy's server protocol
+(mesh_proxy.fast_http) calls `BackendExchange.abandon` when the client's connection is
+lost, which ends the wait for the head or the relay with ClientGone and closes the
+backend connection; llama-server stops generating when its next write fails. (Where no
+such protocol serves, and on the client-only proxy's generic relay, a task watching
+ASGI `receive` does the same.)
 """
 
 from __future__ import annotations
