@@ -4,12 +4,13 @@ sends; a stream that is read still carries any amount; a finished stream's data 
 dropped, not buffered, and starts no new handler."""
 
 import asyncio
+import contextlib
 import hashlib
 from pathlib import Path
 
 from meshcore.identity import MeshSecret, load_or_create_identity
 from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW
-from meshcore.transport import MeshConnection, MeshEndpoint
+from meshcore.transport import SEND_HIGH_WATER, MeshConnection, MeshEndpoint
 from meshcore.wire import Kind
 
 MiB = 1 << 20
@@ -132,5 +133,40 @@ async def test_data_after_the_handler_returned_is_dropped(tmp_path: Path) -> Non
         assert buffered(b) == 0
         assert [c for c in b.connections if c.admitted.is_set()], "the connection itself stays up"
     finally:
+        a.close()
+        b.close()
+
+
+async def test_a_writer_whose_peer_takes_nothing_is_held_back_not_buffered(tmp_path: Path) -> None:
+    """The send side (meshcore.transport.BoundedStreamAdapter): a copy onto a stream whose
+    peer reads nothing stops in `drain()` once SEND_HIGH_WATER bytes wait unacknowledged,
+    beyond what the peer's window took; closing the connection ends the wait, no hang."""
+    a, b, conn, _ = await pair(tmp_path)
+    never = asyncio.Event()
+
+    async def idle(conn, reader, writer) -> None:  # noqa: ANN001  reads nothing
+        await never.wait()
+
+    b.handlers[Kind.RPC] = idle
+    written = 0
+    try:
+        _, writer = await conn.open_stream(Kind.RPC)
+        stream_id = writer.get_extra_info("stream_id")
+        chunk = b"z" * (256 * 1024)
+        with contextlib.suppress(TimeoutError):
+            while written < 64 * MiB:
+                writer.write(chunk)
+                written += len(chunk)
+                await asyncio.wait_for(writer.drain(), 3)  # held back: no progress for 3 s
+        assert written <= STREAM_WINDOW + SEND_HIGH_WATER + 2 * len(chunk), f"{written} bytes taken"
+        assert conn.unacked(stream_id) <= SEND_HIGH_WATER + len(chunk), conn.unacked(stream_id)
+        waiting = asyncio.ensure_future(writer.drain())
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        b.close()  # the peer goes away: the connection ends, and with it the wait
+        with contextlib.suppress(ConnectionError):
+            await asyncio.wait_for(waiting, 5)
+    finally:
+        never.set()
         a.close()
         b.close()

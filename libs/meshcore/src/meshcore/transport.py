@@ -75,15 +75,15 @@ class MeshConnection(QuicConnectionProtocol):
         self._highest_peer_stream = -1
         self._credit_due = False
         self.admitting = False
-        self._send_waiters: dict[int, Callable[[], None]] = {}
+        self._send_waiters: dict[int, list[Callable[[], None]]] = {}
         PathMtuQuic.adopt(self._quic).unread = self._unread
 
     # -- flow control (meshcore.quic_flow) ------------------------------------------------
 
     def _create_stream(self, stream_id: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         reader = MeteredReader(self._drained)
-        writer = asyncio.StreamWriter(QuicStreamAdapter(self, stream_id), asyncio.StreamReaderProtocol(reader),
-                                      reader, self._loop)
+        flow = asyncio.StreamReaderProtocol(reader)
+        writer = asyncio.StreamWriter(BoundedStreamAdapter(self, stream_id, flow), flow, reader, self._loop)
         self._stream_readers[stream_id] = reader
         return reader, writer
 
@@ -113,15 +113,18 @@ class MeshConnection(QuicConnectionProtocol):
 
     def unacked(self, stream_id: int) -> int:
         """Bytes written to a stream that the peer has not acknowledged yet (sent or not):
-        what this process holds for it. aioquic's send buffer has no bound of its own."""
+        what this process holds for it (0 once the stream is reset or gone). aioquic's send
+        buffer has no bound of its own: BoundedStreamAdapter and the relays use this."""
         stream = self._quic._streams.get(stream_id)
-        return 0 if stream is None else stream.sender._buffer_stop - stream.sender._buffer_start
+        if stream is None or stream.sender._reset_error_code is not None:
+            return 0
+        return stream.sender._buffer_stop - stream.sender._buffer_start
 
     def when_sent(self, stream_id: int, callback: Callable[[], None]) -> None:
         """Call `callback` once the stream holds at most SEND_LOW_WATER unacknowledged
         bytes (checked after each transmit: ACKs and credit arrive in datagrams, and every
-        datagram is followed by one)."""
-        self._send_waiters[stream_id] = callback
+        datagram is followed by one), or the connection ends."""
+        self._send_waiters.setdefault(stream_id, []).append(callback)
 
     def reset_stream(self, writer: asyncio.StreamWriter) -> None:
         """Abandon a stream this side writes: the peer sees it reset, not finished."""
@@ -129,14 +132,20 @@ class MeshConnection(QuicConnectionProtocol):
             self._quic.reset_stream(writer.get_extra_info("stream_id"), ERROR_ABANDONED)
             self.transmit()
 
-    def forget_sender(self, stream_id: int) -> None:
-        self._send_waiters.pop(stream_id, None)
+    def forget_sender(self, stream_id: int, callback: Callable[[], None]) -> None:
+        """`callback` no longer waits on the stream (its owner is done with it)."""
+        callbacks = self._send_waiters.get(stream_id, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks:
+            self._send_waiters.pop(stream_id, None)
 
-    def _wake_senders(self) -> None:
-        for stream_id, callback in list(self._send_waiters.items()):
-            if self.unacked(stream_id) <= SEND_LOW_WATER:
+    def _wake_senders(self, all_of_them: bool = False) -> None:
+        for stream_id, callbacks in list(self._send_waiters.items()):
+            if all_of_them or self.unacked(stream_id) <= SEND_LOW_WATER:
                 del self._send_waiters[stream_id]
-                callback()
+                for callback in callbacks:
+                    callback()
 
     def _unread(self, stream_id: int | None) -> int:
         if stream_id is None:
@@ -217,6 +226,7 @@ class MeshConnection(QuicConnectionProtocol):
             for reader in self._stream_readers.values():
                 reader.feed_eof()
             self._stream_readers.clear()
+            self._wake_senders(all_of_them=True)  # their next write fails: the connection is gone
             self.endpoint._on_closed(self)
 
     def _ended(self, stream_id: int, reader: asyncio.StreamReader) -> None:
@@ -275,6 +285,31 @@ class MeshConnection(QuicConnectionProtocol):
     def abort(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+class BoundedStreamAdapter(QuicStreamAdapter):
+    """aioquic's stream transport, with what this side holds for the peer bounded: past
+    SEND_HIGH_WATER unacknowledged bytes the stream's writer is paused (its `drain()`
+    waits) until the peer has taken all but SEND_LOW_WATER. A peer that acknowledges
+    nothing, or grants no credit, holds the writer back instead of filling this
+    process's memory (every copy onto a stream awaits `drain()`: meshcore.pipe)."""
+
+    def __init__(self, protocol: MeshConnection, stream_id: int, flow: asyncio.StreamReaderProtocol) -> None:
+        super().__init__(protocol, stream_id)
+        self.flow = flow
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        super().write(data)
+        conn: MeshConnection = self.protocol  # type: ignore[assignment]
+        if not self.paused and conn.unacked(self.stream_id) > SEND_HIGH_WATER:
+            self.paused = True
+            self.flow.pause_writing()
+            conn.when_sent(self.stream_id, self._resume)
+
+    def _resume(self) -> None:
+        self.paused = False
+        self.flow.resume_writing()
 
 
 class MeshEndpoint:

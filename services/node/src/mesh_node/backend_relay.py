@@ -83,7 +83,7 @@ class BackendRelay(asyncio.Protocol):
         if self._stall_timer is not None:
             self._stall_timer.cancel()
             self._stall_timer = None
-        self.conn.forget_sender(self.stream_id)
+        self.conn.forget_sender(self.stream_id, self._resume)
         if self.transport is not None:
             self.transport.close()
         self._end()
