@@ -5,6 +5,7 @@ whole answer still arrives intact once the member reads, and a member that takes
 nothing for the stall time has its request abandoned."""
 
 import asyncio
+import contextlib
 import hashlib
 from pathlib import Path
 
@@ -39,11 +40,18 @@ async def llama(written: list[int]) -> tuple[asyncio.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-async def serving_pair(tmp: Path, port: int, stall_s: float, relays: list[BackendRelay]):
+@contextlib.asynccontextmanager
+async def serving(tmp: Path, stall_s: float):
+    """A member connected to a serving node whose HTTP handler relays `llama` (as
+    mesh_link._serve_http, trimmed): yields (the member's connection, the relays made,
+    what llama-server wrote)."""
+    written = [0]
+    server, port = await llama(written)
+    relays: list[BackendRelay] = []
     mesh = MeshSecret.new()
     member, node = endpoint(tmp, "member", mesh), endpoint(tmp, "node", mesh)
 
-    async def serve_http(conn, reader, writer) -> None:  # noqa: ANN001 - as mesh_link._serve_http, trimmed
+    async def serve_http(conn, reader, writer) -> None:  # noqa: ANN001
         await reader.readexactly(4)
         loop = asyncio.get_running_loop()
         _, relay = await loop.create_connection(lambda: BackendRelay(b"GET\n", conn, writer, stall_s),
@@ -56,17 +64,17 @@ async def serving_pair(tmp: Path, port: int, stall_s: float, relays: list[Backen
         writer.close()
 
     node.handlers[Kind.HTTP] = serve_http
-    node_port = await node.listen("127.0.0.1", 0)
-    conn = await member.dial(f"127.0.0.1:{node_port}")
-    return member, node, conn
+    try:
+        node_port = await node.listen("127.0.0.1", 0)
+        yield await member.dial(f"127.0.0.1:{node_port}"), relays, written
+    finally:
+        member.close()
+        node.close()
+        server.close()
 
 
 async def test_a_member_that_does_not_read_holds_the_node_to_a_bound_then_gets_it_all(tmp_path: Path) -> None:
-    written = [0]
-    server, port = await llama(written)
-    relays: list[BackendRelay] = []
-    member, node, conn = await serving_pair(tmp_path, port, stall_s=60, relays=relays)
-    try:
+    async with serving(tmp_path, stall_s=60) as (conn, relays, written):
         reader, writer = await conn.open_stream(Kind.HTTP, None, b"ask!")
         most, still = 0, 0.0
         while still < 1.5:  # until the node's send buffer stops growing
@@ -78,19 +86,11 @@ async def test_a_member_that_does_not_read_holds_the_node_to_a_bound_then_gets_i
         assert written[0] < len(ANSWER), f"llama-server was not held back ({written[0]} bytes written)"
         got = await asyncio.wait_for(reader.read(-1), 60)  # the member reads: everything arrives, in order
         assert hashlib.sha256(got).digest() == hashlib.sha256(ANSWER).digest()
-    finally:
-        member.close()
-        node.close()
-        server.close()
 
 
 async def test_a_member_that_takes_nothing_for_the_stall_time_loses_the_request(tmp_path: Path) -> None:
-    written = [0]
-    server, port = await llama(written)
-    relays: list[BackendRelay] = []
-    member, node, conn = await serving_pair(tmp_path, port, stall_s=1.0, relays=relays)
-    try:
-        reader, _ = await conn.open_stream(Kind.HTTP, None, b"ask!")
+    async with serving(tmp_path, stall_s=1.0) as (conn, relays, written):
+        await conn.open_stream(Kind.HTTP, None, b"ask!")
         for _ in range(200):
             if relays and relays[0].done.done():
                 break
@@ -101,7 +101,3 @@ async def test_a_member_that_takes_nothing_for_the_stall_time_loses_the_request(
                 break
             await asyncio.sleep(0.05)
         assert written[-1] == -1
-    finally:
-        member.close()
-        node.close()
-        server.close()

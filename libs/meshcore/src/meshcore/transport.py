@@ -13,7 +13,10 @@ is affected.
 Memory a peer can make this process hold is bounded: receive windows follow what
 the handlers have read (meshcore.quic_flow: 4 MiB unread per stream, 16 MiB per
 connection); once a stream's handler has returned,
-whatever still arrives for it is dropped, never buffered.
+whatever still arrives for it is dropped, never buffered. On the send side, a stream's
+writer pauses (its `drain()` waits) once SEND_HIGH_WATER bytes wait unacknowledged by
+the peer (BoundedStreamAdapter): aioquic's send buffer has no bound of its own, and a
+peer that acknowledges nothing would otherwise make this process hold all it is sent.
 """
 
 from __future__ import annotations
