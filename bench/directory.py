@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from directory_postgres import PostgresServer  # noqa: E402  (the tests' real PostgreSQL)
 from test_directory import Directory, listing, publish_body  # noqa: E402  (the tests' real-process harness)
 
-from meshcore.http_service import fast_loop  # noqa: E402
+from meshcore.event_loop import fast_loop  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
