@@ -59,8 +59,6 @@ async def serving(tmp: Path, stall_s: float):
         relays.append(relay)
         await relay.done
         relay.close()
-        if relay.stalled:
-            conn.reset_stream(writer)
         writer.close()
 
     node.handlers[Kind.HTTP] = serve_http

@@ -9,10 +9,11 @@ the datagram leaving (docs/benchmarks.md, "The remote hop alone").
 
 The member is not trusted to take what it asked for: aioquic's send buffer has no
 bound, and a member that never acknowledges (or never grants flow-control credit)
-would make this node hold the whole answer. Past SEND_HIGH_WATER unacknowledged bytes
-on the stream the relay stops reading llama-server (TCP then holds llama-server back)
-until the member has taken all but SEND_LOW_WATER; a stream that stays stalled for
-STALL_S is abandoned, so a member cannot hold a llama-server slot by not reading.
+would make this node hold the whole answer. While the stream's writer is held back
+(meshcore.transport.BoundedStreamAdapter: past SEND_HIGH_WATER unacknowledged bytes) the
+relay stops reading llama-server (TCP then holds llama-server back); a stream that stays
+held back for STALL_S is reset and the request abandoned, so a member cannot hold a
+llama-server slot by not reading.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from meshcore.transport import SEND_HIGH_WATER, MeshConnection
+from meshcore.transport import BoundedStreamAdapter, MeshConnection
 
 log = logging.getLogger(__name__)
 STALL_S = 60.0
@@ -50,7 +51,8 @@ class BackendRelay(asyncio.Protocol):
             log.debug("the member's stream took no more of the answer: %s", exc)
             self.close()
             return
-        if self.conn.unacked(self.stream_id) > SEND_HIGH_WATER and self.transport is not None:
+        stream: BoundedStreamAdapter = self.writer.transport  # type: ignore[assignment]
+        if stream.paused and self.transport is not None:
             self.transport.pause_reading()
             self.conn.when_sent(self.stream_id, self._resume)
             self._stall_timer = asyncio.get_running_loop().call_later(self.stall_s, self._stall)
@@ -67,6 +69,7 @@ class BackendRelay(asyncio.Protocol):
                     str(self.conn.peer_id)[:12], self.stall_s)
         self.stalled = True
         self.close()
+        self.conn.reset_stream(self.writer)  # the member took nothing: no FIN that says the answer is whole
 
     def eof_received(self) -> bool:
         self._end()

@@ -176,8 +176,6 @@ class MeshLink:
         finally:
             gone.cancel()
             relay.close()
-            if relay.stalled:
-                conn.reset_stream(writer)  # the member took nothing: no FIN that says the answer is whole
             with contextlib.suppress(Exception):
                 writer.close()
 

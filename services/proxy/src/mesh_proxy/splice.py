@@ -122,8 +122,7 @@ class BackendExchange(asyncio.Protocol):
         ClientGone, and the backend connection closes."""
         if not self._head.done():
             self._head.set_exception(ClientGone())
-        self._finish(ClientGone())
-        self.close()
+        self._finish(ClientGone())  # closes the backend connection
 
     # -- the body ------------------------------------------------------------------------
     def start_body(self, sink: Sink | None = None) -> None:
