@@ -6,7 +6,7 @@ import h11
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mesh_node.http_gate import Refused, read_request
+from mesh_node.http_gate import DROPPED, Refused, read_request
 
 
 def feed(data: bytes) -> asyncio.StreamReader:
@@ -96,3 +96,103 @@ def test_accepted_requests_reach_llama_server_as_they_were_sent(headers, body) -
         assert request.body == body
         assert_reparses(request)
     asyncio.run(run())
+
+
+def h11_parts(data: bytes):
+    """What h11 (strict, the parser this gate replaced) makes of `data`: (method, target,
+    headers without the framing ones, body), or None where it refuses it."""
+    parser = h11.Connection(h11.SERVER)
+    parser.receive_data(data)
+    parser.receive_data(b"")
+    try:
+        head = parser.next_event()
+        if not isinstance(head, h11.Request):
+            return None
+        body = b""
+        while not isinstance(event := parser.next_event(), h11.EndOfMessage):
+            if not isinstance(event, h11.Data):
+                return None
+            body += event.data
+    except h11.RemoteProtocolError:
+        return None
+    headers = [(k, v) for k, v in head.headers if k not in (b"host", b"content-length", b"transfer-encoding",
+                                                             b"connection")]
+    return head.method.decode(), head.target.decode(), headers, body
+
+
+def mostly(valid: list[bytes], off: list[bytes]) -> st.SearchStrategy[bytes]:
+    """A valid part most of the time, one off the grammar now and then."""
+    return st.sampled_from(valid * 8 + off)
+
+
+_NAMES = mostly([b"X-Client", b"Accept", b"Connection", b"te", b"Content-Length", b"Transfer-Encoding"],
+                [b"Host", b"X y", b"", b"X\x00", b"\xe9", b" X", b"X\t"])
+_VALUES = mostly([b"x", b"", b" padded ", b"a b", b"a\tb", b"2", b"chunked", b"close", b"\xe9t\xe9"],
+                 [b"5", b"-1", b"0x5", b"gzip, chunked", b"\x00", b"\x7f", b"a\rb", b"a\nb"])
+_ENDS = mostly([b"\r\n"], [b"\n", b"\r"])
+_BODIES = st.sampled_from([b"", b"{}", b"hello", b"2\r\n{}\r\n0\r\n\r\n", b"2\r\n{}\r\n0\r\nX: y\r\n\r\n",
+                           b"zz\r\n", b"{}GET /slots HTTP/1.1\r\n\r\n"])
+
+
+@st.composite
+def requests(draw) -> bytes:
+    """Requests near the grammar's edges: each part valid or one step off."""
+    end = draw(_ENDS)
+    line = b"%s %s %s" % (draw(mostly([b"POST"], [b"post", b"GET", b"PO ST"])),
+                          draw(mostly([b"/v1/completions", b"/v1/embeddings?x=1"],
+                                      [b"/v1/x", b"*", b"/v1/completions#", b"/v1/completions\x00"])),
+                          draw(mostly([b"HTTP/1.1"], [b"HTTP/1.0", b"HTTP/2", b"http/1.1", b"HTTP/1.1 "])))
+    fields = draw(st.lists(st.tuples(_NAMES, mostly([b": ", b":", b":\t"], [b" : "]), _VALUES), max_size=5))
+    if draw(mostly([b"host"], [b""])):
+        fields.insert(draw(st.integers(0, len(fields))), (b"Host", b": ", b"x"))
+    head = line + end + b"".join(n + sep + v + draw(_ENDS) for n, sep, v in fields)
+    return head + end + draw(_BODIES)
+
+
+@settings(max_examples=600, deadline=None)
+@given(requests())
+def test_what_the_gate_accepts_h11_accepts_as_the_same_request(data: bytes) -> None:
+    """Never looser than h11: a request this parser lets through is one h11 reads the
+    same way (method, target, end-to-end headers, body)."""
+    async def run() -> None:
+        try:
+            request = await read_request(feed(data))
+        except Refused:
+            return
+        theirs = h11_parts(data)
+        assert theirs is not None, f"the gate accepted what h11 refuses: {data!r}"
+        method, target, headers, body = theirs
+        assert (method, target, body) == (request.method, request.target, request.body)
+        assert [(k, v) for k, v in headers if k not in DROPPED] == list(request.headers)
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("head", [
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n folded: yes\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nHost : x\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nX: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\nHost: x\nContent-Length: 2\n\n{}",
+    b"POST /v1/completions HTTP/2\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/completions?a b HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\n" + b"X: y\r\n" * 101 + b"\r\n",
+    b"POST /v1/completions HTTP/1.1\r\nX: " + b"y" * 70_000 + b"\r\n\r\n",
+])
+async def test_malformed_or_ambiguous_requests_are_refused_as_bad_requests(head: bytes) -> None:
+    with pytest.raises(Refused) as err:
+        await read_request(feed(head))
+    assert err.value.status == 400 and err.value.code == "invalid_request"
+
+
+async def test_a_body_that_arrives_in_many_reads_is_whole() -> None:
+    body = b'{"model": "m", "input": "' + b"x" * 300_000 + b'"}'
+    reader = asyncio.StreamReader()
+    data = post("/v1/embeddings", body)
+    for i in range(0, len(data), 1000):
+        reader.feed_data(data[i:i + 1000])
+    reader.feed_eof()
+    assert (await read_request(reader)).body == body
