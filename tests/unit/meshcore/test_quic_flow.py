@@ -6,9 +6,13 @@ dropped, not buffered, and starts no new handler."""
 import asyncio
 import contextlib
 import hashlib
+import socket
 from pathlib import Path
 
+import pytest
+
 from meshcore.identity import MeshSecret, load_or_create_identity
+from meshcore.pipe import splice
 from meshcore.quic_flow import CONNECTION_WINDOW, STREAM_WINDOW
 from meshcore.transport import SEND_HIGH_WATER, MeshConnection, MeshEndpoint
 from meshcore.wire import Kind
@@ -168,5 +172,36 @@ async def test_a_writer_whose_peer_takes_nothing_is_held_back_not_buffered(tmp_p
             await asyncio.wait_for(waiting, 5)
     finally:
         never.set()
+        a.close()
+        b.close()
+
+
+async def test_a_tunnel_copy_onto_a_member_that_takes_nothing_ends_after_the_stall_bound(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """meshcore.pipe: a splice whose QUIC side takes nothing (held back by the send bound)
+    ends once `drain()` has waited `stall_s`, closes both sides and says which stream;
+    without the bound it would wait as long as the member likes."""
+    a, b, conn, _ = await pair(tmp_path)
+    never = asyncio.Event()
+
+    async def idle(conn, reader, writer) -> None:  # noqa: ANN001  reads nothing
+        await never.wait()
+
+    b.handlers[Kind.RPC] = idle
+    here, there = socket.socketpair()  # the local side: llama-server's end is `there`
+    local = await asyncio.open_connection(sock=here)
+    _, feeder = await asyncio.open_connection(sock=there)
+    feeder.write(b"z" * (32 * MiB))  # more than the window and the send bound together
+    try:
+        remote = await conn.open_stream(Kind.RPC)
+        started = asyncio.get_running_loop().time()
+        stalled = await asyncio.wait_for(splice(local, remote, label="the test stream", stall_s=1.0), 20)
+        assert stalled
+        assert asyncio.get_running_loop().time() - started >= 1.0
+        assert "closed the test stream: the other side took nothing for 1 s" in caplog.text
+        assert local[1].is_closing()
+    finally:
+        never.set()
+        feeder.close()
         a.close()
         b.close()

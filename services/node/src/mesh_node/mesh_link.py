@@ -128,7 +128,8 @@ class MeshLink:
             # The request follows its TunnelRequest at once: it goes with the stream's header.
             first = await reader.read(READ_SIZE)
             remote = await self.member.open_stream(node_id, Kind.HTTP, StreamHeader(model).to_wire(), first)
-            await splice((reader, writer), remote, b_to_a=answered, close_a=False)
+            await splice((reader, writer), remote, b_to_a=answered, close_a=False,
+                         label=f"the stream to node {node_id[:12]} for {model}")
         except (ConnectionError, OSError, TimeoutError, AdmissionRefused) as exc:
             log.warning("no stream to node %s for %s: %s", node_id[:12], model, exc)
             writer.write(http_error(503, f"the node serving {model!r} is not reachable right now; retry shortly",

@@ -84,7 +84,8 @@ class RpcTunnels:
                 return
             assert self.state.rpc_port is not None  # entitled() requires it
             local = await asyncio.open_connection("127.0.0.1", self.state.rpc_port)
-            piping = asyncio.ensure_future(splice((reader, writer), local))
+            piping = asyncio.ensure_future(splice((reader, writer), local,
+                                                  label=f"the RPC stream of node {str(sender)[:12]} for {model}"))
             withdrawn = asyncio.ensure_future(self._wait_withdrawn(model, sender))
             try:
                 await asyncio.wait({piping, withdrawn}, return_when=asyncio.FIRST_COMPLETED)
@@ -124,7 +125,8 @@ class RpcTunnels:
                     except (ConnectionError, OSError, TimeoutError):
                         writer.close()
                         return
-                    await splice((reader, writer), remote, link.to_worker, link.from_worker)
+                    await splice((reader, writer), remote, link.to_worker, link.from_worker,
+                                 label=f"the RPC stream to node {worker[:12]} for {model}")
 
                 server = await asyncio.start_server(handle, "127.0.0.1", 0)
                 servers.append(server)
