@@ -8,7 +8,12 @@ delay since the upstream wrote it and each stream's time to first chunk.
 Figures: `proxy_relay_max_streams` — the most streams with p99 added chunk delay ≤ 5 ms and
 p99 added TTFT ≤ 10 ms vs direct, and no errors; CPU per relayed chunk of the proxy
 (`proxy_relay_cpu_us_per_chunk`) and of nginx (`nginx_relay_cpu_us_per_chunk`) at the
-highest level both held; the proxy's memory per stream.
+highest level both held; the proxy's memory per stream. Then the same CPU split in two
+(`proxy_relay_cost_split`, `nginx_relay_cost_split`): at the level nearest 200 streams, the
+run above and one of a tenth of the chunks per stream give the cost of one more chunk
+(`us_per_extra_chunk`: what holding a stream costs) and of one request (`us_per_request`:
+accepting, routing, connecting, the response head and the end), each as user and system
+time. The headline per-chunk figure mixes both at `--tokens` chunks per stream.
 
     .venv/bin/python bench/proxy_relay.py [--levels 50,100,...] [--tokens 100] [--rate 20] [--quick]
 """
@@ -100,6 +105,19 @@ def load(port: int, streams: int, tokens: int, rate: float, watch: psutil.Proces
     return result
 
 
+def cost_split(long: dict, short: dict, streams: int) -> dict:
+    """Per extra chunk and per request (µs; cpu, user, system) from a run of many chunks per
+    stream and one of few: total = streams × per_request + chunks × per_extra_chunk."""
+    out = {}
+    for kind in ("cpu", "user", "system"):
+        total_long = long[f"{kind}_us_per_chunk"] * long["chunks"]
+        total_short = short[f"{kind}_us_per_chunk"] * short["chunks"]
+        extra = (total_long - total_short) / max(long["chunks"] - short["chunks"], 1)
+        out[f"{kind}_us_per_extra_chunk"] = extra
+        out[f"{kind}_us_per_request"] = (total_short - extra * short["chunks"]) / streams
+    return out
+
+
 def held(ref: dict, got: dict) -> bool:
     return (got["errors"] == 0 and got["delay_ms_p99"] - ref["delay_ms_p99"] <= 5.0
             and got["ttft_ms_p99"] - ref["ttft_ms_p99"] <= 10.0)
@@ -144,6 +162,14 @@ def measure(levels: list[int], tokens: int, rate: float) -> dict:
                 print(json.dumps({k: (v if not isinstance(v, dict) else {x: (round(y, 2) if isinstance(y, float) else y)
                                   for x, y in v.items() if x != "first_errors"}) for k, v in row.items()}),
                       file=sys.stderr)
+            split_row = min(rows, key=lambda r: abs(r["streams"] - 200))
+            n, few = split_row["streams"], max(1, tokens // 10)
+            splits = {"proxy": cost_split(split_row["proxy"], load(proxy_port, n, few, rate, proxy_ps), n)}
+            if nginx is not None:
+                splits["nginx"] = cost_split(split_row["nginx"], load(nginx_port, n, few, rate,
+                                                                      psutil.Process(nginx.pid)), n)
+            print(json.dumps({"cost_split_streams": n, **{k: {x: round(y, 1) for x, y in v.items()}
+                                                          for k, v in splits.items()}}), file=sys.stderr)
         finally:
             for p in procs:
                 p.terminate()
@@ -168,6 +194,13 @@ def measure(levels: list[int], tokens: int, rate: float) -> dict:
                                 "nginx_user_us_per_chunk": r["nginx"]["user_us_per_chunk"] if "nginx" in r else None,
                                 "nginx_system_us_per_chunk": r["nginx"]["system_us_per_chunk"] if "nginx" in r else None,
                                 "errors": r["proxy"]["errors"]} for r in rows],
+        "proxy_relay_cpu_us_per_extra_chunk": splits["proxy"]["cpu_us_per_extra_chunk"],
+        "nginx_relay_cpu_us_per_extra_chunk": splits["nginx"]["cpu_us_per_extra_chunk"] if "nginx" in splits else None,
+        "proxy_relay_cpu_us_per_request": splits["proxy"]["cpu_us_per_request"],
+        "nginx_relay_cpu_us_per_request": splits["nginx"]["cpu_us_per_request"] if "nginx" in splits else None,
+        "proxy_relay_cost_split": splits["proxy"],
+        "nginx_relay_cost_split": splits.get("nginx"),
+        "cost_split_streams": n,
         "tokens": tokens, "rate": rate,
     }
 

@@ -72,6 +72,10 @@ HEADLINE = [
     ("proxy_relay_max_streams", "synthetic upstream: streams at 20 tok/s with p99 added delay ≤ 5 ms, TTFT ≤ 10 ms"),
     ("proxy_relay_cpu_us_per_chunk", "proxy CPU per relayed chunk, µs"),
     ("nginx_relay_cpu_us_per_chunk", "nginx CPU per relayed chunk, µs (the ceiling)"),
+    ("proxy_relay_cpu_us_per_extra_chunk", "proxy CPU per extra chunk of a held stream, µs"),
+    ("nginx_relay_cpu_us_per_extra_chunk", "nginx CPU per extra chunk of a held stream, µs"),
+    ("proxy_relay_cpu_us_per_request", "proxy CPU per request (accept, route, connect, head, end), µs"),
+    ("nginx_relay_cpu_us_per_request", "nginx CPU per request, µs"),
     ("proxy_memory_mb_at_that_load", "proxy memory at that load, MB"),
 ]
 

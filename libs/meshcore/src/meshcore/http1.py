@@ -20,6 +20,7 @@ UpstreamBroken, never an exception of the parser's own.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import AsyncIterator
 
@@ -28,6 +29,7 @@ from meshcore.http1_body import BodyDecoder, BodyError, decoder_for
 READ_SIZE = 65536
 MAX_HEAD_BYTES = 64 * 1024
 MAX_HEADERS = 100
+_UNSAFE_IN_HEAD = re.compile("[\r\n\0]|[^\x00-\x7f]")  # would split a line, or is not ASCII
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server",
               "date", "upgrade", "proxy-connection", "te", "trailer"}
 
@@ -77,9 +79,9 @@ class UpstreamResponse:
 
 
 def encode_request(method: str, target: str, host: str, body: bytes, content_type: str) -> bytes:
-    for part in (method, target, host, content_type):
-        if any(c in part for c in "\r\n\0") or not part.isascii():
-            raise ValueError(f"not usable in an HTTP request head: {part!r}")
+    if _UNSAFE_IN_HEAD.search(f"{method}{target}{host}{content_type}"):
+        part = next(p for p in (method, target, host, content_type) if _UNSAFE_IN_HEAD.search(p))
+        raise ValueError(f"not usable in an HTTP request head: {part!r}")
     return (f"{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 

@@ -49,6 +49,7 @@ class ProxyMetrics:
         # lock and builds a key each call: a good part of a request's bookkeeping)
         self._answered: dict[tuple[str, str, str, int], Any] = {}
         self._ttfb: dict[tuple[str, str], Any] = {}
+        self._tokens: dict[tuple[str, str], Any] = {}
 
     def answered(self, model: str, route: str, family: str, status: int) -> None:
         key = (model, route, family, status)
@@ -82,7 +83,10 @@ class ProxyMetrics:
 
     def stream_events(self, model: str, route: str, events: int) -> None:
         if events:
-            self.tokens.labels(model, route).inc(events)
+            child = self._tokens.get((model, route))
+            if child is None:
+                child = self._tokens[(model, route)] = self.tokens.labels(model, route)
+            child.inc(events)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
