@@ -172,6 +172,7 @@ def test_what_the_gate_accepts_h11_accepts_as_the_same_request(data: bytes) -> N
     b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
     b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n{}",
     b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}",
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: " + b"0" * 5000 + b"\r\n\r\n{}",
     b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n folded: yes\r\nContent-Length: 2\r\n\r\n{}",
     b"POST /v1/completions HTTP/1.1\r\nHost : x\r\nContent-Length: 2\r\n\r\n{}",
     b"POST /v1/completions HTTP/1.1\r\nX: a\x00b\r\nContent-Length: 2\r\n\r\n{}",
@@ -196,3 +197,22 @@ async def test_a_body_that_arrives_in_many_reads_is_whole() -> None:
         reader.feed_data(data[i:i + 1000])
     reader.feed_eof()
     assert (await read_request(reader)).body == body
+
+
+async def test_a_head_that_trickles_in_byte_by_byte_is_read_whole() -> None:
+    """Each read is searched from just before it: the blank line may span reads."""
+    data = post("/v1/completions", b'{"model": "m"}', b"X-Client: 1\r\n")
+    reader = asyncio.StreamReader()
+    for i in range(len(data)):
+        reader.feed_data(data[i:i + 1])
+    reader.feed_eof()
+    request = await read_request(reader)
+    assert request.body == b'{"model": "m"}' and (b"x-client", b"1") in request.headers
+
+
+async def test_a_request_that_never_completes_is_refused_in_time() -> None:
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n{}")
+    with pytest.raises(Refused) as err:
+        await read_request(reader, within_s=0.2)
+    assert err.value.status == 408 and err.value.code == "request_timeout"

@@ -8,13 +8,16 @@ it, no other llama-server endpoint. Anything else is answered with an OpenAI-sty
 error and never reaches llama-server.
 
 The parser is our own, strict and bounded (it sits on the remote hop's time to first
-token: h11 took 60-120 µs of it, this takes a tenth): a request line of a token
-method, an origin-form target of visible ASCII and HTTP/1.0 or 1.1; header lines of
-a token name, a colon and a value of visible characters and inner spaces; CRLF line
-ends only, no folded lines, one Host header (HTTP/1.1), at most MAX_HEADERS headers and MAX_HEAD_BYTES of head;
-the body by one Content-Length (digits) or `Transfer-Encoding: chunked` (decoded by
-meshcore.http1_body, bounded), never both. What h11 would refuse is refused too
-(tests/unit/node/test_http_gate.py checks accepted requests against h11).
+token: h11 took 60-120 µs of it, this takes a fraction): a request line of a token
+method, an origin-form target of visible ASCII and HTTP/1.0 or 1.1; header lines of a
+token name, a colon and a value of visible characters, obs-text (0x80-0xFF) and inner
+spaces or tabs (h11's grammar); CRLF line ends only, no folded lines, one Host header
+(HTTP/1.1), at most MAX_HEADERS headers and MAX_HEAD_BYTES of head; the body by one
+Content-Length (at most 20 digits) or `Transfer-Encoding: chunked` (decoded by
+meshcore.http1_body, bounded), never both; the whole request within REQUEST_READ_S.
+What the gate accepts in the head, h11 reads as the same request
+(tests/unit/node/test_http_gate.py checks it against h11); chunk framing is decoded and
+dropped, so its leniencies never reach llama-server.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from meshcore.http1_body import BodyError, Chunked
 
 READ_SIZE = 65536
 MAX_HEADERS = 100
+MAX_LENGTH_DIGITS = 20  # h11's bound: int() of a longer digit string is refused, not computed
+REQUEST_READ_S = 30.0   # the whole request, head and body, must arrive within this
 DROPPED = {b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"upgrade",
            b"proxy-connection", b"te", b"trailer", b"expect"}
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -86,16 +91,21 @@ def parse_head(head: bytes) -> tuple[str, str, list[tuple[bytes, bytes]]]:
 
 
 async def _head(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
-    """The request head (without CRLFCRLF) and the bytes read past it."""
-    buffered = b""
-    while (end := buffered.find(b"\r\n\r\n", 0, MAX_HEAD_BYTES + 4)) < 0:
-        if len(buffered) > MAX_HEAD_BYTES:
-            raise _invalid(f"request head over {MAX_HEAD_BYTES} bytes")
+    """The request head (without CRLFCRLF) and the bytes read past it. Each read is
+    searched from just before it, so a head that trickles in byte by byte costs linear
+    time, not quadratic."""
+    buffered = bytearray()
+    while True:
         data = await reader.read(READ_SIZE)
         if not data:
             raise Refused(400, "the stream ended before a request arrived", "invalid_request")
+        start = max(0, len(buffered) - 3)
         buffered += data
-    return buffered[:end], buffered[end + 4:]
+        end = buffered.find(b"\r\n\r\n", start, MAX_HEAD_BYTES + 4)
+        if end >= 0:
+            return bytes(buffered[:end]), bytes(buffered[end + 4:])
+        if len(buffered) > MAX_HEAD_BYTES:
+            raise _invalid(f"request head over {MAX_HEAD_BYTES} bytes")
 
 
 def _body_framing(headers: list[tuple[bytes, bytes]], target: str, max_body: int) -> int | None:
@@ -107,7 +117,7 @@ def _body_framing(headers: list[tuple[bytes, bytes]], target: str, max_body: int
             raise Refused(400, "the tunnelled request's body framing is ambiguous or unsupported "
                                "(use one Content-Length or Transfer-Encoding: chunked)", "invalid_request", target)
         return None
-    if len(lengths) > 1 or (lengths and not lengths[0].isdigit()):
+    if len(lengths) > 1 or (lengths and (not lengths[0].isdigit() or len(lengths[0]) > MAX_LENGTH_DIGITS)):
         raise Refused(400, "the tunnelled request has an invalid Content-Length", "invalid_request", target)
     length = int(lengths[0]) if lengths else 0
     if length > max_body:
@@ -136,8 +146,19 @@ async def _chunked_body(reader: asyncio.StreamReader, rest: bytes, target: str, 
             raise Refused(400, "the stream ended inside the request body", "invalid_request", target)
 
 
-async def read_request(reader: asyncio.StreamReader, max_body: int = MAX_BODY_BYTES) -> GatedRequest:
-    """One request from a member's stream, or Refused (status, message, code)."""
+async def read_request(reader: asyncio.StreamReader, max_body: int = MAX_BODY_BYTES,
+                       within_s: float = REQUEST_READ_S) -> GatedRequest:
+    """One request from a member's stream, or Refused (status, message, code); a request
+    still incomplete after `within_s` is refused (a member cannot hold a stream open by
+    trickling its request)."""
+    try:
+        async with asyncio.timeout(within_s):
+            return await _read_request(reader, max_body)
+    except TimeoutError:
+        raise Refused(408, f"the request did not arrive within {within_s:.0f} s", "request_timeout") from None
+
+
+async def _read_request(reader: asyncio.StreamReader, max_body: int) -> GatedRequest:
     head, rest = await _head(reader)
     method, target, headers = parse_head(head)
     if not is_forwarded(method, target):

@@ -45,8 +45,8 @@ def http_error(status: int, message: str, code: str, target: str = "/") -> bytes
     """An HTTP error answer in the shape of `target`'s API family (meshcore.api_errors)."""
     kind = "service_unavailable" if status in (502, 503) else "invalid_request_error"
     body = json.dumps(family_error(target, status, message, kind, code)).encode()
-    reason = {400: "Bad Request", 404: "Not Found", 413: "Payload Too Large", 502: "Bad Gateway",
-              503: "Service Unavailable"}.get(status, "Error")
+    reason = {400: "Bad Request", 404: "Not Found", 408: "Request Timeout", 413: "Payload Too Large",
+              502: "Bad Gateway", 503: "Service Unavailable"}.get(status, "Error")
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nRetry-After: 2\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
 
