@@ -6,7 +6,7 @@ import h11
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mesh_node.http_gate import DROPPED, Refused, read_request
+from mesh_node.http_gate import KEPT, Refused, read_request
 
 
 def feed(data: bytes) -> asyncio.StreamReader:
@@ -28,7 +28,8 @@ async def test_a_forwarded_request_is_rebuilt_as_one_request() -> None:
     assert (request.method, request.target, request.body) == ("POST", "/v1/completions", body)
     wire = request.encode("127.0.0.1:8080")
     assert wire.count(b"HTTP/1.1") == 1 and b"/slots" not in wire and b"evil" not in wire
-    assert b"Connection: close" in wire and b"keep-alive" not in wire and b"x-client: 1" in wire
+    assert b"Connection: close" in wire and b"keep-alive" not in wire and b"content-type: application/json" in wire
+    assert b"x-client" not in wire  # nothing a member adds beyond the Content-Type reaches llama-server
     parser = h11.Connection(h11.SERVER)
     parser.receive_data(wire)
     assert isinstance(parser.next_event(), h11.Request)
@@ -86,7 +87,7 @@ def assert_reparses(request) -> None:
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.from_regex(rb"\A[A-Za-z][A-Za-z0-9-]{0,15}\Z"),
                           st.from_regex(rb"\A[ -~]{0,40}\Z")), max_size=6), st.binary(max_size=300))
-def test_accepted_requests_reach_llama_server_as_they_were_sent(headers, body) -> None:
+def test_accepted_requests_reach_llama_server_with_their_body_and_content_type(headers, body) -> None:
     extra = b"".join(k + b": " + v + b"\r\n" for k, v in headers)
     async def run() -> None:
         try:
@@ -94,6 +95,8 @@ def test_accepted_requests_reach_llama_server_as_they_were_sent(headers, body) -
         except Refused:
             return
         assert request.body == body
+        assert (b"content-type", b"application/json") in request.headers
+        assert all(k == b"content-type" for k, _ in request.headers)
         assert_reparses(request)
     asyncio.run(run())
 
@@ -163,7 +166,7 @@ def test_what_the_gate_accepts_h11_accepts_as_the_same_request(data: bytes) -> N
         assert theirs is not None, f"the gate accepted what h11 refuses: {data!r}"
         method, target, headers, body = theirs
         assert (method, target, body) == (request.method, request.target, request.body)
-        assert [(k, v) for k, v in headers if k not in DROPPED] == list(request.headers)
+        assert [(k, v) for k, v in headers if k in KEPT] == list(request.headers)
     asyncio.run(run())
 
 
@@ -207,7 +210,7 @@ async def test_a_head_that_trickles_in_byte_by_byte_is_read_whole() -> None:
         reader.feed_data(data[i:i + 1])
     reader.feed_eof()
     request = await read_request(reader)
-    assert request.body == b'{"model": "m"}' and (b"x-client", b"1") in request.headers
+    assert request.body == b'{"model": "m"}' and request.headers == ((b"content-type", b"application/json"),)
 
 
 async def test_a_request_that_never_completes_is_refused_in_time() -> None:

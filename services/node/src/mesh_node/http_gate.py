@@ -3,8 +3,9 @@
 A remote proxy sends one HTTP/1.1 request over a QUIC HTTP stream. It is parsed
 here and only a POST to an inference path the proxy itself serves
 (`meshcore.api_paths`), with a body within the proxy's cap, is sent on, rebuilt
-from its parsed parts: one request, `Connection: close`, nothing pipelined behind
-it, no other llama-server endpoint. Anything else is answered with an OpenAI-style
+from its parsed parts: one request of its method, path, Content-Type and body (the
+only header our proxies send), `Connection: close`, nothing pipelined behind it, no
+other llama-server endpoint. Anything else is answered with an OpenAI-style
 error and never reaches llama-server.
 
 The parser is our own, strict and bounded (it sits on the remote hop's time to first
@@ -33,8 +34,7 @@ READ_SIZE = 65536
 MAX_HEADERS = 100
 MAX_LENGTH_DIGITS = 20  # h11's bound: int() of a longer digit string is refused, not computed
 REQUEST_READ_S = 30.0   # the whole request, head and body, must arrive within this
-DROPPED = {b"host", b"content-length", b"transfer-encoding", b"connection", b"keep-alive", b"upgrade",
-           b"proxy-connection", b"te", b"trailer", b"expect"}
+KEPT = {b"content-type"}  # the only header our proxies send besides framing (meshcore.http1.encode_request)
 _TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([\x21-\x7e]+) HTTP/1\.[01]")
 _NAME = re.compile(_TOKEN)
@@ -51,12 +51,13 @@ class Refused(Exception):
 class GatedRequest:
     method: str
     target: str
-    headers: tuple[tuple[bytes, bytes], ...]  # names lower-case, hop-by-hop ones dropped
+    headers: tuple[tuple[bytes, bytes], ...]  # names lower-case; only KEPT ones
     body: bytes
 
     def encode(self, host: str) -> bytes:
-        """The request as llama-server gets it: only its end-to-end headers, our Host,
-        Content-Length and Connection: close. Every part passed the parser's checks or is
+        """The request as llama-server gets it: its Content-Type (the only header a proxy
+        of ours sends besides the framing: nothing else a member adds reaches llama-server),
+        our Host, Content-Length and Connection: close. Every part passed the parser's checks or is
         ours, so none can hold a CR, LF or colon where it would split a line."""
         lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (self.method.encode(), self.target.encode(), host.encode())]
         lines.extend(b"%s: %s\r\n" % (k, v) for k, v in self.headers)
@@ -164,7 +165,7 @@ async def _read_request(reader: asyncio.StreamReader, max_body: int) -> GatedReq
     if not is_forwarded(method, target):
         raise Refused(404, f"{method} {target[:200]} is not an API path this mesh forwards", "not_found", target)
     length = _body_framing(headers, target, max_body)
-    kept = tuple((k, v) for k, v in headers if k not in DROPPED)
+    kept = tuple((k, v) for k, v in headers if k in KEPT)
     if length is None:
         return GatedRequest(method, target, kept, await _chunked_body(reader, rest, target, max_body))
     parts, size = [rest[:length]], min(len(rest), length)
