@@ -21,10 +21,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from meshcore.pipe import STALL_S
 from meshcore.transport import BoundedStreamAdapter, MeshConnection
 
 log = logging.getLogger(__name__)
-STALL_S = 60.0
 
 
 class BackendRelay(asyncio.Protocol):

@@ -28,10 +28,10 @@ import re
 from dataclasses import dataclass
 
 from meshcore.api_paths import MAX_BODY_BYTES, MAX_HEAD_BYTES, is_forwarded
+from meshcore.http1 import MAX_HEADERS
 from meshcore.http1_body import BodyError, Chunked
 
 READ_SIZE = 65536
-MAX_HEADERS = 100
 MAX_LENGTH_DIGITS = 20  # h11's bound: int() of a longer digit string is refused, not computed
 REQUEST_READ_S = 30.0   # the whole request, head and body, must arrive within this
 KEPT = {b"content-type"}  # the only header our proxies send besides framing (meshcore.http1.encode_request)

@@ -47,23 +47,20 @@ class ProxyMetrics:
         self.registry.register(_NodeCollector(self))
         # labelled children, looked up once per label set (prometheus_client's labels() takes a
         # lock and builds a key each call: a good part of a request's bookkeeping)
-        self._answered: dict[tuple[str, str, str, int], Any] = {}
-        self._ttfb: dict[tuple[str, str], Any] = {}
-        self._tokens: dict[tuple[str, str], Any] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
 
     def answered(self, model: str, route: str, family: str, status: int) -> None:
-        key = (model, route, family, status)
-        child = self._answered.get(key)
-        if child is None:
-            child = self._answered[key] = self.requests.labels(model, route, family, str(status))
-        child.inc()
+        self._child(self.requests, model, route, family, str(status)).inc()
 
     def first_byte(self, model: str, route: str, started: float, at: float | None = None) -> None:
         """The first body byte came at `at` (time.monotonic(); now if None)."""
-        child = self._ttfb.get((model, route))
-        if child is None:
-            child = self._ttfb[(model, route)] = self.ttfb.labels(model, route)
-        child.observe((time.monotonic() if at is None else at) - started)
+        self._child(self.ttfb, model, route).observe((time.monotonic() if at is None else at) - started)
 
     def refused(self, family: str, code: str | None) -> None:
         self.errors.labels(family, code or "error").inc()
@@ -79,14 +76,11 @@ class ProxyMetrics:
             return
         n = usage.get("completion_tokens", usage.get("output_tokens")) if isinstance(usage, dict) else None
         if isinstance(n, int) and n > 0:
-            self.tokens.labels(model, route).inc(n)
+            self._child(self.tokens, model, route).inc(n)
 
     def stream_events(self, model: str, route: str, events: int) -> None:
         if events:
-            child = self._tokens.get((model, route))
-            if child is None:
-                child = self._tokens[(model, route)] = self.tokens.labels(model, route)
-            child.inc(events)
+            self._child(self.tokens, model, route).inc(events)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
