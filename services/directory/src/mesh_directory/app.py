@@ -31,7 +31,7 @@ from mesh_directory.limits import BodyLimit, client_key, send_error
 from mesh_directory.listing import (DeleteRequest, PublishRequest, RefreshRequest, digest, listing_id,
                                     token_matches, verify)
 from mesh_directory.reads import Reads, headers_for, parse_query
-from mesh_directory.store import Store, StoreUnavailable
+from mesh_directory.store import Replayed, Signed, Store, StoreUnavailable
 
 log = logging.getLogger("mesh_directory")
 TTL_S = 120.0
@@ -53,6 +53,10 @@ class DirectoryConfig:
 def error(status: int, message: str, code: str, headers: dict[str, str] | None = None) -> JSONResponse:
     kind = "invalid_request_error" if status < 500 else "server_error"
     return JSONResponse({"error": {"message": message, "type": kind, "code": code}}, status, headers)
+
+
+def signed(request: PublishRequest | RefreshRequest | DeleteRequest) -> Signed:
+    return Signed(request.public_key, request.signed_at, request.signature)
 
 
 Send = Callable[[dict], Awaitable[None]]
@@ -159,6 +163,10 @@ def create_app(store: Store, config: DirectoryConfig = DirectoryConfig()) -> Rat
         log.warning("%s (%s)", UNAVAILABLE, exc)
         return error(503, UNAVAILABLE, "unavailable", {"Retry-After": "5"})
 
+    @app.exception_handler(Replayed)
+    async def on_replayed(request: Request, exc: Replayed) -> JSONResponse:
+        return error(409, "this signature was already used (a replay); sign again", "replayed")
+
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:  # a bug must not look like a crash
         log.error("internal error answering %s %s", request.method, request.url.path, exc_info=exc)
@@ -194,10 +202,8 @@ def create_app(store: Store, config: DirectoryConfig = DirectoryConfig()) -> Rat
         why = token_matches(body, request.public_key)
         if why:
             return error(403, why, "token_mismatch")
-        if not await store.fresh_signature(request.public_key, request.signed_at, request.signature):
-            return error(409, "this signature was already used (a replay); sign again", "replayed")
         lid, content = listing_id(request.public_key), digest(body)
-        if await store.put(lid, body, json.dumps(body, separators=(",", ":")), content, config.ttl_s):
+        if await store.put(signed(request), lid, body, json.dumps(body, separators=(",", ":")), content, config.ttl_s):
             reads.changed()
         return JSONResponse({"id": lid, "expires_in": config.ttl_s, "digest": content})
 
@@ -212,9 +218,7 @@ def create_app(store: Store, config: DirectoryConfig = DirectoryConfig()) -> Rat
                      signing_bytes(None, request.signed_at, f"refresh:{lid}:{request.digest}"), request.signed_at)
         if why:
             return error(403, why, "bad_signature")
-        if not await store.fresh_signature(request.public_key, request.signed_at, request.signature):
-            return error(409, "this signature was already used (a replay); sign again", "replayed")
-        if not await store.refresh(lid, request.digest, config.ttl_s):
+        if not await store.refresh(signed(request), lid, request.digest, config.ttl_s):
             return error(404, "no live listing with this content here; publish the full listing", "not_listed")
         return JSONResponse({"id": lid, "expires_in": config.ttl_s, "digest": request.digest})
 
@@ -226,9 +230,7 @@ def create_app(store: Store, config: DirectoryConfig = DirectoryConfig()) -> Rat
                      request.signed_at)
         if why:
             return error(403, why, "bad_signature")
-        if not await store.fresh_signature(request.public_key, request.signed_at, request.signature):
-            return error(409, "this signature was already used (a replay); sign again", "replayed")
-        if not await store.delete(lid):
+        if not await store.delete(signed(request), lid):
             return error(404, "no such listing", "not_found")
         reads.changed()
         return JSONResponse({"deleted": lid})

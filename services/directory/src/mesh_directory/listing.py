@@ -9,7 +9,8 @@ refresh or remove it. The listing's invite token must be that node's own token f
 that mesh (`token_matches`): nobody lists a token they did not issue, or a private
 mesh's token under a public mesh's id. A signature older or newer than
 SIGNATURE_WINDOW_S is refused, and so is one not newer than the last one this
-directory took from the same key (no replays: `Store.fresh_signature`, in the database).
+directory took from the same key (no replays: every `Store` write checks its `Signed`, in the database,
+in the same transaction as the write).
 Field limits keep absurd values out (422), and nothing here is ever HTML.
 """
 

@@ -3,21 +3,23 @@ database. Async (psycopg 3) with a connection pool; the schema is migrated at st
 (migrations/postgresql/, under an advisory lock). Everything that must hold across
 replicas lives here: listings and their expiry (by the database's clock: reads
 filter on expires_at > now(), and whichever replica purges deletes expired rows in
-SQL), replay protection (one atomic upsert per signature) and the rate limits (one
+SQL), replay protection (one atomic upsert per signature, in the transaction of the
+write it signs) and the rate limits (one
 atomic token-bucket upsert per request, in an unlogged table)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, AsyncIterator, Awaitable, Callable, TypeVar
 
 import psycopg
 import psycopg_pool
 
 from mesh_directory import migrations
 from mesh_directory.listing import SIGNATURE_WINDOW_S
-from mesh_directory.store import Row, StoreUnavailable, models_column, redact
+from mesh_directory.store import Replayed, Row, Signed, StoreUnavailable, models_column, redact
 
 MIGRATION_LOCK = 0x6D65_7368  # pg_advisory_xact_lock key: one replica migrates at a time
 CONNECT_TIMEOUT_S = 5
@@ -107,15 +109,21 @@ class PostgresStore:
             cur = await conn.execute(sql, args)
             return await cur.fetchone() if cur.description else None
 
-    async def _rowcount(self, sql: str, args: Any = None) -> int:
+    @contextlib.asynccontextmanager
+    async def _signed(self, signed: Signed) -> AsyncIterator[psycopg.AsyncConnection]:
+        """A transaction that has taken `signed`'s signature (raises Replayed): a write
+        made in it and the signature are kept together or not at all."""
         assert self.pool is not None, "PostgresStore.start() first"
-        async with self.pool.connection() as conn:
-            return (await conn.execute(sql, args)).rowcount
+        async with self.pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(REPLAY_SQL, (signed.public_key, signed.signed_at, signed.signature))
+            if await cur.fetchone() is None:
+                raise Replayed()
+            yield conn
 
     @unavailable_as_503
-    async def put(self, listing_id: str, body: dict, body_json: str, digest: str, ttl_s: float) -> bool:
-        assert self.pool is not None, "PostgresStore.start() first"
-        async with self.pool.connection() as conn:
+    async def put(self, signed: Signed, listing_id: str, body: dict, body_json: str, digest: str,
+                  ttl_s: float) -> bool:
+        async with self._signed(signed) as conn:
             if (await conn.execute(REFRESH_SQL, (ttl_s, listing_id, digest))).rowcount:
                 return False
             await conn.execute(UPSERT_SQL, (listing_id, body["mesh_id"], body["name"], body.get("region", ""),
@@ -123,12 +131,14 @@ class PostgresStore:
             return True
 
     @unavailable_as_503
-    async def refresh(self, listing_id: str, digest: str, ttl_s: float) -> bool:
-        return await self._rowcount(REFRESH_SQL, (ttl_s, listing_id, digest)) > 0
+    async def refresh(self, signed: Signed, listing_id: str, digest: str, ttl_s: float) -> bool:
+        async with self._signed(signed) as conn:
+            return (await conn.execute(REFRESH_SQL, (ttl_s, listing_id, digest))).rowcount > 0
 
     @unavailable_as_503
-    async def delete(self, listing_id: str) -> bool:
-        return await self._rowcount("DELETE FROM listings WHERE listing_id = %s", (listing_id,)) > 0
+    async def delete(self, signed: Signed, listing_id: str) -> bool:
+        async with self._signed(signed) as conn:
+            return (await conn.execute("DELETE FROM listings WHERE listing_id = %s", (listing_id,))).rowcount > 0
 
     @unavailable_as_503
     async def version(self) -> tuple[int, int]:
@@ -154,10 +164,6 @@ class PostgresStore:
                                (2 * SIGNATURE_WINDOW_S,))
             await conn.execute("DELETE FROM rate_buckets WHERE updated < extract(epoch from now()) - 600")
             return (await conn.execute("DELETE FROM listings WHERE expires_at <= now()")).rowcount
-
-    @unavailable_as_503
-    async def fresh_signature(self, public_key: str, signed_at: int, signature: str) -> bool:
-        return await self._one(REPLAY_SQL, (public_key, signed_at, signature)) is not None
 
     @unavailable_as_503
     async def take_token(self, bucket: str, rate: float, burst: float) -> float:

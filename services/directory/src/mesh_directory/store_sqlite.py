@@ -1,6 +1,7 @@
 """The embedded store: SQLite in WAL mode, in this process. One connection,
 serialised by a lock, called from worker threads (never blocking the event loop).
-Replays are refused through a table (so across restarts too); rate limits are
+Replays are refused through a table (so across restarts too), in the transaction
+of the write they guard; rate limits are
 counted in memory, which is exact for the one process a SQLite file serves (run
 replicas on PostgreSQL)."""
 
@@ -12,11 +13,12 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from mesh_directory import migrations
 from mesh_directory.limits import RateLimiter
 from mesh_directory.listing import SIGNATURE_WINDOW_S
-from mesh_directory.store import Row, StoreUnavailable, models_column
+from mesh_directory.store import Replayed, Row, Signed, StoreUnavailable, models_column
 
 COLUMNS = "listing_id, mesh_id, name, region, models, body, digest, published_at, expires_at"
 REPLAY_SQL = """
@@ -29,6 +31,7 @@ WHERE excluded.signed_at > replay_guard.signed_at
    OR (excluded.signed_at = replay_guard.signed_at
        AND instr(' ' || replay_guard.signatures || ' ', ' ' || excluded.signatures || ' ') = 0)
 RETURNING 1"""
+T = TypeVar("T")
 UPSERT_SQL = f"""
 INSERT INTO listings ({COLUMNS}, seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM listings))
 ON CONFLICT (listing_id) DO UPDATE SET mesh_id = excluded.mesh_id, name = excluded.name, region = excluded.region,
@@ -76,6 +79,19 @@ class SqliteStore:
     async def close(self) -> None:
         await self._run(self.conn.close)
 
+    def _signed(self, signed: Signed, write: Callable[[], T]) -> T:
+        """`write` in one transaction with taking `signed`'s signature (raises Replayed)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            if self.conn.execute(REPLAY_SQL, (signed.public_key, signed.signed_at, signed.signature)).fetchone() is None:
+                raise Replayed()
+            result = write()
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return result
+
     def _put(self, listing_id: str, body: dict, body_json: str, digest: str, ttl_s: float) -> bool:
         now = time.time()
         if self._refresh(listing_id, digest, ttl_s, now):
@@ -89,15 +105,16 @@ class SqliteStore:
         return self.conn.execute("UPDATE listings SET expires_at = ? WHERE listing_id = ? AND digest = ? "
                                  "AND expires_at > ?", (now + ttl_s, listing_id, digest, now)).rowcount > 0
 
-    async def put(self, listing_id: str, body: dict, body_json: str, digest: str, ttl_s: float) -> bool:
-        return await self._run(self._put, listing_id, body, body_json, digest, ttl_s)
+    async def put(self, signed: Signed, listing_id: str, body: dict, body_json: str, digest: str,
+                  ttl_s: float) -> bool:
+        return await self._run(self._signed, signed, lambda: self._put(listing_id, body, body_json, digest, ttl_s))
 
-    async def refresh(self, listing_id: str, digest: str, ttl_s: float) -> bool:
-        return await self._run(self._refresh, listing_id, digest, ttl_s)
+    async def refresh(self, signed: Signed, listing_id: str, digest: str, ttl_s: float) -> bool:
+        return await self._run(self._signed, signed, lambda: self._refresh(listing_id, digest, ttl_s))
 
-    async def delete(self, listing_id: str) -> bool:
-        return await self._run(lambda: self.conn.execute("DELETE FROM listings WHERE listing_id = ?",
-                                                         (listing_id,)).rowcount > 0)
+    async def delete(self, signed: Signed, listing_id: str) -> bool:
+        return await self._run(self._signed, signed, lambda: self.conn.execute(
+            "DELETE FROM listings WHERE listing_id = ?", (listing_id,)).rowcount > 0)
 
     async def version(self) -> tuple[int, int]:
         return await self._run(lambda: tuple(self.conn.execute(
@@ -119,10 +136,6 @@ class SqliteStore:
 
     async def purge_expired(self) -> int:
         return await self._run(self._purge)
-
-    async def fresh_signature(self, public_key: str, signed_at: int, signature: str) -> bool:
-        return await self._run(lambda: self.conn.execute(REPLAY_SQL, (public_key, signed_at, signature))
-                               .fetchone() is not None)
 
     async def take_token(self, bucket: str, rate: float, burst: float) -> float:
         limiter = self.limiter.get((rate, burst))
