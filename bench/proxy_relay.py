@@ -84,6 +84,10 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def nginx_binary() -> str | None:
+    return shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
 def cpu_s(proc: psutil.Process) -> tuple[float, float]:
     """(user, system) CPU seconds of `proc` and its children."""
     times = [p.cpu_times() for p in (proc, *proc.children(recursive=True)) if p.is_running()]
@@ -139,7 +143,7 @@ def measure(levels: list[int], tokens: int, rate: float) -> dict:
                            json.dumps({"home": str(home), "port": proxy_port})], tmp / "proxy.log")
             procs.append(proxy)
             nginx = None
-            nginx_bin = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+            nginx_bin = nginx_binary()
             if nginx_bin:
                 (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, upstream=up_port))
                 nginx = subprocess.Popen([nginx_bin, "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],

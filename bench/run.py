@@ -28,7 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "zero_transfer", "gossip_sim", "directory",
-              "proxy_concurrency", "proxy_relay", "wan", "quic_roundtrip", "remote_hop"]
+              "proxy_concurrency", "proxy_relay", "proxy_request_cost", "wan", "quic_roundtrip", "remote_hop"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -76,6 +76,8 @@ HEADLINE = [
     ("nginx_relay_cpu_us_per_extra_chunk", "nginx CPU per extra chunk of a held stream, µs"),
     ("proxy_relay_cpu_us_per_request", "proxy CPU per request (accept, route, connect, head, end), µs"),
     ("nginx_relay_cpu_us_per_request", "nginx CPU per request, µs"),
+    ("proxy_request_cpu_us", "proxy CPU per one-chunk request, requests one at a time, µs"),
+    ("nginx_request_cpu_us", "nginx CPU per one-chunk request, requests one at a time, µs"),
     ("proxy_memory_mb_at_that_load", "proxy memory at that load, MB"),
 ]
 
