@@ -86,10 +86,11 @@ class SqliteStore:
             if self.conn.execute(REPLAY_SQL, (signed.public_key, signed.signed_at, signed.signature)).fetchone() is None:
                 raise Replayed()
             result = write()
+            self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # a failed COMMIT (busy, disk full) leaves it open
+                self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
         return result
 
     def _put(self, listing_id: str, body: dict, body_json: str, digest: str, ttl_s: float) -> bool:
