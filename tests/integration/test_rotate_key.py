@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import EMBED, SMALL, TINY
-from meshcore.identity import MeshSecret, load_or_create_identity
+from meshcore.identity import MeshSecret, load_or_create_identity, save_pending_rotation
 from meshcore.token import InviteToken
 from meshcore.transport import MeshEndpoint
 from meshcore.wire import Kind, encode_frame, read_frame
@@ -96,6 +96,34 @@ def test_rotate_key_is_the_owners_and_revokes(tmp_path: Path, models: dict[str, 
         b.wait_serving([TINY.name, EMBED.name], timeout=60)
         assert InviteToken.decode(b.node_status().token).epoch == 1
         assert "newer key" in b.log()
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_rotation_cut_short_is_finished_at_the_next_start(tmp_path: Path, models: dict[str, Path]) -> None:
+    """The owner is stopped after it wrote the new key to disk and before any member
+    heard of it (what a kill mid rotate-key leaves): at its next start it tells the
+    members that reconnect and switches, instead of members and owner on different keys."""
+    a = start_node(tmp_path / "a", [models[TINY.name]])
+    b = start_node(tmp_path / "b", [models[EMBED.name]], "--join", a.wait_token(), wait=False)
+    nodes = [a, b]
+    try:
+        b.wait_serving([TINY.name, EMBED.name])
+        a_id, old = a.node_status().node_id, InviteToken.decode(b.node_status().token)
+        a.stop()
+        new = MeshSecret(old.mesh_id, b"\x07" * 32, a_id, old.epoch + 1)
+        save_pending_rotation(a.home, new, [])
+        a = nodes[0] = start_node(tmp_path / "a", [models[TINY.name]], "--join", b.node_status().token, wait=False)
+        a.wait_token()
+        wait_for(lambda: InviteToken.decode(a.node_status().token).secret == new.secret, 40, "a switched to the new key")
+        wait_for(lambda: InviteToken.decode(b.node_status().token).secret == new.secret, 10, "b was told the new key")
+        assert not (a.home / "rotation.json").exists()
+        assert "cut short" in a.log()
+        wait_for(lambda: http_json(f"{b.api}/v1/completions", json.dumps(
+            {"model": TINY.name, "prompt": "x", "max_tokens": 2}).encode())[0] == 200, 30, "b reaches a with the new key")
+        for node in nodes:
+            assert "Traceback" not in node.log() and "never retrieved" not in node.log(), node.log()[-2000:]
     finally:
         for node in nodes:
             node.stop()

@@ -6,7 +6,9 @@ import pytest
 
 from meshcore.errors import ModelNotFound
 from meshcore.home import Home
-from meshcore.identity import load_or_create_identity, load_or_create_mesh_secret
+from meshcore.errors import ConfigError
+from meshcore.identity import (MeshSecret, clear_pending_rotation, load_or_create_identity, load_or_create_mesh_secret,
+                               load_pending_rotation, save_pending_rotation)
 from meshcore.models import model_id_of, resolve_model
 
 
@@ -54,6 +56,32 @@ def test_identity_and_secret_are_created_once_and_private(tmp_path: Path) -> Non
     assert load_or_create_mesh_secret(tmp_path, "p" * 32) == mesh
     for name in ("identity.key", "mesh.json"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
+
+
+@pytest.mark.parametrize("name, content", [("identity.key", b""), ("identity.key", b"-----BEGIN PRIVATE KEY-----\nxx"),
+                                           ("mesh.json", b""), ("mesh.json", b"{\"mesh_id\": 1}"),
+                                           ("mesh.json", b"[1]"), ("rotation.json", b"{}")])
+def test_an_unreadable_identity_or_key_file_is_a_one_line_error_naming_it(tmp_path: Path, name: str,
+                                                                          content: bytes) -> None:
+    """What a power cut mid-write used to leave (now each file is flushed to disk before it
+    replaces the old one): a ConfigError naming the file, not a traceback."""
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ConfigError, match=name):
+        {"identity.key": lambda: load_or_create_identity(tmp_path),
+         "mesh.json": lambda: load_or_create_mesh_secret(tmp_path, "o" * 32),
+         "rotation.json": lambda: load_pending_rotation(tmp_path)}[name]()
+    assert (tmp_path / name).read_bytes() == content  # never replaced by a new one
+
+
+def test_a_pending_rotation_is_kept_privately_until_cleared(tmp_path: Path) -> None:
+    new = MeshSecret.new("o" * 32).rotated()
+    assert load_pending_rotation(tmp_path) is None
+    save_pending_rotation(tmp_path, new, ["b" * 32])
+    assert load_pending_rotation(tmp_path) == (new, frozenset({"b" * 32}))
+    assert (tmp_path / "rotation.json").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["rotation.json"]  # no temporary file left behind
+    clear_pending_rotation(tmp_path)
+    assert load_pending_rotation(tmp_path) is None
 
 
 def test_long_home_moves_the_socket_to_a_short_path(tmp_path: Path) -> None:

@@ -5,7 +5,16 @@ Files (created on first start, mode 0600):
   owner.key     PEM, Ed25519 private key of the person who runs this node: nodes whose
                 records carry the same owner key are "the same owner" (meshcore.split_policy).
                 Copy it to your other machines (or pass --owner-key) to make them one owner.
-  mesh.json     {"mesh_id": hex, "secret": hex}; the secret admits peers to the mesh
+  mesh.json     {"mesh_id": hex, "secret": hex, "owner": hex, "epoch": n}; the secret admits peers
+  rotation.json the owner's key rotation in progress: the new key (as mesh.json) and
+                "exclude", written before any member is told of it and removed once the
+                new key is in mesh.json, so a rotation cut short (killed, power lost) is
+                finished at the next start instead of leaving members on a key the owner
+                no longer has (mesh_node.mesh_link.MeshLink.rotate_secret)
+
+Each is written to a new temporary file, flushed to disk and renamed over the old one:
+a crash leaves the old file or the new one, never a mix. A file that cannot be read is a
+ConfigError naming it (not a traceback), so nobody deletes an identity to get past it.
 """
 
 from __future__ import annotations
@@ -16,10 +25,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from meshcore.errors import ConfigError
 from meshcore.ids import MeshId, NodeId
 
 
@@ -61,11 +72,27 @@ class MeshSecret:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def _unreadable(path: Path, exc: Exception) -> ConfigError:
+    return ConfigError(f"cannot read {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                       f"restore it from a backup (deleting it gives this node a new one)")
 
 
 def load_or_create_owner(home: Path, path: Path | None = None) -> Identity:
@@ -79,19 +106,19 @@ def load_or_create_owner(home: Path, path: Path | None = None) -> Identity:
 
 
 def _load_key(path: Path) -> Identity:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except ValueError as exc:
+        raise _unreadable(path, exc) from exc
     if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} is not an Ed25519 key")
+        raise ConfigError(f"{path} is not an Ed25519 key")
     return Identity(key)
 
 
 def load_or_create_identity(home: Path, name: str = "identity.key") -> Identity:
     path = home / name
     if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path} is not an Ed25519 key")
-        return Identity(key)
+        return _load_key(path)
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
@@ -99,18 +126,57 @@ def load_or_create_identity(home: Path, name: str = "identity.key") -> Identity:
     return Identity(key)
 
 
+def _mesh_from(data: object) -> MeshSecret:
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return MeshSecret(MeshId(str(data["mesh_id"])), bytes.fromhex(data["secret"]), NodeId(str(data.get("owner", ""))),
+                      int(data.get("epoch", 0)))
+
+
+def _mesh_json(mesh: MeshSecret) -> dict:
+    return {"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex(), "owner": mesh.owner, "epoch": mesh.epoch}
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
 def load_mesh_secret(home: Path) -> MeshSecret | None:
     path = home / "mesh.json"
     if not path.exists():
         return None
-    data = json.loads(path.read_text())
-    return MeshSecret(MeshId(data["mesh_id"]), bytes.fromhex(data["secret"]), NodeId(data.get("owner", "")),
-                      int(data.get("epoch", 0)))
+    try:
+        return _mesh_from(_read_json(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(path, exc) from exc
 
 
 def save_mesh_secret(home: Path, mesh: MeshSecret) -> None:
-    _write_private(home / "mesh.json", json.dumps({"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex(),
-                                                   "owner": mesh.owner, "epoch": mesh.epoch}).encode())
+    _write_private(home / "mesh.json", json.dumps(_mesh_json(mesh)).encode())
+
+
+def save_pending_rotation(home: Path, new: MeshSecret, exclude: Iterable[NodeId]) -> None:
+    """The key the owner is about to hand out, before any member hears of it."""
+    _write_private(home / "rotation.json", json.dumps({**_mesh_json(new), "exclude": sorted(exclude)}).encode())
+
+
+def load_pending_rotation(home: Path) -> tuple[MeshSecret, frozenset[NodeId]] | None:
+    """A rotation this node began and did not finish: (the new key, the members left out)."""
+    path = home / "rotation.json"
+    if not path.exists():
+        return None
+    data = _read_json(path)
+    try:
+        return _mesh_from(data), frozenset(NodeId(str(n)) for n in data["exclude"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(path, exc) from exc
+
+
+def clear_pending_rotation(home: Path) -> None:
+    (home / "rotation.json").unlink(missing_ok=True)
 
 
 def load_or_create_mesh_secret(home: Path, owner: NodeId) -> MeshSecret:

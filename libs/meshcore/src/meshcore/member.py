@@ -396,8 +396,8 @@ class MeshMember:
                 return True  # no answer expected (leave)
             return isinstance(reply, Ok)
         conns = [c for nid, c in self.conns.items() if not c._closed.is_set() and nid not in skip]
-        async with asyncio.timeout(timeout):
-            results = await asyncio.gather(*(self._quietly(tell(c)) for c in conns))
+        # Each member has `timeout` to answer: one that does not is counted out, the others still count.
+        results = await asyncio.gather(*(self._quietly(asyncio.wait_for(tell(c), timeout)) for c in conns))
         return sum(1 for r in results if r)
 
     def _rekey_refusal(self, sender: NodeId, message: Rekey) -> str:
@@ -421,15 +421,23 @@ class MeshMember:
             if conn is not keep:
                 del self.conns[nid]
 
-    async def rotate_secret(self, exclude: Collection[NodeId] = ()) -> int:
-        """A new key for the whole mesh: tell every member but `exclude`, use it, then
-        close every connection so that all are admitted again with it (revocation).
-        Only the mesh's owner may. Returns how many members confirmed."""
+    def next_key(self) -> MeshSecret:
+        """A new key for this mesh, one epoch on. Only the mesh's owner may make one."""
         if self.mesh.owner != self.node_id:
             raise ConfigError("only the mesh's owner can rotate its key"
                               + (f": run rotate-key on node {self.mesh.owner[:12]}" if self.mesh.owner else
                                  " (this mesh was created before owners existed: start a new one)"))
-        new = self.mesh.rotated()
+        return self.mesh.rotated()
+
+    async def rotate_secret(self, exclude: Collection[NodeId] = (), new: MeshSecret | None = None) -> int:
+        """Hand out `new` (by default `next_key()`): tell every member but `exclude`, use it,
+        then close every connection so that all are admitted again with it (revocation).
+        Returns how many members confirmed. The caller keeps `new` on disk first
+        (mesh_node.mesh_link): members may have it before this returns."""
+        if new is None:
+            new = self.next_key()
+        elif self.mesh.owner != self.node_id or new.mesh_id != self.mesh.mesh_id or new.epoch <= self.mesh.epoch:
+            raise ConfigError(f"key epoch {new.epoch} is not a rotation of this node's mesh key (epoch {self.mesh.epoch})")
         for record in self.membership.alive_peers():
             if record.node_id not in exclude:
                 with contextlib.suppress(ConnectionError, OSError, TimeoutError, AdmissionRefused):

@@ -23,7 +23,8 @@ from meshcore.api import node_pb2 as pb
 from meshcore.api_errors import family_error
 from meshcore.errors import ConfigError
 from meshcore.home import Home
-from meshcore.identity import MeshSecret, save_mesh_secret
+from meshcore.identity import (MeshSecret, clear_pending_rotation, load_pending_rotation, save_mesh_secret,
+                               save_pending_rotation)
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.messages import StreamHeader, TunnelRequest
@@ -39,6 +40,7 @@ from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
 ADDRESS_CHECK_S = 5.0
+RESUME_WAIT_S = 15.0  # after a restart, how long an unfinished key rotation waits for members to reconnect
 
 
 def http_error(status: int, message: str, code: str, target: str = "/") -> bytes:
@@ -58,6 +60,7 @@ class MeshLink:
         self.member = member
         self.port = port
         self.tunnels: dict[NodeId, set[asyncio.Task]] = defaultdict(set)
+        self._rotation: asyncio.Future[int] | None = None
         member.endpoint.handlers[Kind.HTTP] = self._serve_http
         member.on_peer_gone.append(self._cut_tunnels)
         member.on_rekey = self._save_secret
@@ -84,7 +87,59 @@ class MeshLink:
                 self.refresh_token()
 
     async def rotate_secret(self, exclude: Collection[NodeId] = ()) -> int:
-        return await self.member.rotate_secret(exclude)
+        """rotate-key: the new key goes to disk (rotation.json) before any member hears of
+        it, and the rotation runs to its end even if the caller goes away (the CLI's
+        Ctrl-C or deadline cancels this call, not the rotation): members must never hold
+        a key the owner has lost. A node killed mid-way finishes it at its next start
+        (resume_rotation)."""
+        if self._rotation is not None and not self._rotation.done():
+            raise ConfigError("a key rotation is already under way on this node")
+        new = self.member.next_key()
+        save_pending_rotation(self.home.root, new, exclude)
+        return await asyncio.shield(self._start_rotation(new, exclude))
+
+    def _start_rotation(self, new: MeshSecret, exclude: Collection[NodeId]) -> asyncio.Future[int]:
+        self._rotation = asyncio.ensure_future(self._finish_rotation(new, exclude))
+        self._rotation.add_done_callback(self._rotation_done)
+        return self._rotation
+
+    async def _finish_rotation(self, new: MeshSecret, exclude: Collection[NodeId]) -> int:
+        told = await self.member.rotate_secret(exclude, new)
+        clear_pending_rotation(self.home.root)
+        return told
+
+    @staticmethod
+    def _rotation_done(done: asyncio.Future[int]) -> None:
+        """Said here too, for a rotation whose caller went away before it ended."""
+        if done.cancelled():
+            log.warning("the mesh key rotation was stopped; it is finished at the next start")
+        elif done.exception() is not None:
+            log.warning("the mesh key rotation failed (%s); it is tried again at the next start", done.exception())
+
+    async def resume_rotation(self, wait_s: float = RESUME_WAIT_S) -> None:
+        """Finish a key rotation this node began and did not end (killed, power lost):
+        once members have reconnected (or after `wait_s`), tell those still on the old key
+        and switch to the new one; members that had already taken it are admitted again
+        with it."""
+        pending = load_pending_rotation(self.home.root)
+        if pending is None:
+            return
+        new, exclude = pending
+        mesh = self.member.mesh
+        if new.mesh_id != mesh.mesh_id or new.epoch <= mesh.epoch or mesh.owner != self.member.node_id:
+            log.info("dropped an unfinished key rotation (epoch %d) that no longer applies to this node's mesh",
+                     new.epoch)
+            clear_pending_rotation(self.home.root)
+            return
+        log.info("a mesh key rotation (epoch %d) was cut short at the last stop: finishing it once members "
+                 "reconnect", new.epoch)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait_s):
+                seen = -1
+                while not self.member.membership.alive_peers():
+                    seen = await self.member.changes.wait(seen)
+        with contextlib.suppress(Exception):  # said by _rotation_done; the node goes on either way
+            await asyncio.shield(self._start_rotation(new, exclude))
 
     # -- joining -------------------------------------------------------------------
 
@@ -218,6 +273,7 @@ class MeshLink:
                 if tokens:
                     await self.join(tokens)
                 tasks.create_task(self.member.run(), name="gossip and probes")
+                tasks.create_task(self.resume_rotation(), name="unfinished key rotation")
         finally:
             server.close()
             sock.unlink(missing_ok=True)
