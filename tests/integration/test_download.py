@@ -6,6 +6,7 @@ served."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -126,6 +127,27 @@ def test_an_interrupted_download_resumes_and_never_sits_where_the_model_goes(hub
         f"the second run started over instead of resuming: {fake.requests}"
     name = "mesh-parts-q4_k_m-00001-of-00002.gguf"
     assert (folder / name).read_bytes() == fake.files[("mesh-test/Mesh-Parts-GGUF", name)]
+
+
+def test_a_second_download_of_the_same_file_at_once_is_refused_not_interleaved(
+        hub: tuple[FakeHub, dict[str, str]]) -> None:
+    """Two processes appending to one part file (the node's rebalance fetch and a user's
+    `mesh-llm download`) would install a mix of both: the second is refused while the
+    first holds the file, and goes through once it is done."""
+    fake, env = hub
+    folder = Path(env["MESH_LLM_MODELS_DIR"])
+    data = fake.files[("mesh-test/Mesh-Draft-GGUF", "mesh-draft.gguf")]
+    (folder / ".downloads").mkdir(parents=True)
+    part = folder / ".downloads" / f"mesh-draft.gguf.{sha(data)[:16]}.part"
+    with open(part, "ab") as other:  # another download holds it
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        other.write(data[:300])
+        other.flush()
+        assert "already being downloaded" in error_line(cli(env, "download", "Mesh-Draft-0.5B-Q4_K_M"))
+        assert not (folder / "mesh-draft.gguf").exists() and part.read_bytes() == data[:300]
+    done = cli(env, "download", "Mesh-Draft-0.5B-Q4_K_M")  # resumes what the other one wrote
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (folder / "mesh-draft.gguf").read_bytes() == data and not part.exists()
 
 
 def test_bad_bytes_missing_files_and_tokens_are_one_line(hub: tuple[FakeHub, dict[str, str]]) -> None:

@@ -15,6 +15,7 @@ The models folder: `$MESH_LLM_MODELS_DIR`, else `~/.cache/mesh-llm/models` (wher
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import importlib.util
 import os
@@ -100,28 +101,39 @@ def _fetch_file(entry: CatalogEntry, filename: str, folder: Path) -> Path:
     staging = folder / ".downloads"
     staging.mkdir(exist_ok=True)
     part = staging / f"{filename}.{expected[:16] or 'noetag'}.part"
-    have = part.stat().st_size if part.exists() else 0
-    if meta.size is not None and have > meta.size:
-        part.unlink()
-        have = 0
-    if meta.size:
-        free = shutil.disk_usage(folder).free
-        if free < meta.size - have:
-            raise DownloadError(f"not enough disk space for {filename}: it needs {gib(meta.size - have)} more, "
-                                f"{folder} has {gib(free)} free")
-    if have:
-        print(f"resuming {filename} at {gib(have)}", file=sys.stderr)
     with open(part, "ab") as raw:
+        try:  # one writer per part file: two appending at once would interleave their bytes
+            fcntl.flock(raw, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(f"{filename} is already being downloaded by another mesh-llm on this machine "
+                                f"(into {part}); wait for it to finish") from None
+        have = os.fstat(raw.fileno()).st_size
+        if meta.size is not None and have > meta.size:
+            raw.truncate(0)
+            have = 0
+        if meta.size:
+            free = shutil.disk_usage(folder).free
+            if free < meta.size - have:
+                raise DownloadError(f"not enough disk space for {filename}: it needs {gib(meta.size - have)} more, "
+                                    f"{folder} has {gib(free)} free")
+        if have:
+            print(f"resuming {filename} at {gib(have)}", file=sys.stderr)
         out = HashingWriter(raw, part, have)
         http_get(meta.location, out, resume_size=have, headers=build_hf_headers(), expected_size=meta.size,  # type: ignore[arg-type]
                  displayed_filename=filename)
-    if len(expected) == 64:  # an LFS file: its ETag is its sha256
-        actual = out.hexdigest()
-        if actual != expected:
-            part.unlink()
-            raise DownloadError(f"{filename} does not match the hub's sha256 ({actual[:12]}… ≠ {expected[:12]}…); "
-                                f"it was deleted: run the download again")
-    os.replace(part, target)
+        raw.flush()
+        size = os.fstat(raw.fileno()).st_size
+        if meta.size is not None and size != meta.size:
+            raise DownloadError(f"{filename} is {size} bytes where the hub says {meta.size}; what was fetched is "
+                                f"kept: run the download again")
+        if len(expected) == 64:  # an LFS file: its ETag is its sha256
+            actual = out.hexdigest()
+            if actual != expected:
+                part.unlink()
+                raise DownloadError(f"{filename} does not match the hub's sha256 ({actual[:12]}… ≠ {expected[:12]}…); "
+                                    f"it was deleted: run the download again")
+        os.fsync(raw.fileno())
+        os.replace(part, target)  # while the lock is held: no other writer has this file open for writing
     return target
 
 
