@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from conftest import EMBED, SMALL, TINY
-from meshcore.identity import MeshSecret, load_or_create_identity, save_pending_rotation
+from meshcore.identity import MeshSecret, load_or_create_identity, load_or_create_mesh_secret, save_pending_rotation
 from meshcore.token import InviteToken
 from meshcore.transport import MeshEndpoint
 from meshcore.wire import Kind, encode_frame, read_frame
@@ -89,6 +89,13 @@ def test_rotate_key_is_the_owners_and_revokes(tmp_path: Path, models: dict[str, 
                  "c, left out, is cut off from a and b")
         for node in nodes:
             assert "Traceback" not in node.log() and "never retrieved" not in node.log(), node.log()[-2000:]
+
+        # A node joining with the old token is refused, and keeps the mesh key it had.
+        (tmp_path / "d" / "home").mkdir(parents=True)
+        own = load_or_create_mesh_secret(tmp_path / "d" / "home", "d" * 32)
+        d = start_node(tmp_path / "d", [models[EMBED.name]], "--join", old, wait=False)
+        assert d.proc.wait(timeout=60) != 0 and "refused" in d.log() and "Traceback" not in d.log(), d.log()[-2000:]
+        assert load_or_create_mesh_secret(tmp_path / "d" / "home", "d" * 32) == own
 
         # b restarted with the old --join token keeps the newer key (epoch 1) and is back.
         b.stop()

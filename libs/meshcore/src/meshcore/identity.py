@@ -6,6 +6,8 @@ Files (created on first start, mode 0600):
                 records carry the same owner key are "the same owner" (meshcore.split_policy).
                 Copy it to your other machines (or pass --owner-key) to make them one owner.
   mesh.json     {"mesh_id": hex, "secret": hex, "owner": hex, "epoch": n}; the secret admits peers
+                (saved once the mesh has admitted this node, never for a --join that was refused)
+  client-mesh.json  the same for a --client proxy, apart from a node's own mesh.json
   rotation.json the owner's key rotation in progress: the new key (as mesh.json) and
                 "exclude", written before any member is told of it and removed once the
                 new key is in mesh.json, so a rotation cut short (killed, power lost) is
@@ -144,8 +146,8 @@ def _read_json(path: Path) -> object:
         raise _unreadable(path, exc) from exc
 
 
-def load_mesh_secret(home: Path) -> MeshSecret | None:
-    path = home / "mesh.json"
+def load_mesh_secret(home: Path, name: str = "mesh.json") -> MeshSecret | None:
+    path = home / name
     if not path.exists():
         return None
     try:
@@ -154,8 +156,15 @@ def load_mesh_secret(home: Path) -> MeshSecret | None:
         raise _unreadable(path, exc) from exc
 
 
-def save_mesh_secret(home: Path, mesh: MeshSecret) -> None:
-    _write_private(home / "mesh.json", json.dumps(_mesh_json(mesh)).encode())
+def save_mesh_secret(home: Path, mesh: MeshSecret, name: str = "mesh.json") -> None:
+    _write_private(home / name, json.dumps(_mesh_json(mesh)).encode())
+
+
+def newest_key(home: Path, mesh: MeshSecret, name: str = "mesh.json") -> MeshSecret:
+    """`mesh` (from a --join token), or the key saved under `name` for the same mesh if it is
+    newer (rotated while this node was a member: the token it was started with is older)."""
+    saved = load_mesh_secret(home, name)
+    return saved if saved is not None and saved.mesh_id == mesh.mesh_id and saved.epoch > mesh.epoch else mesh
 
 
 def save_pending_rotation(home: Path, new: MeshSecret, exclude: Iterable[NodeId]) -> None:

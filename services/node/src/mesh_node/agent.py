@@ -18,8 +18,8 @@ from meshcore.catalog import fetchable
 from meshcore.config import NodeConfig
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
-from meshcore.identity import (MeshSecret, load_mesh_secret, load_or_create_identity, load_or_create_mesh_secret,
-                               load_or_create_owner, save_mesh_secret)
+from meshcore.identity import (MeshSecret, load_or_create_identity, load_or_create_mesh_secret, load_or_create_owner,
+                               newest_key)
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version, owner_statement
@@ -70,13 +70,10 @@ def mesh_to_use(home: Home, join: tuple[str, ...], me: NodeId) -> tuple[MeshSecr
         return load_or_create_mesh_secret(home.root, me), []
     if len({(t.mesh_id, t.secret) for t in tokens}) > 1:
         raise ConfigError("the --join tokens belong to different meshes (or to one before and after rotate-key)")
-    mesh = tokens[0].mesh
-    saved = load_mesh_secret(home.root)
-    if saved is not None and saved.mesh_id == mesh.mesh_id and saved.epoch > mesh.epoch:
+    mesh = newest_key(home.root, tokens[0].mesh)
+    if mesh is not tokens[0].mesh:
         log.info("the mesh key was rotated since this --join token was made: using the newer key this node has")
-        return saved, tokens
-    save_mesh_secret(home.root, mesh)
-    return mesh, tokens
+    return mesh, tokens  # saved once the mesh admits this node (MeshLink.join), not before
 
 
 async def run_rpc_server(bin_dir: Path, port: int, home: Home, device: str | None, state: NodeState) -> None:

@@ -149,12 +149,12 @@ class MeshLink:
         except AdmissionRefused as exc:
             raise ConfigError(f"the mesh refused this node: {exc} (the invite token may be old: "
                               f"ask a member for a new one)") from exc
+        self._save_secret(self.member.mesh)  # only now: a refused --join must not replace this node's key
         log.info("joined mesh %s through node %s", self.member.mesh.mesh_id[:12], peer[:12])
 
     async def switch_mesh(self, token: InviteToken) -> None:
         """Leave a mesh this node is alone in and join another one (buddy mode)."""
         self.member.mesh = token.mesh
-        self._save_secret(self.member.mesh)
         await self.join([token])
         self.member.changes.bump()
 

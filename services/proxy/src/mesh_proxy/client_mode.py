@@ -23,7 +23,7 @@ from meshcore.api import node_pb2_grpc
 from meshcore.demand import DemandMeter
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
-from meshcore.identity import load_or_create_identity, save_mesh_secret
+from meshcore.identity import load_or_create_identity, newest_key, save_mesh_secret
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version
 from meshcore.messages import StreamHeader
@@ -37,6 +37,7 @@ from mesh_proxy.node_link import DEMAND_REPORT_S
 from mesh_proxy.routes import Endpoint, Router, endpoints_from_proto
 
 log = logging.getLogger(__name__)
+CLIENT_MESH_FILE = "client-mesh.json"  # never a node's own mesh.json in the same home
 
 
 class MeshClient:
@@ -44,11 +45,11 @@ class MeshClient:
         self.home = home.ensure()
         self.tokens = tokens
         self.router = router
-        mesh = tokens[0].mesh
-        save_mesh_secret(home.root, mesh)
+        mesh = newest_key(home.root, tokens[0].mesh, CLIENT_MESH_FILE)
         identity = load_or_create_identity(home.root)
         record = NodeRecord(node_id=identity.node_id, version=next_version(), role="client", app_version=__version__)
-        self.member = MeshMember(identity, mesh, record, on_rekey=lambda m: save_mesh_secret(home.root, m))
+        self.member = MeshMember(identity, mesh, record,
+                                 on_rekey=lambda m: save_mesh_secret(home.root, m, CLIENT_MESH_FILE))
 
     def routes(self) -> pb.RouteTable:
         return pb.RouteTable(routes=mesh_view.remote_routes(self.member), version=self.member.changes.seq)
