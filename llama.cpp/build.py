@@ -253,17 +253,24 @@ def build() -> Path:
             extract(archive, PIN["subdir"], out / "src")
         started = time.monotonic()
         compile_targets(out / "src", out / "build", flags)
-        bin_dir.mkdir(parents=True, exist_ok=True)
+        # Installed into a fresh folder renamed to bin/ at the end: a build cut short never
+        # leaves a bin/ whose programs are there and whose libraries are not ("cached" next time).
+        staging = out / "bin.tmp"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         for target in PIN["targets"]:
-            shutil.copy2(out / "build" / "bin" / target, bin_dir / target)
+            shutil.copy2(out / "build" / "bin" / target, staging / target)
         for lib in sorted((out / "build" / "bin").glob("*.so*")):  # libllama, libggml*, the backends
-            (bin_dir / lib.name).unlink(missing_ok=True)
-            shutil.copy2(lib, bin_dir / lib.name, follow_symlinks=False)
+            shutil.copy2(lib, staging / lib.name, follow_symlinks=False)
+        shutil.rmtree(bin_dir, ignore_errors=True)
+        os.replace(staging, bin_dir)
         (out / "flags.txt").write_text("\n".join(flags) + "\n")
         shutil.rmtree(out / "build", ignore_errors=True)
         log(f"built in {time.monotonic() - started:.0f} s")
     build_tools(bin_dir)
-    (root / "current").write_text(str(bin_dir) + "\n")
+    pointer = root / "current.tmp"
+    pointer.write_text(str(bin_dir) + "\n")
+    os.replace(pointer, root / "current")
     return bin_dir
 
 
