@@ -1,5 +1,6 @@
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,19 @@ def test_long_home_moves_the_socket_to_a_short_path(tmp_path: Path) -> None:
     deep = Home(tmp_path / ("x" * 120))
     assert len(str(deep.node_socket)) <= 100
     assert Home(Path("/h")).node_socket == Path("/h/run/node.sock")
+
+
+def test_the_sockets_folders_are_this_users_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node's socket hands out the invite token: its folder is made 0700, an existing
+    one is tightened, and the short folder used for a long home is this user's own."""
+    home = Home(tmp_path / "home")
+    (tmp_path / "home" / "run").mkdir(parents=True, mode=0o755)
+    os.chmod(tmp_path / "home" / "run", 0o755)
+    home.ensure()
+    assert stat.S_IMODE(os.stat(home.run_dir).st_mode) == 0o700
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "t"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "t").mkdir()
+    deep = Home(tmp_path / ("x" * 120)).ensure()
+    assert deep.node_socket.parent == tmp_path / "t" / f"mesh-llm-{os.getuid()}"
+    assert stat.S_IMODE(os.stat(deep.node_socket.parent).st_mode) == 0o700

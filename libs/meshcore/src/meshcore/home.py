@@ -1,7 +1,8 @@
 """The node's home folder (`--home`, default ~/.mesh-llm) and where things live in it.
 
   identity.key, mesh.json   see identity.py
-  run/node.sock             the node agent's gRPC unix socket (0700 folder)
+  run/node.sock             the node agent's gRPC unix socket (0700 folder; under a home path
+                            too long for a socket: $TMPDIR/mesh-llm-<uid>/, 0700, this user's)
   run/tunnel.sock           the proxy's way to remote models through the node's mesh link
   models/                   GGUF files found by name (also $MESH_LLM_MODELS_DIR)
 """
@@ -13,6 +14,8 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from meshcore.errors import ConfigError
 
 MAX_UNIX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
@@ -30,8 +33,16 @@ class Home:
     root: Path
 
     def ensure(self) -> "Home":
+        """The home and its sockets' folder, which only this user may enter (the node's
+        gRPC socket hands out the invite token): made 0700, or tightened to it."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.run_dir.mkdir(exist_ok=True, mode=0o700)
+        for folder in {self.run_dir, self.node_socket.parent, self.tunnel_socket.parent}:
+            folder.mkdir(exist_ok=True, mode=0o700)
+            info = folder.stat()
+            if info.st_uid != os.getuid():
+                raise ConfigError(f"{folder} belongs to another user: mesh-llm will not put its sockets there")
+            if info.st_mode & 0o077:
+                os.chmod(folder, 0o700)
         return self
 
     @property
@@ -48,7 +59,7 @@ class Home:
         if len(str(path)) <= MAX_UNIX_SOCKET_PATH:
             return path
         digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
-        return Path(tempfile.gettempdir()) / f"mesh-llm-{os.getuid()}-{digest}-{name}.sock"
+        return Path(tempfile.gettempdir()) / f"mesh-llm-{os.getuid()}" / f"{digest}-{name}.sock"
 
     @property
     def node_socket(self) -> Path:
