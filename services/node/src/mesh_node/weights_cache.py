@@ -27,6 +27,7 @@ node says so once.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -45,6 +46,7 @@ HOST_HASH_THRESHOLD = 512           # ours (GGML_RPC_HASH_THRESHOLD on a split h
 HASHER = "mesh-fnv1a"
 INDEX_MAGIC = "mesh-llm-rpc-index 1"
 RPC_LIBRARIES = ("libggml-rpc.so", "libggml-rpc.dylib", "ggml-rpc-server")  # where the patch's code lives
+STALE_TMP_S = 3600.0  # a temporary copy untouched this long was left by a killed node
 _LEGACY = re.compile(r"^[0-9a-f]{16}$")
 
 
@@ -102,9 +104,9 @@ def write_index(path: Path, index_dir: Path, hasher: Path) -> tuple[int, int, in
     bytes written, bytes hashed); (tensors, 0, 0) when it was already there."""
     index_dir.mkdir(parents=True, exist_ok=True)
     target = index_dir / index_name(path)
-    if target.is_file():
-        return target.read_text().count("\n") - 2, 0, 0
     tensors = tensors_of(path)
+    if target.is_file() and whole_index(target, len(tensors)):
+        return len(tensors), 0, 0
     hashes = tensor_hashes(path, hasher, tensors)
     text = f"{INDEX_MAGIC}\n{path.resolve()}\n" + "".join(
         f"{digest} {offset} {size}\n" for (_, offset, size), digest in zip(tensors, hashes))
@@ -115,6 +117,25 @@ def write_index(path: Path, index_dir: Path, hasher: Path) -> tuple[int, int, in
         if old != target:
             old.unlink(missing_ok=True)
     return len(tensors), len(text), sum(size for _, _, size in tensors)
+
+
+def whole_index(index: Path, tensors: int) -> bool:
+    """An index written in full (a power cut can leave one short or empty: it is rebuilt)."""
+    try:
+        text = index.read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return text.startswith(INDEX_MAGIC + "\n") and text.endswith("\n") and text.count("\n") == tensors + 2
+
+
+def drop_stale_copies(folder: Path, older_than_s: float = STALE_TMP_S) -> None:
+    """Temporary files a copy killed mid-way left (a cache copy can be gigabytes); one still
+    being written is newer than `older_than_s`."""
+    cutoff = time.time() - older_than_s
+    for tmp in folder.glob("*.tmp"):
+        with contextlib.suppress(OSError):
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
 
 
 KERNEL_COPY_UNSUPPORTED = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EPERM}
@@ -153,6 +174,7 @@ def copy_by_reading(fin: BinaryIO, fout: BinaryIO, offset: int, size: int) -> in
 
 def prepare_copies(path: Path, cache_dir: Path, hasher: Path) -> tuple[int, int, int, int]:
     """Unpatched rpc-server: a cache file per big tensor, named by its hash."""
+    drop_stale_copies(cache_dir)
     tensors = written = bytes_written = hashed = 0
     for part in model_parts(path):
         big = big_tensors(part)
@@ -179,6 +201,7 @@ def prepare(path: Path, cache_dir: Path, hasher: Path, local_index: bool = True)
     for legacy in cache_dir.iterdir():  # copies an unpatched build left: the index replaces them
         if _LEGACY.match(legacy.name) and legacy.is_file():
             legacy.unlink(missing_ok=True)
+    drop_stale_copies(cache_dir / "index")
     tensors = written = bytes_written = hashed = 0
     for part in model_parts(path):
         count, size, part_hashed = write_index(part, cache_dir / "index", hasher)
