@@ -239,7 +239,7 @@ def build() -> Path:
     root = cache_root() / "llama.cpp"
     out = root / key
     bin_dir = out / "bin"
-    if all((bin_dir / t).exists() for t in PIN["targets"]):
+    if (out / "flags.txt").exists() and all((bin_dir / t).exists() for t in PIN["targets"]):  # flags.txt: written last
         log(f"using cached build {bin_dir}")
     else:
         local_src = os.environ.get("MESH_LLM_LLAMA_SRC")
@@ -262,7 +262,10 @@ def build() -> Path:
             shutil.copy2(out / "build" / "bin" / target, staging / target)
         for lib in sorted((out / "build" / "bin").glob("*.so*")):  # libllama, libggml*, the backends
             shutil.copy2(lib, staging / lib.name, follow_symlinks=False)
-        shutil.rmtree(bin_dir, ignore_errors=True)
+        if bin_dir.is_symlink() or bin_dir.is_file():
+            bin_dir.unlink()
+        elif bin_dir.exists():
+            shutil.rmtree(bin_dir)  # an earlier build's, half installed
         os.replace(staging, bin_dir)
         (out / "flags.txt").write_text("\n".join(flags) + "\n")
         shutil.rmtree(out / "build", ignore_errors=True)

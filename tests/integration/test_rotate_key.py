@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from conftest import EMBED, SMALL, TINY
-from meshcore.identity import MeshSecret, load_or_create_identity, load_or_create_mesh_secret, save_pending_rotation
+from meshcore.identity import (MeshSecret, PendingRotation, load_or_create_identity, load_or_create_mesh_secret,
+                               save_pending_rotation)
 from meshcore.token import InviteToken
 from meshcore.transport import MeshEndpoint
 from meshcore.wire import Kind, encode_frame, read_frame
@@ -108,21 +109,34 @@ def test_rotate_key_is_the_owners_and_revokes(tmp_path: Path, models: dict[str, 
             node.stop()
 
 
-def test_a_rotation_cut_short_is_finished_at_the_next_start(tmp_path: Path, models: dict[str, Path]) -> None:
-    """The owner is stopped after it wrote the new key to disk and before any member
-    heard of it (what a kill mid rotate-key leaves): at its next start it tells the
-    members that reconnect and switches, instead of members and owner on different keys."""
+def test_a_rotation_cut_short_is_dropped_or_finished_at_the_next_start(tmp_path: Path,
+                                                                       models: dict[str, Path]) -> None:
+    """What a kill mid rotate-key leaves on the owner's disk: a rotation that reached no
+    member yet is dropped (everyone stays on the old key); one that may have reached some
+    is finished at the next start: the members that reconnect are told, the owner
+    switches, instead of members and owner on different keys."""
     a = start_node(tmp_path / "a", [models[TINY.name]])
     b = start_node(tmp_path / "b", [models[EMBED.name]], "--join", a.wait_token(), wait=False)
     nodes = [a, b]
     try:
         b.wait_serving([TINY.name, EMBED.name])
         a_id, old = a.node_status().node_id, InviteToken.decode(b.node_status().token)
-        a.stop()
         new = MeshSecret(old.mesh_id, b"\x07" * 32, a_id, old.epoch + 1)
-        save_pending_rotation(a.home, new, [])
-        a = nodes[0] = start_node(tmp_path / "a", [models[TINY.name]], "--join", b.node_status().token, wait=False)
-        a.wait_token()
+
+        def restart_a_with(pending: PendingRotation) -> MeshNode:
+            nodes[0].stop()
+            save_pending_rotation(nodes[0].home, pending)
+            nodes[0] = start_node(tmp_path / "a", [models[TINY.name]], "--join", b.node_status().token, wait=False)
+            nodes[0].wait_token()
+            return nodes[0]
+
+        a = restart_a_with(PendingRotation(new, frozenset(), telling=False))
+        wait_for(lambda: "reached no member" in a.log(), 20, "a dropped the rotation")
+        assert not (a.home / "rotation.json").exists()
+        assert InviteToken.decode(a.node_status().token).secret == old.secret == InviteToken.decode(
+            b.node_status().token).secret
+
+        a = restart_a_with(PendingRotation(new, frozenset(), telling=True))
         wait_for(lambda: InviteToken.decode(a.node_status().token).secret == new.secret, 40, "a switched to the new key")
         wait_for(lambda: InviteToken.decode(b.node_status().token).secret == new.secret, 10, "b was told the new key")
         assert not (a.home / "rotation.json").exists()

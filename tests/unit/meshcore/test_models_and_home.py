@@ -8,8 +8,9 @@ import pytest
 from meshcore.errors import ModelNotFound
 from meshcore.home import Home
 from meshcore.errors import ConfigError
-from meshcore.identity import (MeshSecret, clear_pending_rotation, load_or_create_identity, load_or_create_mesh_secret,
-                               load_pending_rotation, save_pending_rotation)
+from meshcore.identity import (MeshSecret, PendingRotation, clear_pending_rotation, load_or_create_identity,
+                               load_or_create_mesh_secret, load_pending_rotation, save_mesh_secret,
+                               save_pending_rotation)
 from meshcore.models import model_id_of, resolve_model
 
 
@@ -75,14 +76,17 @@ def test_an_unreadable_identity_or_key_file_is_a_one_line_error_naming_it(tmp_pa
 
 
 def test_a_pending_rotation_is_kept_privately_until_cleared(tmp_path: Path) -> None:
-    new = MeshSecret.new("o" * 32).rotated()
+    pending = PendingRotation(MeshSecret.new("o" * 32).rotated(), frozenset({"b" * 32}), telling=True)
     assert load_pending_rotation(tmp_path) is None
-    save_pending_rotation(tmp_path, new, ["b" * 32])
-    assert load_pending_rotation(tmp_path) == (new, frozenset({"b" * 32}))
+    (tmp_path / "rotation.json.0a1b2c3d.tmp").write_text("left by a node killed mid-write")
+    save_pending_rotation(tmp_path, pending)
+    assert load_pending_rotation(tmp_path) == pending
     assert (tmp_path / "rotation.json").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["rotation.json"]  # no temporary file left behind
     clear_pending_rotation(tmp_path)
     assert load_pending_rotation(tmp_path) is None
+    save_mesh_secret(tmp_path, pending.new)
+    assert load_or_create_mesh_secret(tmp_path, "p" * 32) == pending.new
 
 
 def test_long_home_moves_the_socket_to_a_short_path(tmp_path: Path) -> None:
@@ -105,3 +109,11 @@ def test_the_sockets_folders_are_this_users_alone(tmp_path: Path, monkeypatch: p
     deep = Home(tmp_path / ("x" * 120)).ensure()
     assert deep.node_socket.parent == tmp_path / "t" / f"mesh-llm-{os.getuid()}"
     assert stat.S_IMODE(os.stat(deep.node_socket.parent).st_mode) == 0o700
+    # Someone who got there first with a link to a folder of their choosing is refused.
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "t2"))
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    (tmp_path / "t2").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "t2" / f"mesh-llm-{os.getuid()}").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="not a folder"):
+        Home(tmp_path / ("y" * 120)).ensure()

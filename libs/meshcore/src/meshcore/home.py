@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,9 +39,10 @@ class Home:
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         for folder in {self.run_dir, self.node_socket.parent, self.tunnel_socket.parent}:
             folder.mkdir(exist_ok=True, mode=0o700)
-            info = folder.stat()
-            if info.st_uid != os.getuid():
-                raise ConfigError(f"{folder} belongs to another user: mesh-llm will not put its sockets there")
+            info = os.lstat(folder)
+            shared = folder.parent != self.root  # the short folder under $TMPDIR, where anyone may create things
+            if not stat.S_ISDIR(info.st_mode) or (shared and info.st_uid != os.getuid()):
+                raise ConfigError(f"{folder} is not a folder of this user's: mesh-llm will not put its sockets there")
             if info.st_mode & 0o077:
                 os.chmod(folder, 0o700)
         return self

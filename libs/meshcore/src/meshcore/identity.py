@@ -27,8 +27,8 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -74,6 +74,8 @@ class MeshSecret:
 
 
 def _write_private(path: Path, data: bytes) -> None:
+    for stale in path.parent.glob(f"{path.name}.*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f"{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -92,9 +94,10 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
-def _unreadable(path: Path, exc: Exception) -> ConfigError:
-    return ConfigError(f"cannot read {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                       f"restore it from a backup (deleting it gives this node a new one)")
+def _unreadable(path: Path, exc: Exception,
+                what_to_do: str = "restore it from a backup (deleting it gives this node a new one)") -> ConfigError:
+    detail = str(exc).splitlines()[0] if str(exc) else ""
+    return ConfigError(f"cannot read {path} ({type(exc).__name__}{': ' + detail if detail else ''}); {what_to_do}")
 
 
 def load_or_create_owner(home: Path, path: Path | None = None) -> Identity:
@@ -110,7 +113,7 @@ def load_or_create_owner(home: Path, path: Path | None = None) -> Identity:
 def _load_key(path: Path) -> Identity:
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    except ValueError as exc:
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm) as exc:
         raise _unreadable(path, exc) from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path} is not an Ed25519 key")
@@ -167,21 +170,34 @@ def newest_key(home: Path, mesh: MeshSecret, name: str = "mesh.json") -> MeshSec
     return saved if saved is not None and saved.mesh_id == mesh.mesh_id and saved.epoch > mesh.epoch else mesh
 
 
-def save_pending_rotation(home: Path, new: MeshSecret, exclude: Iterable[NodeId]) -> None:
-    """The key the owner is about to hand out, before any member hears of it."""
-    _write_private(home / "rotation.json", json.dumps({**_mesh_json(new), "exclude": sorted(exclude)}).encode())
+@dataclass(frozen=True)
+class PendingRotation:
+    """A key rotation the owner began: `telling` once it may have reached a member."""
+
+    new: MeshSecret
+    exclude: frozenset[NodeId]
+    telling: bool
 
 
-def load_pending_rotation(home: Path) -> tuple[MeshSecret, frozenset[NodeId]] | None:
-    """A rotation this node began and did not finish: (the new key, the members left out)."""
+def save_pending_rotation(home: Path, pending: PendingRotation) -> None:
+    """Before any member hears of the new key (telling=False while the owner only connects
+    to members; True just before the first is told)."""
+    _write_private(home / "rotation.json", json.dumps({**_mesh_json(pending.new), "exclude": sorted(pending.exclude),
+                                                       "telling": pending.telling}).encode())
+
+
+def load_pending_rotation(home: Path) -> PendingRotation | None:
+    """A rotation this node began and did not finish."""
     path = home / "rotation.json"
     if not path.exists():
         return None
-    data = _read_json(path)
+    abandon = "delete it to abandon that key rotation (members that took the new key then need a new token)"
     try:
-        return _mesh_from(data), frozenset(NodeId(str(n)) for n in data["exclude"])  # type: ignore[index]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _unreadable(path, exc) from exc
+        data = json.loads(path.read_bytes())
+        return PendingRotation(_mesh_from(data), frozenset(NodeId(str(n)) for n in data["exclude"]),
+                               bool(data.get("telling", True)))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(path, exc, abandon) from exc
 
 
 def clear_pending_rotation(home: Path) -> None:

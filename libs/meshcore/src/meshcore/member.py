@@ -429,11 +429,13 @@ class MeshMember:
                                  " (this mesh was created before owners existed: start a new one)"))
         return self.mesh.rotated()
 
-    async def rotate_secret(self, exclude: Collection[NodeId] = (), new: MeshSecret | None = None) -> int:
+    async def rotate_secret(self, exclude: Collection[NodeId] = (), new: MeshSecret | None = None,
+                            before_telling: Callable[[], None] = lambda: None) -> int:
         """Hand out `new` (by default `next_key()`): tell every member but `exclude`, use it,
         then close every connection so that all are admitted again with it (revocation).
         Returns how many members confirmed. The caller keeps `new` on disk first
-        (mesh_node.mesh_link): members may have it before this returns."""
+        (mesh_node.mesh_link), and `before_telling` is called once the members are
+        connected, just before the first may get the key."""
         if new is None:
             new = self.next_key()
         elif self.mesh.owner != self.node_id or new.mesh_id != self.mesh.mesh_id or new.epoch <= self.mesh.epoch:
@@ -442,6 +444,7 @@ class MeshMember:
             if record.node_id not in exclude:
                 with contextlib.suppress(ConnectionError, OSError, TimeoutError, AdmissionRefused):
                     await self.connection(record.node_id)
+        before_telling()
         told = await self._tell_all(Rekey(new.mesh_id, new.secret, new.epoch), skip=exclude)
         self.mesh = new
         self.on_rekey(new)

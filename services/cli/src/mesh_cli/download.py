@@ -86,6 +86,9 @@ def hash_file(digest, path: Path):  # noqa: ANN001, ANN201 - a hashlib object in
     return digest
 
 
+LOCKS_UNSUPPORTED = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL}
+
+
 def _fetch_file(entry: CatalogEntry, filename: str, folder: Path) -> Path:
     """One file: huggingface_hub finds it (HF_ENDPOINT, HF_TOKEN, redirects) and streams
     it (its progress bar and retries) into `.downloads/<file>.<etag>.part`, which a
@@ -107,6 +110,14 @@ def _fetch_file(entry: CatalogEntry, filename: str, folder: Path) -> Path:
         except BlockingIOError:
             raise DownloadError(f"{filename} is already being downloaded by another mesh-llm on this machine "
                                 f"(into {part}); wait for it to finish") from None
+        except OSError as exc:  # a filesystem without locks (NFS without lockd, some SMB mounts)
+            if exc.errno not in LOCKS_UNSUPPORTED:
+                raise
+            print(f"note: {folder} cannot lock files ({exc.strerror}): do not download {filename} twice at once",
+                  file=sys.stderr)
+        if target.is_file():  # another download finished it while this one waited to start
+            part.unlink(missing_ok=True)
+            return target
         have = os.fstat(raw.fileno()).st_size
         if meta.size is not None and have > meta.size:
             raw.truncate(0)

@@ -19,7 +19,7 @@ from meshcore.config import NodeConfig
 from meshcore.errors import ConfigError, TokenError
 from meshcore.home import Home
 from meshcore.identity import (MeshSecret, load_or_create_identity, load_or_create_mesh_secret, load_or_create_owner,
-                               newest_key)
+                               load_pending_rotation, newest_key)
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version, owner_statement
@@ -134,6 +134,8 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     member.publish(addrs=tuple(advertised_addresses(port)))
     state = NodeState(identity.node_id, mesh.mesh_id, "", vram, __version__, member)
     link = MeshLink(home, state, member, port)
+    # Claimed before the gRPC API is up (a rotate-key then waits for it); an unreadable file stops the start.
+    link.resume_rotation(load_pending_rotation(home.root))
     link.refresh_token()
     log.info("node %s in mesh %s; mesh endpoint on UDP port %d; offering %.1f GiB (%s memory); llama.cpp from %s",
              identity.node_id[:12], mesh.mesh_id[:12], port, vram / (1 << 30), source, bin_dir)

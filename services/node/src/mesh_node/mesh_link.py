@@ -17,13 +17,14 @@ import json
 import logging
 import os
 from collections import defaultdict
-from typing import Collection
+from dataclasses import replace
+from typing import Any, Collection, Coroutine
 
 from meshcore.api import node_pb2 as pb
 from meshcore.api_errors import family_error
 from meshcore.errors import ConfigError
 from meshcore.home import Home
-from meshcore.identity import (MeshSecret, clear_pending_rotation, load_pending_rotation, save_mesh_secret,
+from meshcore.identity import (MeshSecret, PendingRotation, clear_pending_rotation, save_mesh_secret,
                                save_pending_rotation)
 from meshcore.ids import NodeId
 from meshcore.member import MeshMember
@@ -91,20 +92,23 @@ class MeshLink:
         it, and the rotation runs to its end even if the caller goes away (the CLI's
         Ctrl-C or deadline cancels this call, not the rotation): members must never hold
         a key the owner has lost. A node killed mid-way finishes it at its next start
-        (resume_rotation)."""
+        (`resume_rotation`)."""
         if self._rotation is not None and not self._rotation.done():
-            raise ConfigError("a key rotation is already under way on this node")
-        new = self.member.next_key()
-        save_pending_rotation(self.home.root, new, exclude)
-        return await asyncio.shield(self._start_rotation(new, exclude))
+            raise ConfigError("a key rotation is already under way on this node; wait for it to finish")
+        pending = PendingRotation(self.member.next_key(), frozenset(exclude), telling=False)
+        save_pending_rotation(self.home.root, pending)
+        return await asyncio.shield(self._claim_rotation(self._finish_rotation(pending)))
 
-    def _start_rotation(self, new: MeshSecret, exclude: Collection[NodeId]) -> asyncio.Future[int]:
-        self._rotation = asyncio.ensure_future(self._finish_rotation(new, exclude))
+    def _claim_rotation(self, work: Coroutine[Any, Any, int]) -> asyncio.Future[int]:
+        """The one rotation this node runs at a time (rotate_secret refuses a second)."""
+        self._rotation = asyncio.ensure_future(work)
         self._rotation.add_done_callback(self._rotation_done)
         return self._rotation
 
-    async def _finish_rotation(self, new: MeshSecret, exclude: Collection[NodeId]) -> int:
-        told = await self.member.rotate_secret(exclude, new)
+    async def _finish_rotation(self, pending: PendingRotation) -> int:
+        def telling() -> None:
+            save_pending_rotation(self.home.root, replace(pending, telling=True))
+        told = await self.member.rotate_secret(pending.exclude, pending.new, before_telling=telling)
         clear_pending_rotation(self.home.root)
         return told
 
@@ -116,30 +120,39 @@ class MeshLink:
         elif done.exception() is not None:
             log.warning("the mesh key rotation failed (%s); it is tried again at the next start", done.exception())
 
-    async def resume_rotation(self, wait_s: float = RESUME_WAIT_S) -> None:
-        """Finish a key rotation this node began and did not end (killed, power lost):
-        once members have reconnected (or after `wait_s`), tell those still on the old key
-        and switch to the new one; members that had already taken it are admitted again
-        with it."""
-        pending = load_pending_rotation(self.home.root)
+    def resume_rotation(self, pending: PendingRotation | None, wait_s: float = RESUME_WAIT_S) -> None:
+        """A key rotation this node began at its last run and did not end (killed, power
+        lost; `pending` was read from rotation.json at start). If no member can have the
+        new key yet, it is dropped: the node stays on the old key. Else it is finished,
+        claimed at once (a rotate-key meanwhile is refused): once a member has
+        reconnected (or after `wait_s`), those still on the old key are told and the node
+        switches; members that had taken it are admitted again with it. A member on the
+        old key that is not back by then is left out, as one unreachable during a
+        rotation would be."""
         if pending is None:
             return
-        new, exclude = pending
-        mesh = self.member.mesh
+        mesh, new = self.member.mesh, pending.new
         if new.mesh_id != mesh.mesh_id or new.epoch <= mesh.epoch or mesh.owner != self.member.node_id:
             log.info("dropped an unfinished key rotation (epoch %d) that no longer applies to this node's mesh",
                      new.epoch)
             clear_pending_rotation(self.home.root)
             return
+        if not pending.telling:
+            log.warning("the mesh key rotation begun at the last stop reached no member; it was dropped "
+                        "(run rotate-key again)")
+            clear_pending_rotation(self.home.root)
+            return
         log.info("a mesh key rotation (epoch %d) was cut short at the last stop: finishing it once members "
                  "reconnect", new.epoch)
+        self._claim_rotation(self._resume(pending, wait_s))
+
+    async def _resume(self, pending: PendingRotation, wait_s: float) -> int:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(wait_s):
                 seen = -1
                 while not self.member.membership.alive_peers():
                     seen = await self.member.changes.wait(seen)
-        with contextlib.suppress(Exception):  # said by _rotation_done; the node goes on either way
-            await asyncio.shield(self._start_rotation(new, exclude))
+        return await self._finish_rotation(pending)
 
     # -- joining -------------------------------------------------------------------
 
@@ -273,7 +286,6 @@ class MeshLink:
                 if tokens:
                     await self.join(tokens)
                 tasks.create_task(self.member.run(), name="gossip and probes")
-                tasks.create_task(self.resume_rotation(), name="unfinished key rotation")
         finally:
             server.close()
             sock.unlink(missing_ok=True)

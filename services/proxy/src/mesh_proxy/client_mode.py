@@ -45,7 +45,9 @@ class MeshClient:
         self.home = home.ensure()
         self.tokens = tokens
         self.router = router
-        mesh = newest_key(home.root, tokens[0].mesh, CLIENT_MESH_FILE)
+        # The newest key held for this mesh: this client's own, or (a client from before
+        # client-mesh.json existed) one it kept in mesh.json.
+        mesh = newest_key(home.root, newest_key(home.root, tokens[0].mesh), CLIENT_MESH_FILE)
         identity = load_or_create_identity(home.root)
         record = NodeRecord(node_id=identity.node_id, version=next_version(), role="client", app_version=__version__)
         self.member = MeshMember(identity, mesh, record,
