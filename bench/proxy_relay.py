@@ -21,6 +21,7 @@ time. The headline per-chunk figure mixes both at `--tokens` chunks per stream.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -28,7 +29,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import psutil
 
@@ -127,8 +130,21 @@ def held(ref: dict, got: dict) -> bool:
             and got["ttft_ms_p99"] - ref["ttft_ms_p99"] <= 10.0)
 
 
-def measure(levels: list[int], tokens: int, rate: float) -> dict:
-    with tempfile.TemporaryDirectory(prefix="mesh-relay-") as tmp_text:
+@dataclass(frozen=True)
+class Stack:
+    """The synthetic upstream, the stand-in node agent, the real proxy, and nginx (None
+    where it is not installed), each on its own port, started and warmed up."""
+
+    up_port: int
+    proxy_port: int
+    proxy: subprocess.Popen
+    nginx_port: int
+    nginx: subprocess.Popen | None
+
+
+@contextlib.contextmanager
+def relay_stack(prefix: str) -> Iterator[Stack]:
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp_text:
         tmp = Path(tmp_text)
         up_port, proxy_port, nginx_port = free_port(), free_port(), free_port()
         home = tmp / "home"
@@ -152,33 +168,39 @@ def measure(levels: list[int], tokens: int, rate: float) -> dict:
                 wait_port(nginx_port)
             wait_port(proxy_port)
             time.sleep(1.0)
-            proxy_ps = psutil.Process(proxy.pid)
             for port in (up_port, proxy_port) + ((nginx_port,) if nginx is not None else ()):
                 load(port, 5, 5, 50.0, None)  # warm up (first-request imports, connection pools)
-            idle_rss = proxy_ps.memory_info().rss / 1e6
-            rows = []
-            for n in levels:
-                row = {"streams": n, "direct": load(up_port, n, tokens, rate, None),
-                       "proxy": load(proxy_port, n, tokens, rate, proxy_ps)}
-                if nginx is not None:
-                    row["nginx"] = load(nginx_port, n, tokens, rate, psutil.Process(nginx.pid))
-                rows.append(row)
-                print(json.dumps({k: (v if not isinstance(v, dict) else {x: (round(y, 2) if isinstance(y, float) else y)
-                                  for x, y in v.items() if x != "first_errors"}) for k, v in row.items()}),
-                      file=sys.stderr)
-            split_row = min(rows, key=lambda r: abs(r["streams"] - 200))
-            n, few = split_row["streams"], max(1, tokens // 10)
-            splits = {"proxy": cost_split(split_row["proxy"], load(proxy_port, n, few, rate, proxy_ps), n)}
-            if nginx is not None:
-                splits["nginx"] = cost_split(split_row["nginx"], load(nginx_port, n, few, rate,
-                                                                      psutil.Process(nginx.pid)), n)
-            print(json.dumps({"cost_split_streams": n, **{k: {x: round(y, 1) for x, y in v.items()}
-                                                          for k, v in splits.items()}}), file=sys.stderr)
+            yield Stack(up_port, proxy_port, proxy, nginx_port, nginx)
         finally:
             for p in procs:
                 p.terminate()
             for p in procs:
                 p.wait()
+
+
+def measure(levels: list[int], tokens: int, rate: float) -> dict:
+    with relay_stack("mesh-relay-") as stack:
+        up_port, proxy_port, nginx_port, nginx = stack.up_port, stack.proxy_port, stack.nginx_port, stack.nginx
+        proxy_ps = psutil.Process(stack.proxy.pid)
+        idle_rss = proxy_ps.memory_info().rss / 1e6
+        rows = []
+        for n in levels:
+            row = {"streams": n, "direct": load(up_port, n, tokens, rate, None),
+                   "proxy": load(proxy_port, n, tokens, rate, proxy_ps)}
+            if nginx is not None:
+                row["nginx"] = load(nginx_port, n, tokens, rate, psutil.Process(nginx.pid))
+            rows.append(row)
+            print(json.dumps({k: (v if not isinstance(v, dict) else {x: (round(y, 2) if isinstance(y, float) else y)
+                              for x, y in v.items() if x != "first_errors"}) for k, v in row.items()}),
+                  file=sys.stderr)
+        split_row = min(rows, key=lambda r: abs(r["streams"] - 200))
+        n, few = split_row["streams"], max(1, tokens // 10)
+        splits = {"proxy": cost_split(split_row["proxy"], load(proxy_port, n, few, rate, proxy_ps), n)}
+        if nginx is not None:
+            splits["nginx"] = cost_split(split_row["nginx"], load(nginx_port, n, few, rate,
+                                                                  psutil.Process(nginx.pid)), n)
+        print(json.dumps({"cost_split_streams": n, **{k: {x: round(y, 1) for x, y in v.items()}
+                                                      for k, v in splits.items()}}), file=sys.stderr)
     ok = [r for r in rows if held(r["direct"], r["proxy"])]
     top = max(ok, key=lambda r: r["streams"]) if ok else rows[0]
     return {

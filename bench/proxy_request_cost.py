@@ -21,13 +21,10 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 
 import psutil
 
-from proxy_relay import HERE, NGINX_CONF, Home, cpu_s, free_port, load, nginx_binary, pythonpath, spawn, wait_port
+from proxy_relay import HERE, cpu_s, load, nginx_binary, pythonpath, relay_stack
 
 
 def sequential(port: int, requests: int, tokens: int) -> dict:
@@ -39,46 +36,25 @@ def sequential(port: int, requests: int, tokens: int) -> dict:
 
 
 def measure(requests: int, tokens: int, rounds: int) -> dict:
-    nginx_bin = nginx_binary()
-    if nginx_bin is None:
+    if nginx_binary() is None:
         raise SystemExit("bench/proxy_request_cost.py compares against nginx: run scripts/bench-deps.sh")
-    with tempfile.TemporaryDirectory(prefix="mesh-request-cost-") as tmp_text:
-        tmp = Path(tmp_text)
-        up_port, proxy_port, nginx_port = free_port(), free_port(), free_port()
-        home = tmp / "home"
-        procs = [spawn([sys.executable, "-m", "relay.upstream", "--port", str(up_port)], tmp / "upstream.log"),
-                 spawn([sys.executable, "-m", "relay.agent", "--home", str(home), "--upstream-port", str(up_port)],
-                       tmp / "agent.log")]
-        try:
-            wait_port(up_port)
-            while not Home(home).node_socket.exists():
-                time.sleep(0.05)
-            procs.append(spawn([sys.executable, "-m", "mesh_proxy", "--config",
-                                json.dumps({"home": str(home), "port": proxy_port})], tmp / "proxy.log"))
-            (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, port=nginx_port, upstream=up_port))
-            procs.append(subprocess.Popen([nginx_bin, "-c", str(tmp / "nginx.conf"), "-p", str(tmp), "-g", "daemon off;"],
-                                          stdout=open(tmp / "nginx.log", "wb"), stderr=subprocess.STDOUT))
-            sides = {"proxy": (proxy_port, psutil.Process(procs[2].pid)),
-                     "nginx": (nginx_port, psutil.Process(procs[3].pid))}
-            for port, _ in sides.values():
-                wait_port(port)
-                load(port, 50, 2, 100.0, None)  # warm up
-            got: dict[str, list[dict]] = {name: [] for name in sides}
-            for _ in range(rounds):
-                for name, (port, proc) in sides.items():
-                    before = cpu_s(proc)
-                    result = sequential(port, requests, tokens)
-                    user, system = (b - a for a, b in zip(before, cpu_s(proc)))
-                    row = {"side": name, "user_us": user * 1e6 / requests, "system_us": system * 1e6 / requests,
-                           "ttft_ms_p50": result["ttft_ms_p50"], "errors": result["errors"]}
-                    got[name].append(row)
-                    print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}),
-                          file=sys.stderr)
-        finally:
-            for p in procs:
-                p.terminate()
-            for p in procs:
-                p.wait()
+    with relay_stack("mesh-request-cost-") as stack:
+        assert stack.nginx is not None
+        sides = {"proxy": (stack.proxy_port, psutil.Process(stack.proxy.pid)),
+                 "nginx": (stack.nginx_port, psutil.Process(stack.nginx.pid))}
+        for port, _ in sides.values():
+            load(port, 50, 2, 100.0, None)  # warm up further: the timed runs are short
+        got: dict[str, list[dict]] = {name: [] for name in sides}
+        for _ in range(rounds):
+            for name, (port, proc) in sides.items():
+                before = cpu_s(proc)
+                result = sequential(port, requests, tokens)
+                user, system = (b - a for a, b in zip(before, cpu_s(proc)))
+                row = {"side": name, "user_us": user * 1e6 / requests, "system_us": system * 1e6 / requests,
+                       "ttft_ms_p50": result["ttft_ms_p50"], "errors": result["errors"]}
+                got[name].append(row)
+                print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}),
+                      file=sys.stderr)
     out: dict = {"requests": requests, "tokens": tokens, "rounds": rounds}
     for name, rows in got.items():
         out[f"{name}_request_cpu_us"] = statistics.median(r["user_us"] + r["system_us"] for r in rows)
