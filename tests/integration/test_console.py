@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from meshnode import MeshNode, http_json, start_node, wait_until
+from meshnode import MeshNode, free_port, http_json, start_node, wait_until
 
 TINY = "mesh-tiny-F16"
 
@@ -51,6 +56,65 @@ def test_chat_relay_streams_from_the_api(node: MeshNode) -> None:
             assert resp.status_code == 200
             events = [line for line in resp.iter_lines() if line.startswith("data: ")]
     assert events[-1] == "data: [DONE]" and len(events) >= 3
+
+
+def test_the_chat_answers_its_own_page_only_and_every_answer_forbids_scripts_from_elsewhere(node: MeshNode) -> None:
+    """Another site's page can POST a form (text/plain) to 127.0.0.1 without asking: the
+    console's chat refuses it (the proxy behind it would have been sent JSON), and a
+    request a browser marks cross-site; every answer carries the page's CSP and nosniff."""
+    chat = {"model": TINY, "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(timeout=30) as http:
+        form = http.post(f"{node.console}/api/chat", content=json.dumps(chat) + "=",
+                         headers={"Content-Type": "text/plain"})
+        assert form.status_code == 415 and form.json()["error"]["code"] == "unsupported_media_type"
+        cross = http.post(f"{node.console}/api/chat", json=chat, headers={"Sec-Fetch-Site": "cross-site"})
+        assert cross.status_code == 403 and cross.json()["error"]["code"] == "cross_site"
+        assert http.post(f"{node.console}/api/chat", json=chat, headers={"Sec-Fetch-Site": "same-origin"}
+                         ).status_code == 200
+        for path in ("/", "/api/status", "/static/app.js"):
+            headers = http.get(node.console + path).headers
+            assert "frame-ancestors 'none'" in headers["content-security-policy"] and "'unsafe" not in \
+                headers["content-security-policy"]
+            assert headers["x-content-type-options"] == "nosniff"
+
+
+def test_a_hostile_servers_page_never_comes_back_as_the_consoles(tmp_path: Path) -> None:
+    """What a member's llama-server answers reaches the console's chat through the proxy;
+    one answering text/html with a script gets it relayed as JSON, never as a page of the
+    console's origin (where its script could read the invite token)."""
+    class Hostile(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = b"<script>fetch('/api/status')</script>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+    hostile = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    threading.Thread(target=hostile.serve_forever, daemon=True).start()
+    port = free_port()
+    config = json.dumps({"home": str(tmp_path / "home"), "port": port, "api_port": hostile.server_address[1]})
+    console = subprocess.Popen([sys.executable, "-m", "mesh_console", "--config", config],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: port_open(port), 30)
+        answer = httpx.post(f"http://127.0.0.1:{port}/api/chat", json={"model": "m", "messages": []}, timeout=10)
+        assert answer.status_code == 200 and b"<script>" in answer.content
+        assert answer.headers["content-type"] == "application/json"
+        assert answer.headers["x-content-type-options"] == "nosniff"
+    finally:
+        console.terminate()
+        console.wait(10)
+        hostile.shutdown()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def test_page_shows_live_status_and_chats_in_a_browser(node: MeshNode, browser: Any) -> None:

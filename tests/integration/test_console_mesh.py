@@ -74,6 +74,10 @@ def test_topology_meters_and_live_updates_of_a_three_node_mesh(tmp_path: Path, r
         assert set(meters) == set(ids)
         for node_id, (top, label) in meters.items():
             assert float(top) == round(offered[node_id], 2) and "offered" in label
+        # The bars are drawn under the page's CSP (no style attributes: widths are set through the DOM).
+        widths = browser.execute_script("return [...document.querySelectorAll('[role=meter] .offered')]"
+                                        ".map((s) => s.getBoundingClientRect().width)")
+        assert len(widths) == len(ids) and max(widths) > 0, widths
 
         weight = browser.execute_script("""
             const nav = performance.getEntriesByType('navigation')[0];

@@ -7,6 +7,8 @@ from meshcore.api import node_pb2 as pb
 from meshcore.member import MeshMember
 from meshcore.mesh_load import can_stand_in, mesh_load
 
+UINT32_MAX = (1 << 32) - 1  # the API's counters; members' gossiped demand is summed and may exceed it
+
 
 def split_parts(parts: list) -> list[pb.SplitPart]:
     total = sum(layers for _, layers in parts) or 1
@@ -43,6 +45,7 @@ def demand(member: MeshMember) -> list[pb.ModelDemand]:
     """Requests per minute per model across the mesh, with its servers, most requested first."""
     load = mesh_load(member.membership.records.values())
     models = set(load.demand) | set(load.servers)
-    return [pb.ModelDemand(model_id=m, requests_per_min=load.demand.get(m, 0), servers=len(load.servers.get(m, ())),
+    return [pb.ModelDemand(model_id=m, requests_per_min=min(load.demand.get(m, 0), UINT32_MAX),
+                           servers=len(load.servers.get(m, ())),
                            promoting=bool(load.promoting.get(m)))
             for m in sorted(models, key=lambda m: (-load.demand.get(m, 0), m))]

@@ -17,8 +17,9 @@ def main() -> None:
     args = parser.parse_args()
     setup_logging("console")
     config = from_json(ConsoleConfig, config_text(args.config))
+    # The client's own address decides who sees the invite token: never one a header claims.
     run_http_service("console", "console", config.port, config.listen_all, lambda: create_app(config),
-                     graceful_s=1.0)
+                     graceful_s=1.0, forwarded_headers=False)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshcore.config import ConsoleConfig
 from meshcore.home import Home
@@ -23,6 +24,33 @@ from mesh_console.node_feed import NodeFeed
 
 STATIC = Path(__file__).parent / "static"
 MAX_CHAT_BYTES = 1 << 20
+
+
+def chat_error(status: int, message: str, code: str) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": code}},
+                        status_code=status)
+
+
+class SecurityHeaders:
+    """On every answer: nothing from the mesh is ever run as the console's script or shown
+    in another site's frame (the pages load only their own files; see static/)."""
+
+    HEADERS = [(b"content-security-policy", b"default-src 'self'; base-uri 'none'; object-src 'none'; "
+                                            b"frame-ancestors 'none'; form-action 'self'"),
+               (b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS]}
+            await send(message)
+        await self.app(scope, receive, with_headers)
 
 
 def unavailable() -> JSONResponse:
@@ -53,6 +81,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                 await task
 
     app = FastAPI(title="Mesh LLM console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(HostGuard)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -94,6 +123,15 @@ def create_app(config: ConsoleConfig) -> FastAPI:
 
     @app.post("/api/chat")
     async def chat(request: Request) -> Response:
+        """For this page's chat only: a JSON body (which another site's page cannot send
+        without a CORS preflight, which this console never allows), and never from another
+        site (`Sec-Fetch-Site`). Whatever the model's server answers comes back as an event
+        stream or JSON, never as a page of the console's origin."""
+        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+            return chat_error(403, "the console's chat answers its own page only", "cross_site")
+        if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+            return chat_error(415, "send the chat request as JSON (Content-Type: application/json)",
+                              "unsupported_media_type")
         body = await request.body()
         if len(body) > MAX_CHAT_BYTES:
             return JSONResponse({"error": {"message": "chat request too large", "type": "invalid_request_error",
@@ -114,6 +152,7 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                 pass
             finally:
                 await upstream.close()
-        return StreamingResponse(relay(), status_code=upstream.status, media_type=upstream.content_type)
+        kind = "text/event-stream" if upstream.content_type.startswith("text/event-stream") else "application/json"
+        return StreamingResponse(relay(), status_code=upstream.status, media_type=kind)
 
     return app

@@ -5,10 +5,19 @@ import { $, el } from "./dom.js";
 import { render } from "./markdown.js";
 
 const KEY = "mesh-llm-chat";
+// A reply is the model's server's to write, and that server may be a stranger's: past this
+// many characters the page stops reading it (the request asks for 256 tokens).
+const MAX_REPLY_CHARS = 256 * 1024;
 let history = [];
 let controller = null;
 
-function save() { localStorage.setItem(KEY, JSON.stringify({ model: $("chat-model").value, history })); }
+function save() {
+  try {
+    localStorage.setItem(KEY, JSON.stringify({ model: $("chat-model").value, history }));
+  } catch (err) {  // storage full or refused: the chat goes on, unsaved
+    console.warn("the chat history was not saved:", err.message);
+  }
+}
 
 function message(role, text, stats) {
   const body = role === "assistant" ? render(text) : el("div", { class: "body", text });
@@ -50,7 +59,13 @@ async function send(event) {
   $("chat-send").disabled = true;
   $("chat-stop").hidden = false;
   controller = new AbortController();
-  let reply = "", tokens = 0, first = 0;
+  let reply = "", tokens = 0, first = 0, drawn = "", cut = false, failed = false;
+  const draw = () => {  // at most once a frame: a fast stream does not re-render per token
+    if (failed || drawn === reply) return;
+    out.querySelector(".body").replaceWith(Object.assign(render(reply), { className: "body" }));
+    drawn = reply;
+  };
+  let frame = 0;
   const started = performance.now();
   try {
     const resp = await fetch("/api/chat", {
@@ -68,6 +83,11 @@ async function send(event) {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
+      if (reply.length > MAX_REPLY_CHARS) {
+        cut = true;
+        await reader.cancel();
+        break;
+      }
       buffer += decoder.decode(value, { stream: true });
       let cut;
       while ((cut = buffer.indexOf("\n\n")) >= 0) {
@@ -83,12 +103,13 @@ async function send(event) {
           if (!tokens) first = performance.now() - started;
           tokens += 1;
           reply += delta.content;
-          out.querySelector(".body").replaceWith(Object.assign(render(reply), { className: "body" }));
+          if (!frame) frame = requestAnimationFrame(() => { frame = 0; draw(); });
         }
       }
     }
   } catch (err) {
     if (err.name !== "AbortError") {
+      failed = true;
       out.className = "msg error";
       out.querySelector(".body").textContent = "error: " + err.message;
       history.pop();
@@ -96,11 +117,15 @@ async function send(event) {
       return;
     }
   } finally {
+    if (frame) cancelAnimationFrame(frame);
+    frame = 0;
+    draw();
     controller = null;
     $("chat-send").disabled = false;
     $("chat-stop").hidden = true;
   }
   if (!reply) out.querySelector(".body").textContent = "(the model ended its reply at once)";
+  if (cut) out.append(el("div", { class: "muted", text: `(the reply was cut at ${MAX_REPLY_CHARS / 1024} KB)` }));
   const stats = statsText(tokens, first, (performance.now() - started - first) / 1000);
   out.append(el("div", { class: "stats", text: stats }));
   history.push({ role: "assistant", content: reply, stats });

@@ -8,6 +8,7 @@ export function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "class") node.className = v;
     else if (k === "text") node.textContent = v;
+    else if (k === "style") Object.assign(node.style, v);  // an object: the page's CSP allows no style attribute
     else node.setAttribute(k, v);
   }
   node.append(...children.filter((c) => c !== null && c !== undefined));

@@ -35,7 +35,7 @@ export function splitLinks(s) {
 
 // Every model the mesh knows, where it runs and its state, with its demand.
 export function meshModels(s) {
-  const demand = Object.fromEntries((s.demand || []).map((d) => [d.model, d.requests_per_min]));
+  const demand = new Map((s.demand || []).map((d) => [d.model, d.requests_per_min]));  // a Map: "toString" is a name
   const byModel = new Map();
   for (const r of s.routes) {
     const entry = byModel.get(r.model) || { model: r.model, nodes: [], state: r.state, split: [] };
@@ -45,5 +45,5 @@ export function meshModels(s) {
     byModel.set(r.model, entry);
   }
   return [...byModel.values()].sort((a, b) => a.model.localeCompare(b.model))
-    .map((m) => ({ ...m, demand: demand[m.model] || 0 }));
+    .map((m) => ({ ...m, demand: demand.get(m.model) || 0 }));
 }
