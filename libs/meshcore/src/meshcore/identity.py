@@ -27,6 +27,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -34,6 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from meshcore.errors import ConfigError
 from meshcore.ids import MeshId, NodeId
+
+T = TypeVar("T")
 
 
 def public_bytes(private_key: Ed25519PrivateKey) -> bytes:
@@ -94,8 +97,10 @@ def _write_private(path: Path, data: bytes) -> None:
         os.close(folder)
 
 
-def _unreadable(path: Path, exc: Exception,
-                what_to_do: str = "restore it from a backup (deleting it gives this node a new one)") -> ConfigError:
+RESTORE = "restore it from a backup (deleting it gives this node a new one)"
+
+
+def _unreadable(path: Path, exc: Exception, what_to_do: str = RESTORE) -> ConfigError:
     detail = str(exc).splitlines()[0] if str(exc) else ""
     return ConfigError(f"cannot read {path} ({type(exc).__name__}{': ' + detail if detail else ''}); {what_to_do}")
 
@@ -142,21 +147,19 @@ def _mesh_json(mesh: MeshSecret) -> dict:
     return {"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex(), "owner": mesh.owner, "epoch": mesh.epoch}
 
 
-def _read_json(path: Path) -> object:
-    try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise _unreadable(path, exc) from exc
-
-
-def load_mesh_secret(home: Path, name: str = "mesh.json") -> MeshSecret | None:
-    path = home / name
+def _load_json(path: Path, parse: Callable[[Any], T], what_to_do: str = RESTORE) -> T | None:
+    """`parse` of the JSON file at `path`, None if there is none; a ConfigError naming the
+    file if it cannot be read or is not what `parse` expects."""
     if not path.exists():
         return None
     try:
-        return _mesh_from(_read_json(path))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _unreadable(path, exc) from exc
+        return parse(json.loads(path.read_bytes()))
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise _unreadable(path, exc, what_to_do) from exc
+
+
+def load_mesh_secret(home: Path, name: str = "mesh.json") -> MeshSecret | None:
+    return _load_json(home / name, _mesh_from)
 
 
 def save_mesh_secret(home: Path, mesh: MeshSecret, name: str = "mesh.json") -> None:
@@ -188,16 +191,9 @@ def save_pending_rotation(home: Path, pending: PendingRotation) -> None:
 
 def load_pending_rotation(home: Path) -> PendingRotation | None:
     """A rotation this node began and did not finish."""
-    path = home / "rotation.json"
-    if not path.exists():
-        return None
-    abandon = "delete it to abandon that key rotation (members that took the new key then need a new token)"
-    try:
-        data = json.loads(path.read_bytes())
-        return PendingRotation(_mesh_from(data), frozenset(NodeId(str(n)) for n in data["exclude"]),
-                               bool(data.get("telling", True)))
-    except (OSError, KeyError, TypeError, ValueError) as exc:
-        raise _unreadable(path, exc, abandon) from exc
+    return _load_json(home / "rotation.json", lambda data: PendingRotation(
+        _mesh_from(data), frozenset(NodeId(str(n)) for n in data["exclude"]), bool(data.get("telling", True))),
+        "delete it to abandon that key rotation (members that took the new key then need a new token)")
 
 
 def clear_pending_rotation(home: Path) -> None:

@@ -15,6 +15,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from meshcore.api_errors import error_body
 from meshcore.config import ConsoleConfig
 from meshcore.home import Home
 from meshcore.host_guard import HostGuard, is_loopback
@@ -26,9 +27,9 @@ STATIC = Path(__file__).parent / "static"
 MAX_CHAT_BYTES = 1 << 20
 
 
-def chat_error(status: int, message: str, code: str) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error", "code": code}},
-                        status_code=status)
+def chat_error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> JSONResponse:
+    """The chat's own refusals, in the OpenAI shape its page reads (as the API's are)."""
+    return JSONResponse(error_body(message, type_, code), status_code=status)
 
 
 class SecurityHeaders:
@@ -54,8 +55,8 @@ class SecurityHeaders:
 
 
 def unavailable() -> JSONResponse:
-    return JSONResponse({"error": {"message": "the node agent is not reachable yet", "type": "unavailable",
-                                   "code": "node_unavailable"}}, status_code=503, headers={"Retry-After": "1"})
+    return JSONResponse(error_body("the node agent is not reachable yet", "unavailable", "node_unavailable"),
+                        status_code=503, headers={"Retry-After": "1"})
 
 
 def for_client(status: dict | None, request: Request) -> dict | None:
@@ -134,15 +135,14 @@ def create_app(config: ConsoleConfig) -> FastAPI:
                               "unsupported_media_type")
         body = await request.body()
         if len(body) > MAX_CHAT_BYTES:
-            return JSONResponse({"error": {"message": "chat request too large", "type": "invalid_request_error",
-                                           "code": "request_too_large"}}, status_code=413)
+            return chat_error(413, "chat request too large", "request_too_large")
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", config.api_port)
             upstream = await send_request(reader, writer, "POST", "/v1/chat/completions",
                                           f"127.0.0.1:{config.api_port}", body)
         except (OSError, UpstreamBroken) as exc:
-            return JSONResponse({"error": {"message": f"the API on port {config.api_port} is not answering ({exc})",
-                                           "type": "server_error", "code": "api_unavailable"}}, status_code=502)
+            return chat_error(502, f"the API on port {config.api_port} is not answering ({exc})", "api_unavailable",
+                              "server_error")
 
         async def relay() -> AsyncIterator[bytes]:
             try:
