@@ -82,6 +82,8 @@ def test_two_node_split_gives_the_same_tokens_with_almost_no_weight_transfer(
         load_fraction = link.bytes_to_worker / size
         print(f"\n2-node split: {link.bytes_to_worker} bytes sent to the worker at load = {load_fraction:.4%} of the model")
         assert load_fraction < 0.02
+        assert link.path == pb.RPC_PATH_DIRECT, link.path_note  # tensors over TCP+TLS, not the QUIC stream
+        assert "direct TCP+TLS" in host.log()
         assert completions(nodes[0]) == solo_output
         assert completions(nodes[1]) == solo_output
         worker = nodes[1] if host is nodes[0] else nodes[0]
@@ -95,6 +97,7 @@ def test_two_node_split_gives_the_same_tokens_with_almost_no_weight_transfer(
         assert abs(sum(p["fraction"] for p in listed["split"]) - 1) < 1e-3
         _, console, _ = http_json(f"{host.console}/api/status")
         assert console["rpc_links"][0]["bytes_from_worker"] > 0
+        assert console["rpc_links"][0]["path"] == "direct"
         assert [p["layers"] for p in console["models"][0]["split"]] == [p.layers for p in split]
     finally:
         stop_all(nodes)
@@ -103,9 +106,10 @@ def test_two_node_split_gives_the_same_tokens_with_almost_no_weight_transfer(
 def test_three_node_split_gives_the_same_tokens(tmp_path: Path, split_model: Path, solo_output: list[str]) -> None:
     nodes = start_split(tmp_path, split_model, THREE_WAY_CAP, 3)
     try:
-        split = host_of(nodes).node_status().models[0].split
-        assert [p.layers for p in split] == [1, 1, 1]
+        status = host_of(nodes).node_status()
+        assert [p.layers for p in status.models[0].split] == [1, 1, 1]
         assert completions(nodes[2]) == solo_output
+        assert [link.path for link in status.rpc_links] == [pb.RPC_PATH_DIRECT] * 2
     finally:
         stop_all(nodes)
 

@@ -125,7 +125,10 @@ def _load_key(path: Path) -> Identity:
     return Identity(key)
 
 
-def load_or_create_identity(home: Path, name: str = "identity.key") -> Identity:
+IDENTITY_KEY = "identity.key"
+
+
+def load_or_create_identity(home: Path, name: str = IDENTITY_KEY) -> Identity:
     path = home / name
     if path.exists():
         return _load_key(path)

@@ -66,6 +66,7 @@ class MeshMember:
         self.changes = Changes()
         self.on_rekey = on_rekey
         self.on_peer_gone: list[Callable[[NodeId], None]] = []
+        self._answers: dict[type, Callable[[NodeId, Any], Awaitable[Control]]] = {}
         self._dialing: dict[NodeId, asyncio.Future[MeshConnection]] = {}
         self._pinging_for: set[NodeId] = set()
         self._dial_slots = asyncio.Semaphore(MAX_DIALS_AT_ONCE)
@@ -156,6 +157,22 @@ class MeshMember:
                           first: bytes = b"") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         conn = await self.connection(node_id)
         return await conn.open_stream(kind, header, first)
+
+    async def request(self, node_id: NodeId, message: Control, timeout: float) -> Control:
+        """Send a control message to a member and return its answer (FrameError if the
+        answer is not a control message; OSError, ConnectionError or TimeoutError)."""
+        async with asyncio.timeout(timeout):
+            reader, writer = await self.open_stream(node_id, Kind.CONTROL, to_wire(message))
+            try:
+                writer.write_eof()
+                return parse_control(await read_frame(reader))
+            finally:
+                writer.close()
+
+    def answer(self, kind: type, handler: Callable[[NodeId, Any], Awaitable[Control]]) -> None:
+        """Let `handler(sender, message)` answer control messages of type `kind` (a node's
+        own requests, e.g. RpcLinkRequest); it decides who may send them."""
+        self._answers[kind] = handler
 
     async def join(self, addrs: list[str]) -> NodeId:
         """Dial the first address that admits us and pull the mesh state from it."""
@@ -359,6 +376,8 @@ class MeshMember:
                          self.mesh.owner[:12], self.mesh.epoch)
                 writer.write(encode_frame(to_wire(Ok())))
                 self._reconnect_all("the mesh key was rotated", keep=conn)  # the owner closes that one
+        elif type(message) in self._answers:
+            writer.write(encode_frame(to_wire(await self._answers[type(message)](conn.peer_id, message))))
         else:
             raise FrameError(f"{message.TAG} is an answer, not a request")
         writer.write_eof()

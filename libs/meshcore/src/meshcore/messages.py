@@ -14,6 +14,7 @@ field of the message.
 | PingReq(target) | any member → a node (indirect probe of a suspect) | PingAck(ok) |
 | Leave(record) | a member leaving → its peers; the record must be its own, signed, `left` | — |
 | Rekey(mesh_id, secret, epoch) | the mesh's owner only → members | Ok / Refused(why) |
+| RpcLinkRequest(model, cert) | a split's host → its worker (mesh_node.rpc_data) | RpcLinkOffer / Refused(why) |
 
 HTTP and RPC streams start with a `StreamHeader` (the model they are for). The
 local proxy asks its node agent for a stream to a remote node with one
@@ -30,14 +31,22 @@ from meshcore.ids import NodeId
 from meshcore.wire import FrameError
 
 _NODE_ID = re.compile(r"^[0-9a-f]{32}$")
+_TICKET = re.compile(r"^([0-9a-f]{32})?$")
 MAX_MODEL_ID = 200
 MAX_WHY = 200
+MAX_CERT = 2048  # an Ed25519 self-signed certificate is ~300 bytes
 
 
 def _node_id(value: Any, what: str) -> NodeId:
     if not isinstance(value, str) or not _NODE_ID.match(value):
         raise FrameError(f"{what} is not a node id")
     return NodeId(value)
+
+
+def _cert(value: Any) -> bytes:
+    if not isinstance(value, bytes) or not 0 < len(value) <= MAX_CERT:
+        raise FrameError("the certificate is missing or too big")
+    return value
 
 
 def _model(value: Any) -> str:
@@ -83,6 +92,26 @@ class Rekey:
 
 
 @dataclass(frozen=True)
+class RpcLinkRequest:
+    """A split's host asks its worker for a direct TCP+TLS link to the worker's rpc-server
+    for `model`; `cert`: the host's certificate (DER) for the worker to pin."""
+    TAG: ClassVar[str] = "rpc_link"
+    model: str
+    cert: bytes
+
+
+@dataclass(frozen=True)
+class RpcLinkOffer:
+    """The worker's answer: connect to `port` (TCP) at the address this mesh connection
+    reaches it at, name `ticket` in TLS, pin `cert`. port 0: this worker has no TCP data
+    path (use the QUIC RPC stream)."""
+    TAG: ClassVar[str] = "rpc_offer"
+    port: int
+    ticket: str
+    cert: bytes
+
+
+@dataclass(frozen=True)
 class Ok:
     TAG: ClassVar[str] = "ok"
 
@@ -93,7 +122,7 @@ class Refused:
     why: str
 
 
-Control = Union[Ping, Pong, PingReq, PingAck, Leave, Rekey, Ok, Refused]
+Control = Union[Ping, Pong, PingReq, PingAck, Leave, Rekey, RpcLinkRequest, RpcLinkOffer, Ok, Refused]
 
 
 def to_wire(message: Control) -> dict[str, Any]:
@@ -122,6 +151,14 @@ def parse_control(frame: dict[str, Any]) -> Control:
                 and isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch < 1 << 63):
             raise FrameError("malformed rekey")
         return Rekey(mesh_id, secret, epoch)
+    if tag == RpcLinkRequest.TAG:
+        return RpcLinkRequest(_model(frame.get("model")), _cert(frame.get("cert")))
+    if tag == RpcLinkOffer.TAG:
+        port, ticket = frame.get("port"), frame.get("ticket")
+        if not (isinstance(port, int) and not isinstance(port, bool) and 0 <= port < 65536
+                and isinstance(ticket, str) and _TICKET.match(ticket)):
+            raise FrameError("malformed rpc link offer")
+        return RpcLinkOffer(port, ticket, _cert(frame.get("cert")))
     if tag == Ok.TAG:
         return Ok()
     if tag == Refused.TAG:

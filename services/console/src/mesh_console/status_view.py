@@ -5,6 +5,8 @@ from __future__ import annotations
 from meshcore.api import node_pb2 as pb
 from meshcore.model_state import word
 
+RPC_PATHS = {pb.RPC_PATH_DIRECT: "direct", pb.RPC_PATH_QUIC: "quic"}  # "": not connected yet
+
 
 def worker_json(m: pb.ModelStatus) -> dict | None:
     if not m.HasField("worker"):
@@ -36,7 +38,8 @@ def status_json(status: pb.NodeStatus, api_port: int) -> dict:
             "draft_acceptance": round(m.draft_acceptance, 4),
         } for m in status.models],
         "rpc_links": [{"peer": link.peer, "model": link.model, "bytes_to_worker": link.bytes_to_worker,
-                       "bytes_from_worker": link.bytes_from_worker} for link in status.rpc_links],
+                       "bytes_from_worker": link.bytes_from_worker, "path": RPC_PATHS.get(link.path, ""),
+                       "path_note": link.path_note} for link in status.rpc_links],
         "routes": [{
             "model": r.model_id,
             "node_id": r.node_id,

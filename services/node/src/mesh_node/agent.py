@@ -16,11 +16,12 @@ from meshcore import __version__
 from meshcore.api import node_pb2_grpc
 from meshcore.catalog import fetchable
 from meshcore.config import NodeConfig
-from meshcore.errors import ConfigError, TokenError
+from meshcore.errors import ConfigError, PortInUse, TokenError
 from meshcore.home import Home
-from meshcore.identity import (MeshSecret, load_or_create_identity, load_or_create_mesh_secret, load_or_create_owner,
+from meshcore.identity import (IDENTITY_KEY, MeshSecret, load_or_create_identity, load_or_create_mesh_secret, load_or_create_owner,
                                load_pending_rotation, newest_key)
 from meshcore.ids import NodeId
+from meshcore.link_tls import LinkTls
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version, owner_statement
 from meshcore.models import model_id_of
@@ -31,6 +32,7 @@ from meshcore.token import InviteToken
 
 from meshcore.llama_bin import RPC_SERVER, llama_bin_dir
 from mesh_node.llama_server import LlamaServerFailed, RpcServer
+from mesh_node.rpc_data import bind_data_port
 from mesh_node.rpc_tunnel import RpcTunnels
 from mesh_node.grpc_api import NodeAgentService
 from mesh_node.memory import offered_memory_bytes
@@ -130,18 +132,25 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
                         split_with=config.split_with,
                         can_fetch=fetchable(vram, FIT_FACTOR) if can_fetch_here() else ())
     member = MeshMember(identity, mesh, record)
-    port = await member.endpoint.listen("0.0.0.0", config.bind_port)
+    try:
+        port = await member.endpoint.listen("0.0.0.0", config.bind_port)
+    except OSError as exc:
+        raise PortInUse(f"UDP port {config.bind_port} (the mesh endpoint, --bind-port) is already in use; "
+                        "stop whatever uses it or pick another port") from exc
+    data_sock = bind_data_port(port, pinned=config.bind_port != 0)
     member.publish(addrs=tuple(advertised_addresses(port)))
     state = NodeState(identity.node_id, mesh.mesh_id, "", vram, __version__, member)
     link = MeshLink(home, state, member, port)
     # Claimed before the gRPC API is up (a rotate-key then waits for it); an unreadable file stops the start.
     link.resume_rotation(load_pending_rotation(home.root))
     link.refresh_token()
-    log.info("node %s in mesh %s; mesh endpoint on UDP port %d; offering %.1f GiB (%s memory); llama.cpp from %s",
-             identity.node_id[:12], mesh.mesh_id[:12], port, vram / (1 << 30), source, bin_dir)
+    log.info("node %s in mesh %s; mesh endpoint on UDP port %d, split data on TCP port %d; offering %.1f GiB "
+             "(%s memory); llama.cpp from %s", identity.node_id[:12], mesh.mesh_id[:12], port,
+             data_sock.getsockname()[1], vram / (1 << 30), source, bin_dir)
     log.info("owner %s; this node %s", owner.node_id, describe(config.split_with, owner.node_id))
     rpc_port = free_tcp_port()
-    tunnels = RpcTunnels(member, state)
+    tls = LinkTls(identity, home.root / IDENTITY_KEY, home.run_dir / "data-cert.pem")
+    tunnels = RpcTunnels(member, state, tls, data_sock)
     state.rpc_links = tunnels.links
     def make_runner(entry: ModelEntry, decision) -> ModelRunner:  # noqa: ANN001 - Reconciler.decision
         return ModelRunner(entry, config, state, bin_dir, home.root / "logs", decision, tunnels,
@@ -152,6 +161,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     try:
         async with asyncio.TaskGroup() as tasks:
             rpc_task = tasks.create_task(run_rpc_server(bin_dir, rpc_port, home, config.device, state), name="rpc-server")
+            data_task = tasks.create_task(tunnels.run(), name="split data path")
             pinned = [ModelEntry(model_id_of(p), p, p.stat().st_size) for p in paths]
             models_task = tasks.create_task(reconciler.run(pinned), name="models")
             mesh_task = tasks.create_task(link.run(tokens), name="mesh link")
@@ -163,7 +173,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
                 publish_task.cancel()
                 await publisher.withdraw()
             await link.leave()
-            for task in [mesh_task, rpc_task, models_task]:
+            for task in [mesh_task, rpc_task, data_task, models_task]:
                 task.cancel()
     finally:
         await server.stop(grace=0.5)

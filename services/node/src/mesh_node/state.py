@@ -185,7 +185,8 @@ class NodeState:
         for link in self.rpc_links:
             status.rpc_links.append(pb.RpcLink(peer=link.peer, model=link.model, bytes_to_worker=link.to_worker[0],
                                                bytes_from_worker=link.from_worker[0],
-                                               reads_from_worker=link.from_worker[1]))
+                                               reads_from_worker=link.from_worker[1], path=link.path,
+                                               path_note=link.path_note))
         status.routes.CopyFrom(self.routes())
         status.rebalances.extend(self.rebalances)
         for model, (_, size) in sorted(self.spare.items()):

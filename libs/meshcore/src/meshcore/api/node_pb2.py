@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/node.proto\x12\x07mesh.v1\"#\n\x10RotateKeyRequest\x12\x0f\n\x07\x65xclude\x18\x01 \x03(\t\"5\n\x0eRotateKeyReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cmembers_told\x18\x02 \x01(\r\"$\n\x10\x44ropModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"!\n\x0e\x44ropModelReply\x12\x0f\n\x07message\x18\x01 \x01(\t\"v\n\x0c\x44\x65mandReport\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.mesh.v1.DemandReport.RequestsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x0b\n\tDemandAck\"\x12\n\x10GetStatusRequest\"\x14\n\x12WatchStatusRequest\"\x12\n\x10GetRoutesRequest\"\x86\x02\n\x0bModelStatus\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x10\n\x08restarts\x18\x07 \x01(\r\x12!\n\x05split\x18\x08 \x03(\x0b\x32\x12.mesh.v1.SplitPart\x12#\n\x06worker\x18\t \x01(\x0b\x32\x13.mesh.v1.WorkerPart\x12\r\n\x05\x64raft\x18\n \x01(\t\x12\x18\n\x10\x64raft_acceptance\x18\x0b \x01(\x01\"U\n\nWorkerPart\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_layer\x18\x02 \x01(\r\x12\x0e\n\x06layers\x18\x03 \x01(\r\x12\x14\n\x0ctotal_layers\x18\x04 \x01(\r\">\n\tSplitPart\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06layers\x18\x02 \x01(\r\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\"u\n\x07RpcLink\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x17\n\x0f\x62ytes_to_worker\x18\x03 \x01(\x04\x12\x19\n\x11\x62ytes_from_worker\x18\x04 \x01(\x04\x12\x19\n\x11reads_from_worker\x18\x05 \x01(\x04\"\x92\x01\n\x05Route\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05local\x18\x03 \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\"\n\x05state\x18\x05 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12!\n\x05split\x18\x06 \x03(\x0b\x32\x12.mesh.v1.SplitPart\"=\n\nRouteTable\x12\x1e\n\x06routes\x18\x01 \x03(\x0b\x32\x0e.mesh.v1.Route\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\xac\x03\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07vram_gb\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12)\n\x06\x64\x65mand\x18\x08 \x03(\x0b\x32\x19.mesh.v1.Peer.DemandEntry\x12\x11\n\tcan_fetch\x18\t \x03(\t\x12\'\n\x05spare\x18\n \x03(\x0b\x32\x18.mesh.v1.Peer.SpareEntry\x12\x0f\n\x07\x66ree_gb\x18\x0b \x01(\x01\x12-\n\x08promoted\x18\x0c \x03(\x0b\x32\x1b.mesh.v1.Peer.PromotedEntry\x1a-\n\x0b\x44\x65mandEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nSpareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rPromotedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x0bModelDemand\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x18\n\x10requests_per_min\x18\x02 \x01(\r\x12\x0f\n\x07servers\x18\x03 \x01(\r\x12\x11\n\tpromoting\x18\x04 \x01(\x08\"a\n\tRebalance\x12\x11\n\ttime_unix\x18\x01 \x01(\x01\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xd0\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07mesh_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x12\n\nnode_state\x18\x04 \x01(\t\x12$\n\x06models\x18\x05 \x03(\x0b\x32\x14.mesh.v1.ModelStatus\x12\x12\n\nmy_vram_gb\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12#\n\x06routes\x18\x08 \x01(\x0b\x32\x13.mesh.v1.RouteTable\x12\x1c\n\x05peers\x18\t \x03(\x0b\x32\r.mesh.v1.Peer\x12\x0b\n\x03seq\x18\n \x01(\x04\x12#\n\trpc_links\x18\x0b \x03(\x0b\x32\x10.mesh.v1.RpcLink\x12$\n\x06\x64\x65mand\x18\x0c \x03(\x0b\x32\x14.mesh.v1.ModelDemand\x12&\n\nrebalances\x18\r \x03(\x0b\x32\x12.mesh.v1.Rebalance\x12-\n\x05spare\x18\x0e \x03(\x0b\x32\x1e.mesh.v1.NodeStatus.SpareEntry\x12\x12\n\nmy_free_gb\x18\x0f \x01(\x01\x1a,\n\nSpareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01*\xbd\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x17\n\x13MODEL_STATE_STOPPED\x10\x04\x12\x16\n\x12MODEL_STATE_WORKER\x10\x05\x12\x17\n\x13MODEL_STATE_STANDBY\x10\x06\x32\x85\x03\n\tNodeAgent\x12;\n\tGetStatus\x12\x19.mesh.v1.GetStatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x41\n\x0bWatchStatus\x12\x1b.mesh.v1.WatchStatusRequest\x1a\x13.mesh.v1.NodeStatus0\x01\x12;\n\tGetRoutes\x12\x19.mesh.v1.GetRoutesRequest\x1a\x13.mesh.v1.RouteTable\x12?\n\tRotateKey\x12\x19.mesh.v1.RotateKeyRequest\x1a\x17.mesh.v1.RotateKeyReply\x12?\n\tDropModel\x12\x19.mesh.v1.DropModelRequest\x1a\x17.mesh.v1.DropModelReply\x12\x39\n\x0cReportDemand\x12\x15.mesh.v1.DemandReport\x1a\x12.mesh.v1.DemandAckb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mesh/v1/node.proto\x12\x07mesh.v1\"#\n\x10RotateKeyRequest\x12\x0f\n\x07\x65xclude\x18\x01 \x03(\t\"5\n\x0eRotateKeyReply\x12\r\n\x05token\x18\x01 \x01(\t\x12\x14\n\x0cmembers_told\x18\x02 \x01(\r\"$\n\x10\x44ropModelRequest\x12\x10\n\x08model_id\x18\x01 \x01(\t\"!\n\x0e\x44ropModelReply\x12\x0f\n\x07message\x18\x01 \x01(\t\"v\n\x0c\x44\x65mandReport\x12\x35\n\x08requests\x18\x01 \x03(\x0b\x32#.mesh.v1.DemandReport.RequestsEntry\x1a/\n\rRequestsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\x0b\n\tDemandAck\"\x12\n\x10GetStatusRequest\"\x14\n\x12WatchStatusRequest\"\x12\n\x10GetRoutesRequest\"\x86\x02\n\x0bModelStatus\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\"\n\x05state\x18\x04 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0c\n\x04port\x18\x06 \x01(\r\x12\x10\n\x08restarts\x18\x07 \x01(\r\x12!\n\x05split\x18\x08 \x03(\x0b\x32\x12.mesh.v1.SplitPart\x12#\n\x06worker\x18\t \x01(\x0b\x32\x13.mesh.v1.WorkerPart\x12\r\n\x05\x64raft\x18\n \x01(\t\x12\x18\n\x10\x64raft_acceptance\x18\x0b \x01(\x01\"U\n\nWorkerPart\x12\x0c\n\x04host\x18\x01 \x01(\t\x12\x13\n\x0b\x66irst_layer\x18\x02 \x01(\r\x12\x0e\n\x06layers\x18\x03 \x01(\r\x12\x14\n\x0ctotal_layers\x18\x04 \x01(\r\">\n\tSplitPart\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0e\n\x06layers\x18\x02 \x01(\r\x12\x10\n\x08\x66raction\x18\x03 \x01(\x01\"\xa8\x01\n\x07RpcLink\x12\x0c\n\x04peer\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x17\n\x0f\x62ytes_to_worker\x18\x03 \x01(\x04\x12\x19\n\x11\x62ytes_from_worker\x18\x04 \x01(\x04\x12\x19\n\x11reads_from_worker\x18\x05 \x01(\x04\x12\x1e\n\x04path\x18\x06 \x01(\x0e\x32\x10.mesh.v1.RpcPath\x12\x11\n\tpath_note\x18\x07 \x01(\t\"\x92\x01\n\x05Route\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\r\n\x05local\x18\x03 \x01(\x08\x12\x10\n\x08\x65ndpoint\x18\x04 \x01(\t\x12\"\n\x05state\x18\x05 \x01(\x0e\x32\x13.mesh.v1.ModelState\x12!\n\x05split\x18\x06 \x03(\x0b\x32\x12.mesh.v1.SplitPart\"=\n\nRouteTable\x12\x1e\n\x06routes\x18\x01 \x03(\x0b\x32\x0e.mesh.v1.Route\x12\x0f\n\x07version\x18\x02 \x01(\x04\"\xac\x03\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\r\n\x05state\x18\x03 \x01(\t\x12\x0f\n\x07vram_gb\x18\x04 \x01(\x01\x12\x0f\n\x07serving\x18\x05 \x03(\t\x12\x0e\n\x06rtt_ms\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12)\n\x06\x64\x65mand\x18\x08 \x03(\x0b\x32\x19.mesh.v1.Peer.DemandEntry\x12\x11\n\tcan_fetch\x18\t \x03(\t\x12\'\n\x05spare\x18\n \x03(\x0b\x32\x18.mesh.v1.Peer.SpareEntry\x12\x0f\n\x07\x66ree_gb\x18\x0b \x01(\x01\x12-\n\x08promoted\x18\x0c \x03(\x0b\x32\x1b.mesh.v1.Peer.PromotedEntry\x1a-\n\x0b\x44\x65mandEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a,\n\nSpareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x1a/\n\rPromotedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"]\n\x0bModelDemand\x12\x10\n\x08model_id\x18\x01 \x01(\t\x12\x18\n\x10requests_per_min\x18\x02 \x01(\r\x12\x0f\n\x07servers\x18\x03 \x01(\r\x12\x11\n\tpromoting\x18\x04 \x01(\x08\"a\n\tRebalance\x12\x11\n\ttime_unix\x18\x01 \x01(\x01\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\xd0\x03\n\nNodeStatus\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07mesh_id\x18\x02 \x01(\t\x12\r\n\x05token\x18\x03 \x01(\t\x12\x12\n\nnode_state\x18\x04 \x01(\t\x12$\n\x06models\x18\x05 \x03(\x0b\x32\x14.mesh.v1.ModelStatus\x12\x12\n\nmy_vram_gb\x18\x06 \x01(\x01\x12\x0f\n\x07version\x18\x07 \x01(\t\x12#\n\x06routes\x18\x08 \x01(\x0b\x32\x13.mesh.v1.RouteTable\x12\x1c\n\x05peers\x18\t \x03(\x0b\x32\r.mesh.v1.Peer\x12\x0b\n\x03seq\x18\n \x01(\x04\x12#\n\trpc_links\x18\x0b \x03(\x0b\x32\x10.mesh.v1.RpcLink\x12$\n\x06\x64\x65mand\x18\x0c \x03(\x0b\x32\x14.mesh.v1.ModelDemand\x12&\n\nrebalances\x18\r \x03(\x0b\x32\x12.mesh.v1.Rebalance\x12-\n\x05spare\x18\x0e \x03(\x0b\x32\x1e.mesh.v1.NodeStatus.SpareEntry\x12\x12\n\nmy_free_gb\x18\x0f \x01(\x01\x1a,\n\nSpareEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01*\xbd\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x17\n\x13MODEL_STATE_SERVING\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x17\n\x13MODEL_STATE_STOPPED\x10\x04\x12\x16\n\x12MODEL_STATE_WORKER\x10\x05\x12\x17\n\x13MODEL_STATE_STANDBY\x10\x06*K\n\x07RpcPath\x12\x18\n\x14RPC_PATH_UNSPECIFIED\x10\x00\x12\x13\n\x0fRPC_PATH_DIRECT\x10\x01\x12\x11\n\rRPC_PATH_QUIC\x10\x02\x32\x85\x03\n\tNodeAgent\x12;\n\tGetStatus\x12\x19.mesh.v1.GetStatusRequest\x1a\x13.mesh.v1.NodeStatus\x12\x41\n\x0bWatchStatus\x12\x1b.mesh.v1.WatchStatusRequest\x1a\x13.mesh.v1.NodeStatus0\x01\x12;\n\tGetRoutes\x12\x19.mesh.v1.GetRoutesRequest\x1a\x13.mesh.v1.RouteTable\x12?\n\tRotateKey\x12\x19.mesh.v1.RotateKeyRequest\x1a\x17.mesh.v1.RotateKeyReply\x12?\n\tDropModel\x12\x19.mesh.v1.DropModelRequest\x1a\x17.mesh.v1.DropModelReply\x12\x39\n\x0cReportDemand\x12\x15.mesh.v1.DemandReport\x1a\x12.mesh.v1.DemandAckb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,8 +41,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PEER_PROMOTEDENTRY']._serialized_options = b'8\001'
   _globals['_NODESTATUS_SPAREENTRY']._loaded_options = None
   _globals['_NODESTATUS_SPAREENTRY']._serialized_options = b'8\001'
-  _globals['_MODELSTATE']._serialized_start=2231
-  _globals['_MODELSTATE']._serialized_end=2420
+  _globals['_MODELSTATE']._serialized_start=2283
+  _globals['_MODELSTATE']._serialized_end=2472
+  _globals['_RPCPATH']._serialized_start=2474
+  _globals['_RPCPATH']._serialized_end=2549
   _globals['_ROTATEKEYREQUEST']._serialized_start=31
   _globals['_ROTATEKEYREQUEST']._serialized_end=66
   _globals['_ROTATEKEYREPLY']._serialized_start=68
@@ -69,28 +71,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WORKERPART']._serialized_end=741
   _globals['_SPLITPART']._serialized_start=743
   _globals['_SPLITPART']._serialized_end=805
-  _globals['_RPCLINK']._serialized_start=807
-  _globals['_RPCLINK']._serialized_end=924
-  _globals['_ROUTE']._serialized_start=927
-  _globals['_ROUTE']._serialized_end=1073
-  _globals['_ROUTETABLE']._serialized_start=1075
-  _globals['_ROUTETABLE']._serialized_end=1136
-  _globals['_PEER']._serialized_start=1139
-  _globals['_PEER']._serialized_end=1567
-  _globals['_PEER_DEMANDENTRY']._serialized_start=1427
-  _globals['_PEER_DEMANDENTRY']._serialized_end=1472
-  _globals['_PEER_SPAREENTRY']._serialized_start=1474
-  _globals['_PEER_SPAREENTRY']._serialized_end=1518
-  _globals['_PEER_PROMOTEDENTRY']._serialized_start=1520
-  _globals['_PEER_PROMOTEDENTRY']._serialized_end=1567
-  _globals['_MODELDEMAND']._serialized_start=1569
-  _globals['_MODELDEMAND']._serialized_end=1662
-  _globals['_REBALANCE']._serialized_start=1664
-  _globals['_REBALANCE']._serialized_end=1761
-  _globals['_NODESTATUS']._serialized_start=1764
-  _globals['_NODESTATUS']._serialized_end=2228
-  _globals['_NODESTATUS_SPAREENTRY']._serialized_start=1474
-  _globals['_NODESTATUS_SPAREENTRY']._serialized_end=1518
-  _globals['_NODEAGENT']._serialized_start=2423
-  _globals['_NODEAGENT']._serialized_end=2812
+  _globals['_RPCLINK']._serialized_start=808
+  _globals['_RPCLINK']._serialized_end=976
+  _globals['_ROUTE']._serialized_start=979
+  _globals['_ROUTE']._serialized_end=1125
+  _globals['_ROUTETABLE']._serialized_start=1127
+  _globals['_ROUTETABLE']._serialized_end=1188
+  _globals['_PEER']._serialized_start=1191
+  _globals['_PEER']._serialized_end=1619
+  _globals['_PEER_DEMANDENTRY']._serialized_start=1479
+  _globals['_PEER_DEMANDENTRY']._serialized_end=1524
+  _globals['_PEER_SPAREENTRY']._serialized_start=1526
+  _globals['_PEER_SPAREENTRY']._serialized_end=1570
+  _globals['_PEER_PROMOTEDENTRY']._serialized_start=1572
+  _globals['_PEER_PROMOTEDENTRY']._serialized_end=1619
+  _globals['_MODELDEMAND']._serialized_start=1621
+  _globals['_MODELDEMAND']._serialized_end=1714
+  _globals['_REBALANCE']._serialized_start=1716
+  _globals['_REBALANCE']._serialized_end=1813
+  _globals['_NODESTATUS']._serialized_start=1816
+  _globals['_NODESTATUS']._serialized_end=2280
+  _globals['_NODESTATUS_SPAREENTRY']._serialized_start=1526
+  _globals['_NODESTATUS_SPAREENTRY']._serialized_end=1570
+  _globals['_NODEAGENT']._serialized_start=2552
+  _globals['_NODEAGENT']._serialized_end=2941
 # @@protoc_insertion_point(module_scope)

@@ -16,6 +16,12 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_STATE_STOPPED: _ClassVar[ModelState]
     MODEL_STATE_WORKER: _ClassVar[ModelState]
     MODEL_STATE_STANDBY: _ClassVar[ModelState]
+
+class RpcPath(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RPC_PATH_UNSPECIFIED: _ClassVar[RpcPath]
+    RPC_PATH_DIRECT: _ClassVar[RpcPath]
+    RPC_PATH_QUIC: _ClassVar[RpcPath]
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_SERVING: ModelState
@@ -23,6 +29,9 @@ MODEL_STATE_FAILED: ModelState
 MODEL_STATE_STOPPED: ModelState
 MODEL_STATE_WORKER: ModelState
 MODEL_STATE_STANDBY: ModelState
+RPC_PATH_UNSPECIFIED: RpcPath
+RPC_PATH_DIRECT: RpcPath
+RPC_PATH_QUIC: RpcPath
 
 class RotateKeyRequest(_message.Message):
     __slots__ = ("exclude",)
@@ -128,18 +137,22 @@ class SplitPart(_message.Message):
     def __init__(self, node_id: _Optional[str] = ..., layers: _Optional[int] = ..., fraction: _Optional[float] = ...) -> None: ...
 
 class RpcLink(_message.Message):
-    __slots__ = ("peer", "model", "bytes_to_worker", "bytes_from_worker", "reads_from_worker")
+    __slots__ = ("peer", "model", "bytes_to_worker", "bytes_from_worker", "reads_from_worker", "path", "path_note")
     PEER_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     BYTES_TO_WORKER_FIELD_NUMBER: _ClassVar[int]
     BYTES_FROM_WORKER_FIELD_NUMBER: _ClassVar[int]
     READS_FROM_WORKER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    PATH_NOTE_FIELD_NUMBER: _ClassVar[int]
     peer: str
     model: str
     bytes_to_worker: int
     bytes_from_worker: int
     reads_from_worker: int
-    def __init__(self, peer: _Optional[str] = ..., model: _Optional[str] = ..., bytes_to_worker: _Optional[int] = ..., bytes_from_worker: _Optional[int] = ..., reads_from_worker: _Optional[int] = ...) -> None: ...
+    path: RpcPath
+    path_note: str
+    def __init__(self, peer: _Optional[str] = ..., model: _Optional[str] = ..., bytes_to_worker: _Optional[int] = ..., bytes_from_worker: _Optional[int] = ..., reads_from_worker: _Optional[int] = ..., path: _Optional[_Union[RpcPath, str]] = ..., path_note: _Optional[str] = ...) -> None: ...
 
 class Route(_message.Message):
     __slots__ = ("model_id", "node_id", "local", "endpoint", "state", "split")

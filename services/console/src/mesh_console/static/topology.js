@@ -1,6 +1,7 @@
 // The mesh as an SVG graph: one <g data-node-id> per member (its role, its models), a line
 // from this node to each peer labelled with the RTT, and each split drawn as thick lines
-// from its host to its workers with the layers they hold and the bytes/s on each RPC link.
+// from its host to its workers with the layers they hold, the bytes/s on each RPC link and
+// the path the link takes (direct TCP+TLS, or the mesh's QUIC stream as a fallback).
 import { members, splitLinks } from "./mesh.js";
 import { short } from "./dom.js";
 
@@ -29,6 +30,7 @@ function place(list) {
   return pos;
 }
 
+const PATHS = { direct: "direct TCP+TLS", quic: "QUIC fallback" };
 const rate = (bps) => (bps >= 1e6 ? `${(bps / 1e6).toFixed(1)} MB/s` : bps >= 1e3 ? `${(bps / 1e3).toFixed(1)} kB/s`
   : `${Math.round(bps)} B/s`);
 
@@ -48,12 +50,14 @@ export function drawTopology(container, s, rates = {}) {
       root.append(svg("text", { class: "edge", x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4 }, `${m.rtt.toFixed(1)} ms`));
     }
   }
+  const paths = Object.fromEntries((s.rpc_links || []).map((l) => [l.peer, PATHS[l.path]]));
   for (const link of splitLinks(s)) {
     if (!pos.has(link.host) || !pos.has(link.worker)) continue;
     const [x1, y1] = pos.get(link.host), [x2, y2] = pos.get(link.worker);
     root.append(svg("line", { class: "rpc", x1, y1, x2, y2, "data-host": link.host, "data-worker": link.worker }));
     const bps = rates[link.worker];
-    const label = `${link.model}: ${link.layers} layers` + (bps !== undefined ? ` · ${rate(bps)}` : "");
+    const label = `${link.model}: ${link.layers} layers` + (bps !== undefined ? ` · ${rate(bps)}` : "")
+      + (paths[link.worker] ? ` · ${paths[link.worker]}` : "");
     root.append(svg("text", { class: "edge rpc", x: (x1 + x2) / 2, y: (y1 + y2) / 2 + 14 }, label));
   }
   for (const m of list) {
