@@ -24,6 +24,8 @@ class NodeConfig:
     llama_bin_dir: str | None = None            # folder with llama-server / ggml-rpc-server
     ctx_size: int = 4096                        # llama-server context size per model
     parallel: int = 4                           # llama-server slots (concurrent requests) per model
+    threads: int = 0                            # compute threads of llama-server and rpc-server (0: llama.cpp's
+                                                # default for llama-server, this process's CPUs for rpc-server)
     extra_llama_args: tuple[str, ...] = ()      # appended to every llama-server command line
     join: tuple[str, ...] = ()                  # invite tokens of meshes to join (any live member)
     mesh_name: str = ""                         # a name for the mesh (shown in the console)

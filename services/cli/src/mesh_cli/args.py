@@ -77,7 +77,8 @@ def parser() -> argparse.ArgumentParser:
                    help="where this node computes: CPU (no accelerator), or llama.cpp device names as "
                         "`llama-server --list-devices` prints them: CUDA0, CUDA0,CUDA1, Vulkan0, Metal "
                         "(default: every accelerator found, else the CPU)")
-    p.add_argument("--bind-port", type=port_number, metavar="UDP", help="UDP port of the mesh endpoint")
+    p.add_argument("--bind-port", type=port_number, metavar="UDP", help="UDP port of the mesh endpoint; the split data path listens on the same "
+                        "TCP port (forward both)")
     p.add_argument("--llama-bin-dir", metavar="DIR", help="folder with llama-server (else the built one)")
     p.add_argument("--hot-rpm", type=positive_float, default=10.0, metavar="N",
                    help="rebalancing: a model with N requests a minute per server (and 3x the others') is hot: "
@@ -86,4 +87,6 @@ def parser() -> argparse.ArgumentParser:
                    help="rebalancing: a copy loaded for the mesh serves at least this long (default 120)")
     p.add_argument("--ctx-size", type=positive_int, default=4096, help="context tokens per request slot")
     p.add_argument("--parallel", type=positive_int, default=4, help="concurrent requests per model")
+    p.add_argument("--threads", type=positive_int, metavar="N",
+                   help="CPU threads llama-server and rpc-server compute with (default: llama.cpp's choice)")
     return p

@@ -145,6 +145,7 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
     node = NodeConfig(home=str(home.root), models=models, max_vram_gb=args.max_vram, device=args.device,
                       bind_port=args.bind_port or 0, listen_all=args.listen_all,
                       llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel,
+                      threads=args.threads or 0,
                       join=tuple(args.join), split=args.split, mesh_name=args.mesh_name or "",
                       publish=args.publish or bool(args.mesh_name) or buddy, directory=args.directory or "",
                       region=args.region, max_clients=args.max_clients, buddy=buddy, split_with=split_with,

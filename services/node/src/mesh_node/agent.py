@@ -78,7 +78,7 @@ def mesh_to_use(home: Home, join: tuple[str, ...], me: NodeId) -> tuple[MeshSecr
     return mesh, tokens  # saved once the mesh admits this node (MeshLink.join), not before
 
 
-async def run_rpc_server(bin_dir: Path, port: int, home: Home, device: str | None, state: NodeState) -> None:
+async def run_rpc_server(bin_dir: Path, port: int, home: Home, config: NodeConfig, state: NodeState) -> None:
     """This node's ggml-rpc-server (127.0.0.1 only), running only while this node is a
     split worker (state.rpc_grants), restarted if it dies: its host reaches it through
     the mesh. llama.cpp's RPC server trusts whoever connects, so it is not left up."""
@@ -90,7 +90,7 @@ async def run_rpc_server(bin_dir: Path, port: int, home: Home, device: str | Non
         while not state.rpc_grants:
             seen = await state.changes.wait(seen)
         server = RpcServer(bin_dir / RPC_SERVER, port, home.root / "logs" / "rpc-server.log",
-                           home.root / "rpc-cache", device)
+                           home.root / "rpc-cache", config.device, config.threads)
         async with server:
             exited = asyncio.ensure_future(server.wait_exit())
             try:
@@ -160,7 +160,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     server = await start_grpc(home, NodeAgentService(state, link, reconciler))
     try:
         async with asyncio.TaskGroup() as tasks:
-            rpc_task = tasks.create_task(run_rpc_server(bin_dir, rpc_port, home, config.device, state), name="rpc-server")
+            rpc_task = tasks.create_task(run_rpc_server(bin_dir, rpc_port, home, config, state), name="rpc-server")
             data_task = tasks.create_task(tunnels.run(), name="split data path")
             pinned = [ModelEntry(model_id_of(p), p, p.stat().st_size) for p in paths]
             models_task = tasks.create_task(reconciler.run(pinned), name="models")

@@ -168,12 +168,14 @@ class LlamaServer(ChildServer):
 
     def __init__(self, binary: Path, model_path: Path, model_id: str, port: int, log_path: Path,
                  ctx_size: int, parallel: int, device: str | None = None,
-                 extra_args: Sequence[str] = (), rpc_devices: int = 0) -> None:
+                 extra_args: Sequence[str] = (), rpc_devices: int = 0, threads: int = 0) -> None:
         """`rpc_devices`: how many --rpc workers a split host has (one device each,
         named RPC0, RPC1, ... by llama.cpp), so that --device keeps them in use."""
         cmd = [str(binary), "--model", str(model_path), "--alias", model_id,
                "--host", "127.0.0.1", "--port", str(port),
                "--ctx-size", str(ctx_size), "--parallel", str(parallel), "--no-webui"]
+        if threads:
+            cmd += ["--threads", str(threads)]
         if not (rpc_devices and device in NO_ACCELERATOR):  # a CPU split host: --tensor-split leaves GPUs out
             cmd += device_args(device, [f"RPC{i}" for i in range(rpc_devices)])
         # A split host offers every weight tensor by hash: workers read them from their own files
@@ -182,14 +184,23 @@ class LlamaServer(ChildServer):
         super().__init__(cmd + list(extra_args), port, log_path, env=env)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: taskset, a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS
+        return os.cpu_count() or 1
+
+
 class RpcServer(ChildServer):
     """ggml-rpc-server with its tensor cache (-c) in `cache_root`/rpc."""
 
     name = "rpc-server"
 
-    def __init__(self, binary: Path, port: int, log_path: Path, cache_root: Path, device: str | None = None) -> None:
+    def __init__(self, binary: Path, port: int, log_path: Path, cache_root: Path, device: str | None = None,
+                 threads: int = 0) -> None:
         cmd = [str(binary), "--host", "127.0.0.1", "--port", str(port), "--cache",
-               "--threads", str(os.cpu_count() or 1)]
+               "--threads", str(threads or usable_cpus())]
         if device:
             cmd += ["--device", "CPU" if device in NO_ACCELERATOR else device]
         super().__init__(cmd, port, log_path, env={"LLAMA_CACHE": str(cache_root)})

@@ -179,6 +179,7 @@ class ModelRunner:
                                      self.logs_dir / f"llama-server-{self.model_id}.log",
                                      ctx_size=self.config.ctx_size * self.config.parallel,
                                      parallel=self.config.parallel, device=self.config.device, extra_args=args,
+                                     threads=self.config.threads,
                                      rpc_devices=rpc_devices)
                 try:
                     async with server:
