@@ -8,8 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from meshcore.member import parse_digest, parse_records
 from meshcore.errors import TokenError
-from meshcore.messages import (Leave, Ok, Ping, PingAck, PingReq, Pong, Refused, Rekey, StreamHeader, TunnelRequest,
-                               parse_control, to_wire)
+from meshcore.messages import (MAX_CERT, Leave, Ok, Ping, PingAck, PingReq, Pong, Refused, Rekey, RpcLinkOffer,
+                               RpcLinkRequest, StreamHeader, TunnelRequest, parse_control, to_wire)
 from meshcore.ids import NodeId
 from meshcore.token import InviteToken
 from meshcore.wire import FrameError, decode_body
@@ -19,9 +19,10 @@ leaves = st.none() | st.booleans() | st.integers(min_value=-(1 << 70), max_value
     | st.text(max_size=40) | st.binary(max_size=40)
 values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=5)
                       | st.dictionaries(st.text(max_size=10), inner, max_size=5), max_leaves=20)
-tags = st.sampled_from(["ping", "pong", "ping_req", "ack", "leave", "rekey", "ok", "refused", "hello", ""])
+tags = st.sampled_from(["ping", "pong", "ping_req", "ack", "leave", "rekey", "ok", "refused", "hello", "rpc_link",
+                        "rpc_offer", ""])
 frames = st.dictionaries(st.sampled_from(["t", "target", "ok", "record", "mesh_id", "secret", "epoch", "why",
-                                          "model", "digest", "records"]), values, max_size=6)
+                                          "model", "digest", "records", "cert", "port", "ticket"]), values, max_size=6)
 
 
 @settings(max_examples=400, deadline=None)
@@ -46,6 +47,10 @@ def test_control_frames_parse_to_a_message_or_frame_error(tag: str, frame: dict)
         assert len(message.secret) == 32 and message.epoch >= 0
     if isinstance(message, PingReq):
         assert len(message.target) == 32
+    if isinstance(message, (RpcLinkRequest, RpcLinkOffer)):
+        assert isinstance(message.cert, bytes) and 0 < len(message.cert) <= MAX_CERT
+    if isinstance(message, RpcLinkOffer):
+        assert 0 <= message.port < 65536 and len(message.ticket) in (0, 32)
 
 
 @settings(max_examples=300, deadline=None)
@@ -80,7 +85,8 @@ def test_tokens_decode_or_raise_token_error(text: str) -> None:
 
 def test_every_message_round_trips_through_msgpack() -> None:
     for message in (Ping(), Pong(), PingReq(NODE), PingAck(True), Leave({"node_id": NODE}),
-                    Rekey("ab" * 16, b"k" * 32, 3), Ok(), Refused("no")):
+                    Rekey("ab" * 16, b"k" * 32, 3), Ok(), Refused("no"), RpcLinkRequest("qwen-7b", b"c" * 300),
+                    RpcLinkOffer(4000, "ab" * 16, b"c" * 300), RpcLinkOffer(0, "", b"c")):
         wire = msgpack.unpackb(msgpack.packb(to_wire(message), use_bin_type=True), raw=False)
         assert parse_control(wire) == message
     assert StreamHeader.parse(StreamHeader("qwen-7b").to_wire()) == StreamHeader("qwen-7b")
@@ -92,7 +98,11 @@ def test_fields_of_the_wrong_type_or_size_are_refused() -> None:
                   {"t": "rekey", "mesh_id": "m", "secret": b"k" * 32, "epoch": True},
                   {"t": "rekey", "mesh_id": "m", "secret": b"k" * 32, "epoch": -1},
                   {"t": "ping_req", "target": "../etc"}, {"t": "ack", "ok": 1}, {"t": "leave", "record": []},
-                  {"t": "launch"}):
+                  {"t": "launch"}, {"t": "rpc_link", "model": "m", "cert": b""},
+                  {"t": "rpc_link", "model": "m", "cert": b"c" * 3000}, {"t": "rpc_link", "model": "m", "cert": "pem"},
+                  {"t": "rpc_offer", "port": 70000, "ticket": "ab" * 16, "cert": b"c"},
+                  {"t": "rpc_offer", "port": True, "ticket": "ab" * 16, "cert": b"c"},
+                  {"t": "rpc_offer", "port": 4000, "ticket": "t" * 32, "cert": b"c"}):
         try:
             parse_control(frame)
         except FrameError:

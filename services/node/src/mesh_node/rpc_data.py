@@ -102,6 +102,11 @@ class RpcDataListener:
         self.tickets: dict[str, Ticket] = {}
         self.context = tls.listener_context(self._lookup)
         self._handshaking: Counter[str] = Counter()
+        # Limits (attributes, so tests can lower them).
+        self.handshake_s = HANDSHAKE_S
+        self.max_handshakes = MAX_HANDSHAKES
+        self.max_handshakes_per_ip = MAX_HANDSHAKES_PER_IP
+        self.ticket_ttl_s = TICKET_TTL_S
         self._log_window = (0.0, 0, 0)  # (window start, lines logged, lines held back)
 
     @property
@@ -118,7 +123,7 @@ class RpcDataListener:
         if len(self.tickets) >= MAX_TICKETS or sum(t.host == host for t in self.tickets.values()) >= MAX_TICKETS_PER_HOST:
             return Refused("too many split links being set up")
         ticket = secrets.token_hex(16)
-        self.tickets[ticket] = Ticket(host, model, host_cert, self.tls.for_caller(host_cert), now + TICKET_TTL_S)
+        self.tickets[ticket] = Ticket(host, model, host_cert, self.tls.for_caller(host_cert), now + self.ticket_ttl_s)
         return RpcLinkOffer(self.port, ticket, self.tls.cert_der)
 
     def _lookup(self, ticket: str) -> ssl.SSLContext | None:
@@ -132,7 +137,8 @@ class RpcDataListener:
             while True:
                 conn, addr = await loop.sock_accept(self.sock)
                 ip = addr[0]
-                if sum(self._handshaking.values()) >= MAX_HANDSHAKES or self._handshaking[ip] >= MAX_HANDSHAKES_PER_IP:
+                if sum(self._handshaking.values()) >= self.max_handshakes \
+                        or self._handshaking[ip] >= self.max_handshakes_per_ip:
                     conn.close()
                     self.refused(ip, "too many connections setting up at once")
                     continue
@@ -142,10 +148,10 @@ class RpcDataListener:
     async def _accept(self, conn: socket.socket, ip: str) -> None:
         try:
             try:
-                async with asyncio.timeout(HANDSHAKE_S):
+                async with asyncio.timeout(self.handshake_s):
                     tls = await handshake(conn, self.context, server_side=True)
             except TimeoutError:
-                self.refused(ip, f"no TLS handshake within {HANDSHAKE_S:.0f} s")
+                self.refused(ip, f"no TLS handshake within {self.handshake_s:g} s")
                 return
             except (ssl.SSLError, OSError) as exc:
                 self.refused(ip, _tls_words(exc))
