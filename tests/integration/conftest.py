@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,3 +84,38 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 
 # The directory's PostgreSQL server (session) and fresh databases (tests/integration/directory_postgres.py).
 from directory_postgres import directory_db, postgres_server, postgres_url  # noqa: E402, F401
+
+
+# Network namespaces joined by a veth pair: two hosts with their own addresses.
+SUBNET = "10.201.{}.{}"
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+
+@pytest.fixture
+def namespaces() -> Iterator[tuple[str, str, str, str]]:
+    tag = str(os.getpid() % 10000)
+    a, b = f"mla{tag}", f"mlb{tag}"
+    try:
+        sh("ip", "netns", "add", a)
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        reason = getattr(exc, "stderr", "") or str(exc)
+        pytest.fail(f"these tests need network namespaces (`ip netns add`, as root, from iproute2) to give "
+                    f"two nodes their own addresses, and this machine refused: {reason.strip()}")
+    net = int(tag) % 250
+    ip_a, ip_b = SUBNET.format(net, 1), SUBNET.format(net, 2)
+    try:
+        sh("ip", "netns", "add", b)
+        sh("ip", "link", "add", f"va{tag}", "type", "veth", "peer", "name", f"vb{tag}")
+        sh("ip", "link", "set", f"va{tag}", "netns", a)
+        sh("ip", "link", "set", f"vb{tag}", "netns", b)
+        for ns, dev, ip in ((a, f"va{tag}", ip_a), (b, f"vb{tag}", ip_b)):
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        yield a, b, ip_a, ip_b
+    finally:
+        for ns in (a, b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)

@@ -12,6 +12,7 @@ import openai
 import pytest
 
 from conftest import GQA_Q4KM, REAL_FILES
+from meshcore.api import node_pb2 as pb
 from meshnode import SAME_KERNELS, MeshNode, greedy, http_json, start_node
 
 TOKENS = 12
@@ -93,6 +94,7 @@ def test_a_two_node_split_of_a_q4_k_m_model_gives_the_solo_tokens(
         host_id, worker_id = host.node_status().node_id, worker.node_status().node_id
         assert completions(worker, SPLIT) == solo_same_kernels
         assert completions(host, SPLIT) == solo_same_kernels
+        assert [link.path for link in host.node_status().rpc_links] == [pb.RPC_PATH_DIRECT]
 
         # The worker says what it does: state worker, for which host, which layers.
         status = wait_for(lambda: (s := http_json(f"{worker.console}/api/status")[1])["models"][0]["worker"] and s,
