@@ -25,7 +25,6 @@ from pathlib import Path
 from conftest import GQA_Q4KM, TINY, sh
 from meshcore.api import node_pb2 as pb
 from meshcore.home import Home
-from meshcore.identity import IDENTITY_KEY, load_or_create_identity
 from meshcore.link_tls import LinkTls, server_name
 from meshcore.messages import Refused, RpcLinkRequest, parse_control, to_wire
 from meshcore.wire import Kind, read_frame
@@ -127,12 +126,6 @@ def test_a_blocked_data_port_falls_back_to_the_quic_stream(tmp_path: Path, model
         stop_all(nodes)
 
 
-def stranger_tls(tmp: Path) -> LinkTls:
-    (tmp / "stranger").mkdir(exist_ok=True)
-    return LinkTls(load_or_create_identity(tmp / "stranger"), tmp / "stranger" / IDENTITY_KEY,
-                   tmp / "stranger" / "cert.pem")
-
-
 async def closed_without_a_word(port: int, first: bytes) -> bool:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(first)
@@ -170,7 +163,7 @@ async def test_members_and_strangers_cannot_use_the_data_path(tmp_path: Path, mo
         llama = host.llama_pid(TINY.name)
         [rpc] = rpc_servers(worker)
         endpoint, conn = await attacker(tmp_path, worker)
-        stranger = stranger_tls(tmp_path)
+        stranger = LinkTls.of_folder(tmp_path / "stranger")
         try:
             # A member asks for a link to a split it does not host, with its own certificate
             # and with the host's (another node's id): no ticket either way.

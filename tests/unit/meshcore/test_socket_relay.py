@@ -8,7 +8,7 @@ import asyncio
 import socket
 import ssl
 import threading
-from typing import Callable
+from pathlib import Path
 
 from meshcore.link_tls import LinkTls
 from meshcore.socket_relay import RelayEnd, SocketRelay
@@ -84,8 +84,8 @@ async def test_a_side_that_takes_nothing_ends_it_after_the_stall_bound() -> None
         s.close()
 
 
-async def test_it_relays_tls_on_one_side(node_tls: Callable[[str], LinkTls]) -> None:
-    one, two = node_tls("one"), node_tls("two")
+async def test_it_relays_tls_on_one_side(tmp_path: Path) -> None:
+    one, two = LinkTls.of_folder(tmp_path / "one"), LinkTls.of_folder(tmp_path / "two")
     raw_client, raw_server = pair()
     server_ctx, client_ctx = one.for_caller(two.cert_der), two.for_listener(one.cert_der)
     result: dict = {}

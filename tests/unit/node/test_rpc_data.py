@@ -13,7 +13,8 @@ import contextlib
 import logging
 import socket
 import ssl
-from typing import AsyncIterator, Callable
+from pathlib import Path
+from typing import AsyncIterator
 
 import pytest
 
@@ -41,8 +42,8 @@ class Worker:
 
 
 @pytest.fixture
-async def worker(node_tls: Callable[[str], LinkTls]) -> AsyncIterator[Worker]:
-    w = Worker(node_tls("worker"))
+async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
+    w = Worker(LinkTls.of_folder(tmp_path / "worker"))
     task = asyncio.ensure_future(w.listener.run())
     yield w
     task.cancel()
@@ -78,10 +79,10 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "refused a connection to the split data port" in r.getMessage()]
 
 
-async def test_a_ticket_opens_one_link_for_its_node_only(worker: Worker, node_tls: Callable[[str], LinkTls],
+async def test_a_ticket_opens_one_link_for_its_node_only(worker: Worker, tmp_path: Path,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    host, stranger = node_tls("host"), node_tls("stranger")
+    host, stranger = LinkTls.of_folder(tmp_path / "host"), LinkTls.of_folder(tmp_path / "stranger")
     ticket = offer(worker, host)
     # Another node naming the host's ticket (SNI is sent in the clear): its certificate is not pinned.
     assert await connect(worker, stranger, ticket) == b""
@@ -97,8 +98,8 @@ async def test_a_ticket_opens_one_link_for_its_node_only(worker: Worker, node_tl
     assert sum("named no valid ticket" in w for w in words) == 3, words
 
 
-async def test_the_host_pins_the_workers_key(worker: Worker, node_tls: Callable[[str], LinkTls]) -> None:
-    host, other = node_tls("host"), node_tls("other")
+async def test_the_host_pins_the_workers_key(worker: Worker, tmp_path: Path) -> None:
+    host, other = LinkTls.of_folder(tmp_path / "host"), LinkTls.of_folder(tmp_path / "other")
     ticket = offer(worker, host)
     # The listener is not who the host was told: the host's handshake fails, nothing is served.
     assert await connect(worker, host, ticket, pin=other.cert_der) == b""
@@ -141,8 +142,8 @@ async def test_connections_in_handshake_are_capped_per_address(worker: Worker, c
         sock.close()
 
 
-async def test_an_offer_needs_the_senders_own_certificate(worker: Worker, node_tls: Callable[[str], LinkTls]) -> None:
-    host, other = node_tls("host"), node_tls("other")
+async def test_an_offer_needs_the_senders_own_certificate(worker: Worker, tmp_path: Path) -> None:
+    host, other = LinkTls.of_folder(tmp_path / "host"), LinkTls.of_folder(tmp_path / "other")
     assert isinstance(worker.listener.offer(host.node_id, MODEL, other.cert_der), Refused)
     assert isinstance(worker.listener.offer(host.node_id, MODEL, b"not a certificate"), Refused)
     tickets = {offer(worker, host) for _ in range(8)}
@@ -150,8 +151,8 @@ async def test_an_offer_needs_the_senders_own_certificate(worker: Worker, node_t
     assert isinstance(worker.listener.offer(host.node_id, MODEL, host.cert_der), Refused)  # 8 pending at most
 
 
-async def test_a_ticket_expires(worker: Worker, node_tls: Callable[[str], LinkTls]) -> None:
-    host = node_tls("host")
+async def test_a_ticket_expires(worker: Worker, tmp_path: Path) -> None:
+    host = LinkTls.of_folder(tmp_path / "host")
     worker.listener.ticket_ttl_s = 0.2
     ticket = offer(worker, host)
     await asyncio.sleep(0.3)

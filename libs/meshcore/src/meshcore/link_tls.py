@@ -30,7 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from meshcore.identity import Identity, node_id_of
+from meshcore.identity import IDENTITY_KEY, Identity, load_or_create_identity, node_id_of
 from meshcore.ids import NodeId
 from meshcore.messages import MAX_CERT
 from meshcore.tls_cert import self_signed_certificate
@@ -69,6 +69,13 @@ class LinkTls:
         self.cert_der = self_signed_certificate(identity).public_bytes(serialization.Encoding.DER)
         cert_file.write_bytes(ssl.DER_cert_to_PEM_cert(self.cert_der).encode())
         self.key_file, self.cert_file = key_file, cert_file
+
+    @staticmethod
+    def of_folder(folder: Path) -> "LinkTls":
+        """The LinkTls of the identity kept in `folder` (made if missing): a node home's
+        layout, for tools and tests that stand in for a node."""
+        folder.mkdir(parents=True, exist_ok=True)
+        return LinkTls(load_or_create_identity(folder), folder / IDENTITY_KEY, folder / "data-cert.pem")
 
     def _context(self, server: bool, peer_cert: bytes) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
