@@ -70,9 +70,11 @@ def start(cmd: Sequence[str], log: Path, ns: str | None = None) -> subprocess.Po
 
 
 def start_rpc_server(bin_dir: Path, host: str, port: int, log: Path, ns: str | None = None,
-                     threads: int = 2, timeout: float = 60) -> subprocess.Popen:
-    """A stock ggml-rpc-server, returned once its port accepts connections."""
-    proc = start([str(bin_dir / "ggml-rpc-server"), "-H", host, "-p", str(port), "-t", str(threads)], log, ns)
+                     threads: int | None = 2, timeout: float = 60) -> subprocess.Popen:
+    """A stock ggml-rpc-server, returned once its port accepts connections (threads None:
+    its own default)."""
+    proc = start([str(bin_dir / "ggml-rpc-server"), "-H", host, "-p", str(port),
+                  *(["-t", str(threads)] if threads else [])], log, ns)
     try:
         wait_ready(port_accepts(host, port, ns), proc, log, "the stock rpc-server", timeout)
     except BaseException:

@@ -27,8 +27,9 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "zero_transfer", "gossip_sim", "directory",
-              "proxy_concurrency", "proxy_relay", "proxy_request_cost", "wan", "quic_roundtrip", "remote_hop"]
+BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "split_lan", "zero_transfer", "gossip_sim",
+              "directory", "proxy_concurrency", "proxy_relay", "proxy_request_cost", "wan", "quic_roundtrip",
+              "rpc_roundtrip", "remote_hop"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -45,6 +46,8 @@ HEADLINE = [
     ("client_hop_ttft_added_ms_p50", "the same through a client-only proxy (it holds the QUIC stream), ms"),
     ("local_hop_ttft_added_ms_p50", "local proxy alone: added time to first token, ms"),
     ("hard_kill_route_gone_s", "hard-killed node: its routes gone after, s"),
+    ("split_lan_tokps_ratio", "2-node split, MTU 1500, ~3.5 ms a token: mesh ÷ stock RPC, tok/s"),
+    ("split_lan_path", "the path the LAN split's link took (direct: TCP+TLS; quic: the fallback)"),
     ("split_tunnel_tokps_ratio", "2-node split via mesh ÷ stock RPC over TCP, tok/s"),
     ("split_worker_reads_per_token", "split: socket reads of worker replies per token (not round trips)"),
     ("split_turns_per_token", "split: request/response turns per token (stock RPC, counted on the link)"),
@@ -52,6 +55,7 @@ HEADLINE = [
     ("stock_rpc_wan_tokps", "the same, stock llama.cpp RPC over TCP"),
     ("ideal_wan_tokps", "the ideal: solo compute + turns × RTT"),
     ("three_node_wan", "3-node split, 10 ms per hop (the seed's anchor): mesh / stock / ideal tok/s"),
+    ("rpc_roundtrip_ms", "one RPC round trip, ms: TCP direct / the split's data path / a QUIC stream"),
     ("quic_rpc_roundtrip_ms", "one RPC-sized round trip through a mesh QUIC stream, ms (up/down bytes → ms)"),
     ("quic_rpc_roundtrip_ethernet_ms", "the same in Ethernet-sized (1,472-byte) datagrams, ms"),
     ("split_load_bytes_fraction", "split: bytes sent to workers at load ÷ model bytes"),
@@ -139,6 +143,8 @@ def headline(name: str, key: str) -> bool:
 def show(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+        return "; ".join(f"{k}: {show(v)}" for k, v in value.items())  # e.g. per message size
     if isinstance(value, dict):  # its numbers (a nested spread or list stays in latest.json)
         return " / ".join(show(v) for v in value.values() if not isinstance(v, (dict, list)))
     return str(value)

@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integrat
 from meshnode import free_port, start_node  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from children import start_llama_server, start_rpc_server  # noqa: E402
 from stream_timing import bench_main, median_spread, stream_completion  # noqa: E402
 
 from meshcore.api import node_pb2 as pb  # noqa: E402
@@ -41,27 +42,11 @@ SPLIT_BENCH = TinySpec(name="mesh-splitbench-F16", width=2304, layers=4, heads=1
 CAP = "0.35"  # GiB per node: 1.1 x 508 MB needs 0.52 GiB, so two nodes are needed
 
 
-def wait_health(port: int, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama-server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise TimeoutError("llama-server did not become healthy")
-
-
 def timed_llama(bin_dir: Path, model: Path, args: list[str], log: Path) -> tuple[subprocess.Popen, int, float]:
+    """A llama-server, once healthy, and how long it took to load."""
     port = free_port()
     started = time.monotonic()
-    proc = subprocess.Popen([str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1", "--port",
-                             str(port), "-c", "4096", "-np", "1", "--no-webui", *args],
-                            stdout=open(log, "wb"), stderr=subprocess.STDOUT)
-    wait_health(port, proc)
+    proc = start_llama_server(bin_dir, model, port, ["-c", "4096", *args], log)
     return proc, port, time.monotonic() - started
 
 
@@ -113,9 +98,7 @@ def measure(runs: int, tokens: int) -> dict:
             offload = offload_args(tuple(layers), gpu=False)
 
             rpc_port = free_port()
-            rpc = subprocess.Popen([str(bin_dir / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port),
-                                    "-t", "2"], stdout=open(tmp / "rpc.log", "wb"), stderr=subprocess.STDOUT)
-            time.sleep(0.5)
+            rpc = start_rpc_server(bin_dir, "127.0.0.1", rpc_port, tmp / "rpc.log")
             ref, ref_port, ref_load = timed_llama(bin_dir, model, ["--rpc", f"127.0.0.1:{rpc_port}", *offload],
                                                   tmp / "ref.log")
             mesh_runs, ref_runs, per_token = [], [], []

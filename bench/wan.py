@@ -30,6 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "integration"))
 from meshnode import start_node  # noqa: E402
+from children import in_ns, start_llama_server, start_rpc_server, stop  # noqa: E402
 from stream_timing import median_spread  # noqa: E402
 
 from meshcore.llama_bin import llama_bin_dir  # noqa: E402
@@ -63,10 +64,6 @@ def sh(*cmd: str) -> None:
     subprocess.run(cmd, check=True, capture_output=True, text=True)
 
 
-def in_ns(ns: str, *cmd: str) -> list[str]:
-    return ["ip", "netns", "exec", ns, *cmd]
-
-
 REPEATS = 3  # streams per point after the warm-up one (--repeats); medians, with their spread
 
 
@@ -97,20 +94,12 @@ def decode_tokps(ns: str, port: int, tokens: int) -> dict:
     return stream_stats(ns, port, tokens)
 
 
-def wait_http(ns: str, port: int, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if subprocess.run(in_ns(ns, "curl", "-sf", "-m", "2", f"http://127.0.0.1:{port}/health"),
-                          capture_output=True).returncode == 0:
-            return
-        time.sleep(0.3)
-    raise TimeoutError("llama-server did not become healthy")
-
-
 def wait_split(node, timeout: float = 300):  # noqa: ANN001, ANN201 - a MeshNode; its status
     """The host's status once the split serves (asked over its unix socket: its API is in its namespace)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if node.proc.poll() is not None:
+            raise RuntimeError(f"the node exited with code {node.proc.returncode}: {node.log()[-1500:]}")
         try:
             status = node.node_status()
             if status.models and status.models[0].state == 2 and status.models[0].split:
@@ -162,21 +151,16 @@ def one_rtt(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int, n: i
             if b is not None:
                 b.stop()
             a.stop()
-        rpc = subprocess.Popen(in_ns(ns_b, str(bin_dir / "ggml-rpc-server"), "-H", f"{net}.2", "-p", "50052", "-t", "2"),
-                               stdout=open(tmp / f"rpc{n}.log", "wb"), stderr=subprocess.STDOUT)
-        ref = subprocess.Popen(in_ns(ns_a, str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
-                                     "--port", "28080", "-c", "1024", "-np", "1", "--no-webui", "--rpc",
-                                     f"{net}.2:50052", *offload_args(layers, gpu=False)),
-                               stdout=open(tmp / f"ref{n}.log", "wb"), stderr=subprocess.STDOUT)
+        rpc = ref = None
         try:
-            wait_http(ns_a, 28080)
+            rpc = start_rpc_server(bin_dir, f"{net}.2", 50052, tmp / f"rpc{n}.log", ns_b)
+            ref = start_llama_server(bin_dir, model, 28080, ["-c", "1024", "--rpc", f"{net}.2:50052",
+                                                             *offload_args(layers, gpu=False)], tmp / f"ref{n}.log", ns_a)
             before = link.turns()
             stock = decode_tokps(ns_a, 28080, tokens)
             turns = (link.turns() - before) / 2 / (REPEATS * tokens + 4)  # every stream's tokens (warm-up 4)
         finally:
-            for p in (ref, rpc):
-                p.terminate()
-                p.wait()
+            stop(ref, rpc)
         remote = remote_stats(tmp, model, n, ns_a, ns_b, tokens)
         return {"mesh": mesh, "stock": stock, "turns_per_token": turns, "layers": list(layers), **remote}
     finally:
@@ -217,22 +201,18 @@ def three_nodes(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int) 
             a.stop()
         if len(layers) != 3:
             raise RuntimeError(f"expected a 3-node split, got layers {layers}")
-        rpcs = [subprocess.Popen(in_ns(ns, str(bin_dir / "ggml-rpc-server"), "-H", f"{net}.2", "-p", "50052", "-t", "2"),
-                                 stdout=open(tmp / f"rpc3{ns}.log", "wb"), stderr=subprocess.STDOUT)
-                for ns, net in ((ns_b, net_b), (ns_c, net_c))]
-        ref = subprocess.Popen(in_ns(ns_h, str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
-                                     "--port", "28082", "-c", "1024", "-np", "1", "--no-webui", "--rpc",
-                                     f"{net_b}.2:50052,{net_c}.2:50052", *offload_args(layers, gpu=False)),
-                               stdout=open(tmp / "ref3.log", "wb"), stderr=subprocess.STDOUT)
+        rpcs: list = []
+        ref = None
         try:
-            wait_http(ns_h, 28082)
+            for ns, net in ((ns_b, net_b), (ns_c, net_c)):
+                rpcs.append(start_rpc_server(bin_dir, f"{net}.2", 50052, tmp / f"rpc3{ns}.log", ns))
+            ref = start_llama_server(bin_dir, model, 28082, ["-c", "1024", "--rpc", f"{net_b}.2:50052,{net_c}.2:50052",
+                                                             *offload_args(layers, gpu=False)], tmp / "ref3.log", ns_h)
             before = sum(link.turns() for link in links)
             stock = decode_tokps(ns_h, 28082, tokens)
             turns = (sum(link.turns() for link in links) - before) / 2 / (REPEATS * tokens + 4)
         finally:
-            for proc in (ref, *rpcs):
-                proc.terminate()
-                proc.wait()
+            stop(ref, *rpcs)
         return {"mesh": mesh, "stock": stock, "turns_per_token": turns, "layers": list(layers)}
     finally:
         for link in links:
@@ -250,13 +230,13 @@ def remote_stats(tmp: Path, model: Path, n: int, ns_a: str, ns_b: str, tokens: i
         deadline = time.monotonic() + 300
         b.wait_token()
         while not (b.node_status().models and b.node_status().models[0].state == 2):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or b.proc.poll() is not None:
                 raise TimeoutError(b.log()[-2000:])
             time.sleep(0.3)
         a = start_node(tmp / f"ra{n}", [], "--join", b.wait_token(), wait=False, prefix=tuple(in_ns(ns_a)))
         a.wait_token()
         while not any(r.model_id == MODEL.name and r.state == 2 for r in a.node_status().routes.routes):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or a.proc.poll() is not None:
                 raise TimeoutError(a.log()[-2000:])
             time.sleep(0.3)
         remote = stream_stats(ns_a, a.api_port, tokens, "/v1/completions")
@@ -273,15 +253,11 @@ def solo_ms_per_token(tmp: Path, model: Path, bin_dir: Path, tokens: int) -> flo
     sh("ip", "netns", "add", "wansolo")
     try:
         sh("ip", "-n", "wansolo", "link", "set", "lo", "up")
-        solo = subprocess.Popen(in_ns("wansolo", str(bin_dir / "llama-server"), "-m", str(model), "--host", "127.0.0.1",
-                                      "--port", "28081", "-c", "1024", "-np", "1", "--no-webui"),
-                                stdout=open(tmp / "solo.log", "wb"), stderr=subprocess.STDOUT)
+        solo = start_llama_server(bin_dir, model, 28081, ["-c", "1024"], tmp / "solo.log", "wansolo")
         try:
-            wait_http("wansolo", 28081)
             return 1000 / decode_tokps("wansolo", 28081, tokens)["tokps"]
         finally:
-            solo.terminate()
-            solo.wait()
+            stop(solo)
     finally:
         subprocess.run(["ip", "netns", "del", "wansolo"], capture_output=True)
 

@@ -22,13 +22,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "integration"))
 from meshnode import free_port, start_node  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from children import start_rpc_server  # noqa: E402
 from split import mesh_load, stop_processes, timed_llama  # noqa: E402
 
 from meshcore.llama_bin import llama_bin_dir  # noqa: E402
@@ -76,9 +76,7 @@ def one_model(spec: TinySpec, tmp: Path, bin_dir: Path) -> dict:
         worker = b if host is a else a
         worker_disk = weights_cache.disk_used(worker.home / "rpc-cache")
         rpc_port = free_port()
-        rpc = subprocess.Popen([str(bin_dir / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port), "-t", "2"],
-                               stdout=open(tmp / f"{spec.name}-rpc.log", "wb"), stderr=subprocess.STDOUT)
-        time.sleep(0.5)
+        rpc = start_rpc_server(bin_dir, "127.0.0.1", rpc_port, tmp / f"{spec.name}-rpc.log")
         ref, _, ref_load = timed_llama(bin_dir, model, ["--rpc", f"127.0.0.1:{rpc_port}",
                                                         *offload_args(tuple(layers), gpu=False)],
                                        tmp / f"{spec.name}-ref.log")

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "bench"))
 from meshnode import free_port, greedy, start_node  # noqa: E402
+from children import start_rpc_server  # noqa: E402
 from split import mesh_load, timed_llama  # noqa: E402
 from stream_timing import alternate, compare, median_spread, stream_completion  # noqa: E402
 
@@ -116,9 +117,7 @@ def main() -> None:
                                "load_bytes_to_worker": hstatus.rpc_links[0].bytes_to_worker,
                                "tokens_equal_solo": split_tokens == solo_tokens}
             rpc_port = free_port()
-            rpc = subprocess.Popen([str(bin_dir / "ggml-rpc-server"), "-H", "127.0.0.1", "-p", str(rpc_port)],
-                                   stdout=open(tmp / "rpc.log", "wb"), stderr=subprocess.STDOUT)
-            time.sleep(1)
+            rpc = start_rpc_server(bin_dir, "127.0.0.1", rpc_port, tmp / "rpc.log", threads=None)
             offload = offload_args(layers, gpu=not args.cpu_dry_run)
             ref_proc, ref_port, _ = timed_llama(bin_dir, model, ["--rpc", f"127.0.0.1:{rpc_port}", *offload],
                                                 tmp / "stock.log")
