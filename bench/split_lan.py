@@ -31,7 +31,7 @@ from meshnode import free_port, start_node  # noqa: E402
 
 from children import in_ns, start_llama_server, start_rpc_server, stop  # noqa: E402
 from stream_timing import median_spread  # noqa: E402
-from wan import set_repeats, stream_stats, wait_split  # noqa: E402
+from wan import STOCK_ARGS, THREAD_ARGS, THREADS, set_repeats, stream_stats, wait_split  # noqa: E402
 
 from meshcore.api import node_pb2 as pb  # noqa: E402
 from meshcore.llama_bin import llama_bin_dir  # noqa: E402
@@ -39,10 +39,9 @@ from mesh_node.model_runner import offload_args  # noqa: E402
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 
 # About 2.5 ms a token solo here, ~5 ms split: the network's share of a token as on a GPU.
-# One compute thread each for llama-server and rpc-server, mesh and stock alike: on a 2-core
-# machine two 2-thread processes spin against each other and decode speed flips between
-# ~100 and ~230 tok/s from one stream to the next (stock alone); with one each, it holds.
-THREADS = 1
+# One compute thread each for llama-server and rpc-server, mesh and stock alike (wan.THREADS):
+# on a 2-core machine two 2-thread processes spin against each other and decode speed flips
+# between ~100 and ~230 tok/s from one stream to the next (stock alone); with one each, it holds.
 MODEL = TinySpec(name="mesh-lan-Q8_0", width=768, heads=12, kv_heads=4, ff=2048, layers=8, dtype="q8_0")
 
 PATHS = {pb.RPC_PATH_DIRECT: "direct", pb.RPC_PATH_QUIC: "quic"}
@@ -60,19 +59,18 @@ def measure(runs: int, tokens: int, mtu: int) -> dict:
             tmp = Path(tmp_text)
             model = generate(MODEL, tmp / "models")
             cap = f"{1.1 * model.stat().st_size * 0.6 / (1 << 30):.5f}"
-            a = start_node(tmp / "a", [model], "--max-vram", cap, "--parallel", "1", "--threads", str(THREADS), wait=False,
+            a = start_node(tmp / "a", [model], "--max-vram", cap, "--parallel", "1", *THREAD_ARGS, wait=False,
                            prefix=tuple(in_ns(ns)))
             nodes.append(a)
             nodes.append(start_node(tmp / "b", [model], "--max-vram", f"{float(cap) * 0.99:.5f}", "--parallel", "1",
-                                    "--threads", str(THREADS),
+                                    *THREAD_ARGS,
                                     "--join", a.wait_token(), wait=False, prefix=tuple(in_ns(ns))))
             status = wait_split(a)
             layers = tuple(p.layers for p in status.models[0].split)
             mesh_port = status.models[0].port
             rpc_port, ref_port = free_port(), free_port()
             rpc = start_rpc_server(bin_dir, "127.0.0.1", rpc_port, tmp / "rpc.log", ns, threads=THREADS)
-            ref = start_llama_server(bin_dir, model, ref_port, ["-c", "4096", "-t", str(THREADS),
-                                                                "--rpc", f"127.0.0.1:{rpc_port}",
+            ref = start_llama_server(bin_dir, model, ref_port, [*STOCK_ARGS, "--rpc", f"127.0.0.1:{rpc_port}",
                                                                 *offload_args(layers, gpu=False)], tmp / "ref.log", ns)
             set_repeats(1)
             mesh_runs, stock_runs = [], []

@@ -37,6 +37,13 @@ from meshcore.llama_bin import llama_bin_dir  # noqa: E402
 from mesh_node.model_runner import offload_args  # noqa: E402
 from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 
+# The same llama-server flags for the mesh's nodes (start_node: --ctx-size 4096 --parallel 1)
+# and the stock processes, one compute thread each: on a 2-core machine two 2-thread
+# processes spin against each other and decode speed flips between two values from one
+# stream to the next (bench/split_lan.py).
+THREADS = 1
+THREAD_ARGS = ("--threads", str(THREADS))
+STOCK_ARGS = ["-c", "4096", "-t", str(THREADS)]
 MODEL = TinySpec(name="mesh-wan-Q8_0", width=1024, heads=16, kv_heads=4, ff=2816, layers=8, dtype="q8_0")
 CLIENT = """
 import json, sys, time, urllib.request
@@ -110,6 +117,17 @@ def wait_split(node, timeout: float = 300):  # noqa: ANN001, ANN201 - a MeshNode
     raise TimeoutError(f"the split did not serve:\n{node.log()[-2000:]}")
 
 
+PATHS = {1: "direct", 2: "quic"}  # meshcore.api node_pb2.RpcPath
+
+
+def link_stats(before, after, tokens: int) -> dict:  # noqa: ANN001 - pb.RpcLink
+    """The host's link to its worker over a measurement: its path, and reads and bytes a token."""
+    return {"path": PATHS.get(after.path, "none"), "path_note": after.path_note,
+            "worker_reads_per_token": round((after.reads_from_worker - before.reads_from_worker) / tokens, 2),
+            "bytes_per_token": [round((after.bytes_to_worker - before.bytes_to_worker) / tokens),
+                                round((after.bytes_from_worker - before.bytes_from_worker) / tokens)]}
+
+
 class Link:
     def __init__(self, ns_a: str, ns_b: str, net: str, rtt_ms: float, tag: str | None = None) -> None:
         self.tag = tag or str(os.getpid() % 10000) + net.rsplit(".", 1)[-1]
@@ -138,23 +156,27 @@ def one_rtt(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int, n: i
     try:
         link = Link(ns_a, ns_b, net, rtt)
         cap = f"{1.1 * model.stat().st_size * 0.6 / (1 << 30):.5f}"
-        a = start_node(tmp / f"a{n}", [model], "--max-vram", cap, "--parallel", "1", wait=False,
+        a = start_node(tmp / f"a{n}", [model], "--max-vram", cap, "--parallel", "1", *THREAD_ARGS, wait=False,
                        prefix=tuple(in_ns(ns_a)))
         b = None
         try:
             b = start_node(tmp / f"b{n}", [model], "--max-vram", f"{float(cap) * 0.99:.5f}", "--parallel", "1",
+                           *THREAD_ARGS,
                            "--join", a.wait_token(), wait=False, prefix=tuple(in_ns(ns_b)))
             status = wait_split(a)
             layers = tuple(p.layers for p in status.models[0].split)
+            before, turns_before = a.node_status().rpc_links[0], link.turns()
             mesh = decode_tokps(ns_a, status.models[0].port, tokens)
+            mesh.update(link_stats(before, a.node_status().rpc_links[0], REPEATS * tokens + 4))
+            mesh["turns_per_token"] = round((link.turns() - turns_before) / 2 / (REPEATS * tokens + 4), 2)
         finally:
             if b is not None:
                 b.stop()
             a.stop()
         rpc = ref = None
         try:
-            rpc = start_rpc_server(bin_dir, f"{net}.2", 50052, tmp / f"rpc{n}.log", ns_b)
-            ref = start_llama_server(bin_dir, model, 28080, ["-c", "1024", "--rpc", f"{net}.2:50052",
+            rpc = start_rpc_server(bin_dir, f"{net}.2", 50052, tmp / f"rpc{n}.log", ns_b, threads=THREADS)
+            ref = start_llama_server(bin_dir, model, 28080, [*STOCK_ARGS, "--rpc", f"{net}.2:50052",
                                                              *offload_args(layers, gpu=False)], tmp / f"ref{n}.log", ns_a)
             before = link.turns()
             stock = decode_tokps(ns_a, 28080, tokens)
@@ -184,14 +206,15 @@ def three_nodes(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int) 
         sh("ip", "-n", ns_b, "route", "add", f"{net_c}.0/24", "dev", f"dlb{links[0].tag}")
         sh("ip", "-n", ns_c, "route", "add", f"{net_b}.0/24", "dev", f"dlb{links[1].tag}")
         cap = f"{1.1 * model.stat().st_size * 0.4 / (1 << 30):.5f}"  # three nodes needed
-        a = start_node(tmp / "a3", [model], "--max-vram", cap, "--parallel", "1", wait=False,
+        a = start_node(tmp / "a3", [model], "--max-vram", cap, "--parallel", "1", *THREAD_ARGS, wait=False,
                        prefix=tuple(in_ns(ns_h)))
         others = []
         try:
             token = a.wait_token()
             for ns, name in ((ns_b, "b3"), (ns_c, "c3")):
                 others.append(start_node(tmp / name, [model], "--max-vram", f"{float(cap) * 0.99:.5f}",
-                                         "--parallel", "1", "--join", token, wait=False, prefix=tuple(in_ns(ns))))
+                                         "--parallel", "1", *THREAD_ARGS, "--join", token, wait=False,
+                                         prefix=tuple(in_ns(ns))))
             status = wait_split(a, timeout=600)
             layers = tuple(p.layers for p in status.models[0].split)
             mesh = decode_tokps(ns_h, status.models[0].port, tokens)
@@ -205,8 +228,8 @@ def three_nodes(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int) 
         ref = None
         try:
             for ns, net in ((ns_b, net_b), (ns_c, net_c)):
-                rpcs.append(start_rpc_server(bin_dir, f"{net}.2", 50052, tmp / f"rpc3{ns}.log", ns))
-            ref = start_llama_server(bin_dir, model, 28082, ["-c", "1024", "--rpc", f"{net_b}.2:50052,{net_c}.2:50052",
+                rpcs.append(start_rpc_server(bin_dir, f"{net}.2", 50052, tmp / f"rpc3{ns}.log", ns, threads=THREADS))
+            ref = start_llama_server(bin_dir, model, 28082, [*STOCK_ARGS, "--rpc", f"{net_b}.2:50052,{net_c}.2:50052",
                                                              *offload_args(layers, gpu=False)], tmp / "ref3.log", ns_h)
             before = sum(link.turns() for link in links)
             stock = decode_tokps(ns_h, 28082, tokens)
@@ -224,7 +247,7 @@ def three_nodes(tmp: Path, model: Path, bin_dir: Path, rtt: float, tokens: int) 
 def remote_stats(tmp: Path, model: Path, n: int, ns_a: str, ns_b: str, tokens: int) -> dict:
     """Node B serves the model alone; node A (no model) answers for it through its API: the
     remote hop over the link (TTFT pays the RTT, decoding should not)."""
-    b = start_node(tmp / f"rb{n}", [model], "--parallel", "1", wait=False, prefix=tuple(in_ns(ns_b)))
+    b = start_node(tmp / f"rb{n}", [model], "--parallel", "1", *THREAD_ARGS, wait=False, prefix=tuple(in_ns(ns_b)))
     a = None
     try:
         deadline = time.monotonic() + 300
@@ -253,7 +276,7 @@ def solo_ms_per_token(tmp: Path, model: Path, bin_dir: Path, tokens: int) -> flo
     sh("ip", "netns", "add", "wansolo")
     try:
         sh("ip", "-n", "wansolo", "link", "set", "lo", "up")
-        solo = start_llama_server(bin_dir, model, 28081, ["-c", "1024"], tmp / "solo.log", "wansolo")
+        solo = start_llama_server(bin_dir, model, 28081, STOCK_ARGS, tmp / "solo.log", "wansolo")
         try:
             return 1000 / decode_tokps("wansolo", 28081, tokens)["tokps"]
         finally:
