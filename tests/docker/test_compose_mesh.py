@@ -86,6 +86,8 @@ def test_both_models_answer_through_the_client_proxy(mesh: ComposeMesh, client: 
     split = serving(mesh)[SPLIT]["split"]
     assert len(split) == 2 and sum(part["layers"] for part in split) == SPLIT_LAYERS, split
     assert split[0]["node_id"] == node_ids["node1"], "node1 offers the most memory, so it hosts the split"
+    links = mesh.node_status("node1")["rpc_links"]  # between containers too, the tensors go over TCP + TLS
+    assert [link["path"] for link in links] == ["direct"], links
     with pytest.raises(openai.NotFoundError, match="no-such-model"):
         client.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
 

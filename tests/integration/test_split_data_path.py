@@ -177,10 +177,10 @@ async def test_members_and_strangers_cannot_use_the_data_path(tmp_path: Path, mo
             # connection that never says anything (closed after the handshake deadline).
             assert await closed_without_a_word(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             answer = await tls_with_ticket(port, stranger, host_cert, "ab" * 16)
-            assert isinstance(answer, str) and ("UNRECOGNIZED_NAME" in answer or "unrecognized name" in answer)
+            assert isinstance(answer, str), answer  # closed before any TLS: the ticket is no ticket
             silent = time.monotonic()
             assert await closed_without_a_word(port, b"")
-            assert time.monotonic() - silent >= 4
+            assert time.monotonic() - silent >= 1.5
         finally:
             endpoint.close()
         log = worker.log()
@@ -188,7 +188,7 @@ async def test_members_and_strangers_cannot_use_the_data_path(tmp_path: Path, mo
         assert log.count(f"refused a split link request from node {attacker_id}") == 2, log[-3000:]
         assert "it spoke plain HTTP, not TLS" in log
         assert "it named no valid ticket" in log
-        assert "no TLS handshake within 5 s" in log
+        assert "no TLS ClientHello within 2 s" in log
         # The honest split never noticed: same tokens, same processes, still direct.
         assert greedy(host.api, TINY.name, 8) == before
         assert host.llama_pid(TINY.name) == llama and rpc_servers(worker)[0].pid == rpc.pid

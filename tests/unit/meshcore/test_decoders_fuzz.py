@@ -6,6 +6,7 @@ Each returns a typed value or raises its own error class; nothing else escapes
 import msgpack
 from hypothesis import given, settings, strategies as st
 
+from meshcore.client_hello import Peeked, peek
 from meshcore.member import parse_digest, parse_records
 from meshcore.errors import TokenError
 from meshcore.messages import (MAX_CERT, Leave, Ok, Ping, PingAck, PingReq, Pong, Refused, Rekey, RpcLinkOffer,
@@ -114,3 +115,39 @@ def test_fields_of_the_wrong_type_or_size_are_refused() -> None:
         except FrameError:
             continue
         raise AssertionError(f"{header} was accepted")
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.binary(max_size=600) | st.binary(max_size=300).map(lambda b: b"\x16\x03\x01" + len(b).to_bytes(2, "big") + b))
+def test_client_hello_peeks_never_crash(data: bytes) -> None:
+    """The data port peeks at strangers' first bytes (meshcore.client_hello): any bytes give
+    a Peeked, its name printable ASCII or None, and more bytes never ask for less."""
+    seen = peek(data)
+    assert seen.name is None or (seen.name.isascii() and seen.name.isprintable())
+    assert seen.need == 0 or seen.need > len(data)
+
+
+def test_client_hello_names_its_server() -> None:
+    import socket
+    import ssl
+    import threading
+    client, server = socket.socketpair()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+    hello = threading.Thread(target=lambda: _try(lambda: context.wrap_socket(client, server_hostname="t" + "ab" * 16)))
+    hello.start()
+    data = b""
+    while peek(data).need:
+        data += server.recv(4096)
+    assert peek(data) == Peeked(name="t" + "ab" * 16)
+    assert peek(data[:10]).need == len(data) and peek(b"GET / HTTP/1.1\r\n").http and not peek(b"\x00" * 9).tls
+    server.close()
+    hello.join()
+    client.close()
+
+
+def _try(work) -> None:  # noqa: ANN001
+    try:
+        work()
+    except OSError:
+        pass

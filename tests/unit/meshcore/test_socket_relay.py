@@ -109,3 +109,41 @@ async def test_it_relays_tls_on_one_side(tmp_path: Path) -> None:
     client.close()
     assert await asyncio.wait_for(task, 5) is RelayEnd.CLOSED
     plain.close()
+
+
+async def test_stop_is_seen_while_bytes_keep_flowing() -> None:
+    """A relay kept busy by both sides (a former host streaming tensors) still ends on
+    stop(): a withdrawn grant cuts the link, and shutting down does not hang."""
+    outer_a, a = pair()
+    b, outer_b = pair()
+    relay = SocketRelay(a, b)
+    task = asyncio.ensure_future(relay.run())
+    done = threading.Event()
+
+    def flood() -> None:
+        try:
+            while not done.is_set():
+                outer_a.sendall(b"t" * 65536)
+        except OSError:
+            pass
+
+    def drain() -> None:
+        try:
+            while outer_b.recv(1 << 20):
+                pass
+        except OSError:
+            pass
+
+    threads = [threading.Thread(target=flood), threading.Thread(target=drain)]
+    for t in threads:
+        t.start()
+    await asyncio.sleep(0.3)
+    relay.stop()
+    try:
+        assert await asyncio.wait_for(task, 3) is RelayEnd.STOPPED
+    finally:
+        done.set()
+        for s in (outer_a, outer_b):
+            s.close()
+        for t in threads:
+            t.join(5)

@@ -108,7 +108,7 @@ async def test_the_host_pins_the_workers_key(worker: Worker, tmp_path: Path) -> 
 
 async def test_plaintext_and_silent_connections_are_closed(worker: Worker, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    worker.listener.handshake_s = 0.5
+    worker.listener.hello_s = 0.5
     loop = asyncio.get_running_loop()
     reader, writer = await asyncio.open_connection("127.0.0.1", worker.listener.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -125,21 +125,58 @@ async def test_plaintext_and_silent_connections_are_closed(worker: Worker, caplo
     writer.close()
     words = refusals(caplog)
     assert any("plain HTTP" in w for w in words), words
-    assert any("no TLS handshake within 0.5 s" in w for w in words), words
+    assert any("no TLS ClientHello within 0.5 s" in w for w in words), words
 
 
-async def test_connections_in_handshake_are_capped_per_address(worker: Worker, caplog: pytest.LogCaptureFixture) -> None:
+async def test_silent_connections_are_capped_per_address(worker: Worker, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    worker.listener.max_handshakes_per_ip = 3
+    worker.listener.max_silent_per_ip = 3
     loop = asyncio.get_running_loop()
     held = [socket.create_connection(("127.0.0.1", worker.listener.port)) for _ in range(3)]
     await asyncio.sleep(0.2)
     extra = socket.create_connection(("127.0.0.1", worker.listener.port))
     extra.setblocking(False)
     assert await asyncio.wait_for(loop.sock_recv(extra, 10), 2) == b""  # closed at once
-    assert any("too many connections setting up at once" in w for w in refusals(caplog))
+    assert any("too many connections from one address" in w for w in refusals(caplog))
     for sock in held + [extra]:
         sock.close()
+
+
+async def test_a_flood_of_silent_connections_does_not_keep_the_host_out(
+        worker: Worker, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The oldest silent connection makes room for a new one: the host, who names its
+    ticket in its first packet, gets through a listener full of strangers."""
+    caplog.set_level(logging.WARNING)
+    worker.listener.max_silent, worker.listener.max_silent_per_ip = 4, 100
+    host = LinkTls.of_folder(tmp_path / "host")
+    silent = [socket.create_connection(("127.0.0.1", worker.listener.port)) for _ in range(4)]
+    await asyncio.sleep(0.2)
+    assert await connect(worker, host, offer(worker, host)) == READY
+    assert any("while too many connections were waiting" in w for w in refusals(caplog))
+    for sock in silent:
+        sock.close()
+
+
+async def test_bytes_python_cannot_decode_as_a_server_name_are_refused_quietly(
+        worker: Worker, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> None:
+    """A ClientHello whose server name is not ASCII: CPython's own SNI decoding would print a
+    traceback for it on every connection; it never reaches that decoding."""
+    caplog.set_level(logging.WARNING)
+    name = b"\xfft"
+    sni = (0).to_bytes(2, "big") + (len(name) + 5).to_bytes(2, "big") + (len(name) + 3).to_bytes(2, "big") \
+        + b"\x00" + len(name).to_bytes(2, "big") + name
+    body = b"\x03\x03" + bytes(32) + b"\x00" + b"\x00\x02\x13\x01" + b"\x01\x00" + len(sni).to_bytes(2, "big") + sni
+    hello = b"\x01" + len(body).to_bytes(3, "big") + body
+    record = b"\x16\x03\x01" + len(hello).to_bytes(2, "big") + hello
+    reader, writer = await asyncio.open_connection("127.0.0.1", worker.listener.port)
+    writer.write(record)
+    try:
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    except ConnectionResetError:
+        pass
+    writer.close()
+    assert any("named no valid ticket" in w for w in refusals(caplog))
+    assert "Traceback" not in capfd.readouterr().err
 
 
 async def test_an_offer_needs_the_senders_own_certificate(worker: Worker, tmp_path: Path) -> None:

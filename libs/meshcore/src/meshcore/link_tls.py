@@ -20,6 +20,7 @@ deadline; the connected socket is then handed to a meshcore.socket_relay thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import ssl
@@ -30,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from meshcore.client_hello import MAX_RECORD, RECORD_HEADER, Peeked, peek
 from meshcore.identity import IDENTITY_KEY, Identity, load_or_create_identity, node_id_of
 from meshcore.ids import NodeId
 from meshcore.messages import MAX_CERT
@@ -44,7 +46,7 @@ def cert_node_id(der: object) -> NodeId | None:
         return None
     try:
         key = x509.load_der_x509_certificate(der).public_key()
-    except ValueError:
+    except Exception:  # noqa: BLE001 - a peer's bytes: malformed, or a key type cryptography does not know
         return None
     return node_id_of(key) if isinstance(key, Ed25519PublicKey) else None
 
@@ -134,6 +136,28 @@ async def handshake(sock: socket.socket, context: ssl.SSLContext, server_side: b
     except BaseException:
         tls.close()
         raise
+
+
+async def peek_hello(sock: socket.socket) -> Peeked:
+    """What the caller's first TLS record says (meshcore.client_hello), read with MSG_PEEK
+    so the handshake still finds it; waits (bound it with asyncio.timeout) until the whole
+    record is there, with SO_RCVLOWAT so a partial record does not wake this up again."""
+    sock.setblocking(False)
+    need, had = RECORD_HEADER, 0
+    try:
+        while True:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, need)
+            await _ready(sock, writing=False)
+            data = sock.recv(MAX_RECORD, socket.MSG_PEEK)
+            if len(data) <= had:  # woken with nothing new: the caller closed (or broke) mid-record
+                return Peeked(tls=False)
+            seen = peek(data)
+            if not seen.need:
+                return seen
+            need, had = seen.need, len(data)
+    finally:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
 async def recv_some(sock: ssl.SSLSocket, size: int) -> bytes:

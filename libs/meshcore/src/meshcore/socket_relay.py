@@ -58,11 +58,14 @@ class SocketRelay:
         self.stall_s = stall_s
         self.name = name
         self.error = ""  # what failed, when the end is FAILED
+        self._stopped = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
 
     def stop(self) -> None:
-        """End the relay (from any thread); its sockets are closed by its own thread."""
+        """End the relay (from any thread); its sockets are closed by its own thread. Seen
+        within one chunk even while both sides keep the relay busy."""
+        self._stopped = True
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
 
@@ -105,6 +108,7 @@ class SocketRelay:
         if self.greeting:
             pending[a] = memoryview(self.greeting)
         waiting_since = {a: time.monotonic(), b: 0.0}
+        wants_write = {a: False, b: False}  # TLS must write before this socket can be read (a key update)
         poller = select.poll()
         wake = self._wake_r.fileno()
         poller.register(wake, select.POLLIN)
@@ -114,10 +118,17 @@ class SocketRelay:
             moved = True
             while moved:  # move what can move without waiting (this also drains TLS's buffered records)
                 moved = False
+                if self._stopped:
+                    return RelayEnd.STOPPED
                 for src, dst in pairs:
+                    if pending[dst] is not None and time.monotonic() - waiting_since[dst] > self.stall_s:
+                        return RelayEnd.STALLED
                     if pending[dst] is None:
+                        wants_write[src] = False
                         try:
                             n = src.recv_into(bufs[src])
+                        except ssl.SSLWantWriteError:
+                            wants_write[src], n = True, -1
                         except _AGAIN:
                             n = -1
                         except (ConnectionError, ssl.SSLEOFError):
@@ -145,7 +156,8 @@ class SocketRelay:
             wanted: dict[int, int] = {}
             for src, dst in pairs:
                 if pending[dst] is None:
-                    wanted[src.fileno()] = wanted.get(src.fileno(), 0) | select.POLLIN
+                    mask = select.POLLIN | (select.POLLOUT if wants_write[src] else 0)
+                    wanted[src.fileno()] = wanted.get(src.fileno(), 0) | mask
                 else:
                     wanted[dst.fileno()] = wanted.get(dst.fileno(), 0) | select.POLLOUT
             for fd in masks.keys() - wanted.keys():

@@ -18,42 +18,51 @@ set up through the QUIC mesh (docs/architecture.md, "Data plane"):
 Anything else (no offer, a port that does not answer, a failed handshake) and the host
 uses the QUIC RPC stream instead: slower, never failing where the mesh works.
 
-The listener faces the internet: before a handshake completes it holds at most
-MAX_HANDSHAKES connections (MAX_HANDSHAKES_PER_IP from one address), each for at most
-HANDSHAKE_S, and nothing is read from a stranger but a TLS ClientHello. Each refusal is
-one log line (at most REFUSALS_LOGGED a minute; the rest are counted).
+The listener faces the internet. It peeks at a caller's first TLS record
+(meshcore.client_hello) and starts a handshake only if its server name names a live
+ticket; a caller has HELLO_S to send it, and at most MAX_SILENT callers wait at once
+(MAX_SILENT_PER_IP from one address; the oldest make room, so a flood of silent
+connections cannot keep an honest host out), then HANDSHAKE_S to finish. Nothing a
+stranger sends reaches OpenSSL but a ClientHello naming a ticket. Each refusal is one log
+line (at most REFUSALS_LOGGED a minute; the rest are counted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import socket
 import ssl
 import time
-from collections import Counter
 from dataclasses import dataclass
 from typing import Awaitable, Callable
 
 from meshcore.errors import PortInUse
 from meshcore.ids import ModelId, NodeId
-from meshcore.link_tls import LinkTls, cert_node_id, handshake, nodelay, recv_some, server_name
+from meshcore.link_tls import (LinkTls, cert_node_id, handshake, nodelay, peek_hello, recv_some, server_name,
+                               ticket_of)
+from meshcore.log_limit import LimitedLog
 from meshcore.member import MeshMember
 from meshcore.messages import Refused, RpcLinkOffer, RpcLinkRequest
 from meshcore.process import bind_tcp
 
 log = logging.getLogger(__name__)
-HANDSHAKE_S = 5.0
+HELLO_S = 2.0        # a caller names its ticket (TLS ClientHello) within this, or is closed
+HANDSHAKE_S = 5.0    # ... and completes the handshake within this
 TICKET_TTL_S = 15.0
 CONNECT_S = 3.0
-MAX_HANDSHAKES = 64
-MAX_HANDSHAKES_PER_IP = 8
+MAX_SILENT = 64      # connections that have not named a ticket yet, in all
+MAX_SILENT_PER_IP = 8
 MAX_TICKETS = 64
 MAX_TICKETS_PER_HOST = 8
 REFUSALS_LOGGED = 10  # a minute
 READY = b"\x01"    # the worker's first byte: the link is the rpc-server's
 NOT_NOW = b"\x00"  # ... or: refused (busy, or the plan changed)
+# How long a host waits for READY: the worker may wait for its plan (RPC_GRANT_WAIT_S, 10 s),
+# then for the link before this one to end (10 s more).
+READY_WAIT_S = 2 * 10.0 + HANDSHAKE_S
 
 
 def bind_data_port(port: int, pinned: bool) -> socket.socket:
@@ -101,13 +110,15 @@ class RpcDataListener:
         self.serve = serve
         self.tickets: dict[str, Ticket] = {}
         self.context = tls.listener_context(self._lookup)
-        self._handshaking: Counter[str] = Counter()
+        self._silent: dict[asyncio.Task, str] = {}  # connections yet to name a ticket -> their address
         # Limits (attributes, so tests can lower them).
+        self.hello_s = HELLO_S
         self.handshake_s = HANDSHAKE_S
-        self.max_handshakes = MAX_HANDSHAKES
-        self.max_handshakes_per_ip = MAX_HANDSHAKES_PER_IP
+        self.max_silent = MAX_SILENT
+        self.max_silent_per_ip = MAX_SILENT_PER_IP
         self.ticket_ttl_s = TICKET_TTL_S
-        self._log_window = (0.0, 0, 0)  # (window start, lines logged, lines held back)
+        self._refusals = LimitedLog(log, REFUSALS_LOGGED, "refused %d more connections to the split data port "
+                                    "in the last minute")
 
     @property
     def port(self) -> int:
@@ -122,8 +133,12 @@ class RpcDataListener:
         self.tickets = {k: t for k, t in self.tickets.items() if t.expires > now}
         if len(self.tickets) >= MAX_TICKETS or sum(t.host == host for t in self.tickets.values()) >= MAX_TICKETS_PER_HOST:
             return Refused("too many split links being set up")
+        try:
+            context = self.tls.for_caller(host_cert)
+        except ssl.SSLError:
+            return Refused("the certificate is not usable")
         ticket = secrets.token_hex(16)
-        self.tickets[ticket] = Ticket(host, model, host_cert, self.tls.for_caller(host_cert), now + self.ticket_ttl_s)
+        self.tickets[ticket] = Ticket(host, model, host_cert, context, now + self.ticket_ttl_s)
         return RpcLinkOffer(self.port, ticket, self.tls.cert_der)
 
     def _lookup(self, ticket: str) -> ssl.SSLContext | None:
@@ -131,61 +146,78 @@ class RpcDataListener:
         return found.context if found is not None and found.expires > time.monotonic() else None
 
     async def run(self) -> None:
+        """Accept connections for ever. A stranger's connection is held until it names a
+        ticket (HELLO_S at most); of those, MAX_SILENT in all (the oldest make room: an honest
+        host names its ticket in its first packet) and MAX_SILENT_PER_IP from one address."""
         loop = asyncio.get_running_loop()
         self.sock.setblocking(False)
         async with asyncio.TaskGroup() as tasks:
             while True:
-                conn, addr = await loop.sock_accept(self.sock)
-                ip = addr[0]
-                if sum(self._handshaking.values()) >= self.max_handshakes \
-                        or self._handshaking[ip] >= self.max_handshakes_per_ip:
-                    conn.close()
-                    self.refused(ip, "too many connections setting up at once")
+                try:
+                    conn, addr = await loop.sock_accept(self.sock)
+                except OSError as exc:  # out of descriptors, a connection reset before it was taken, ...
+                    self.refused("?", f"accepting failed ({exc.strerror or exc})")
+                    await asyncio.sleep(0.1)
                     continue
-                self._handshaking[ip] += 1
-                tasks.create_task(self._accept(nodelay(conn), ip))
+                ip = str(addr[0])
+                if sum(1 for a in self._silent.values() if a == ip) >= self.max_silent_per_ip:
+                    conn.close()
+                    self.refused(ip, "too many connections from one address that have not named a ticket")
+                    continue
+                if len(self._silent) >= self.max_silent:
+                    oldest = next(iter(self._silent))
+                    self._silent.pop(oldest)
+                    oldest.cancel()
+                task = tasks.create_task(self._accept(conn, ip))
+                self._silent[task] = ip
 
     async def _accept(self, conn: socket.socket, ip: str) -> None:
+        me = asyncio.current_task()
         try:
             try:
+                async with asyncio.timeout(self.hello_s):
+                    hello = await peek_hello(nodelay(conn))
+            except asyncio.CancelledError:
+                if me is not None and me not in self._silent:  # made room for a newer one (not a shutdown)
+                    self.refused(ip, "it named no ticket while too many connections were waiting")
+                raise
+            finally:
+                self._silent.pop(me, None)  # type: ignore[arg-type]
+            why = ("it spoke plain HTTP, not TLS" if hello.http else "it did not speak TLS" if not hello.tls
+                   else "it named no valid ticket" if self._lookup(ticket_of(hello.name) or "") is None else "")
+            if why:
+                self.refused(ip, why)
+                return
+            try:
                 async with asyncio.timeout(self.handshake_s):
-                    tls = await handshake(conn, self.context, server_side=True)
+                    secure = await handshake(conn, self.context, server_side=True)
             except TimeoutError:
                 self.refused(ip, f"no TLS handshake within {self.handshake_s:g} s")
                 return
             except (ssl.SSLError, OSError) as exc:
                 self.refused(ip, _tls_words(exc))
                 return
-        finally:
-            self._handshaking[ip] -= 1
-            if not self._handshaking[ip]:
-                del self._handshaking[ip]
-        ticket_id = next((k for k, t in self.tickets.items() if t.context is tls.context), None)
-        ticket = self.tickets.pop(ticket_id, None) if ticket_id else None
-        if ticket is None or tls.getpeercert(binary_form=True) != ticket.cert:  # pinned: cannot differ
-            tls.close()
-            self.refused(ip, "its ticket was already used")
+        except TimeoutError:
+            self.refused(ip, f"no TLS ClientHello within {self.hello_s:g} s")
             return
-        try:
-            await self.serve(tls, ticket.host, ticket.model)
-        except Exception as exc:  # noqa: BLE001 - one link's failure never ends the listener
-            log.warning("the split link of node %s failed: %s: %s", ticket.host[:12], type(exc).__name__, exc)
+        except OSError as exc:
+            self.refused(ip, f"the connection failed ({exc.strerror or exc})")
+            return
         finally:
-            tls.close()
+            conn.close()  # detached into `secure` when the handshake began: then a no-op
+        with contextlib.closing(secure):
+            ticket_id = next((k for k, t in self.tickets.items() if t.context is secure.context), None)
+            ticket = self.tickets.pop(ticket_id, None) if ticket_id else None
+            if ticket is None or secure.getpeercert(binary_form=True) != ticket.cert:  # pinned: cannot differ
+                self.refused(ip, "its ticket was already used")
+                return
+            try:
+                await self.serve(secure, ticket.host, ticket.model)
+            except Exception as exc:  # noqa: BLE001 - one link's failure never ends the listener
+                log.warning("the split link of node %s failed: %s: %s", ticket.host[:12], type(exc).__name__, exc)
 
     def refused(self, ip: str, why: str) -> None:
-        now = time.monotonic()
-        start, logged, held = self._log_window
-        if now - start > 60:
-            if held:
-                log.warning("refused %d more connections to the split data port in the last minute", held)
-            start, logged, held = now, 0, 0
-        if logged < REFUSALS_LOGGED:
-            log.warning("refused a connection to the split data port from %s: %s", ip, why)
-            logged += 1
-        else:
-            held += 1
-        self._log_window = (start, logged, held)
+        self._refusals.warning("refused a connection to the split data port from %s: %s", ip, why)
 
 
 def _tls_words(exc: BaseException) -> str:
@@ -200,9 +232,11 @@ def _tls_words(exc: BaseException) -> str:
     return f"TLS failed ({reason})" if reason else "it closed the connection during the handshake"
 
 
-async def dial(tls: LinkTls, member: MeshMember, worker: NodeId, model: ModelId, wait_s: float) -> ssl.SSLSocket:
-    """The host's side: a TLS socket to `worker`'s rpc-server, READY received.
-    LinkRefused if the worker refuses the link; NoDirectPath if only the TCP path fails."""
+async def dial(tls: LinkTls, member: MeshMember, worker: NodeId, model: ModelId,
+               wait_s: float) -> tuple[ssl.SSLSocket, str]:
+    """The host's side: a TLS socket to `worker`'s rpc-server, READY received, and the
+    address it reached. LinkRefused if the worker refuses the link; NoDirectPath if only
+    the TCP path fails (any failure: a worker's bytes must never end the host's task)."""
     try:
         answer = await member.request(worker, RpcLinkRequest(model, tls.cert_der), wait_s + 2)
     except (OSError, ConnectionError, TimeoutError) as exc:
@@ -213,38 +247,45 @@ async def dial(tls: LinkTls, member: MeshMember, worker: NodeId, model: ModelId,
         raise LinkRefused(answer.why)
     if not isinstance(answer, RpcLinkOffer) or answer.port == 0:
         raise NoDirectPath("the worker has no TCP data port")
+    if answer.port < 1024:
+        raise NoDirectPath(f"the worker named port {answer.port}, a privileged one")
     if cert_node_id(answer.cert) != worker:
         raise NoDirectPath("the worker's certificate is not its own key's")
     conn = member.conns.get(worker)
     if conn is None:
         raise NoDirectPath("the mesh connection closed")
-    address = (conn.remote_ip, answer.port)
+    ip, port = conn.remote_ip, answer.port
+    where = f"{ip}:{port}"
     loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET6 if ":" in address[0] else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setblocking(False)
+    sock = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_STREAM)
+    secure: ssl.SSLSocket | None = None
     try:
-        async with asyncio.timeout(CONNECT_S):
-            await loop.sock_connect(sock, address)
-    except (OSError, TimeoutError) as exc:
-        sock.close()
-        raise NoDirectPath(f"{address[0]}:{address[1]} did not accept a TCP connection "
-                           f"({exc.strerror or exc if isinstance(exc, OSError) else 'timed out'})") from exc
-    try:
-        async with asyncio.timeout(HANDSHAKE_S):
-            secure = await handshake(nodelay(sock), tls.for_listener(answer.cert), False, server_name(answer.ticket))
-    except (ssl.SSLError, OSError, TimeoutError) as exc:
-        raise NoDirectPath(f"the TLS handshake with {address[0]}:{address[1]} failed "
-                           f"({_tls_words(exc) if not isinstance(exc, TimeoutError) else 'timed out'})") from exc
-    try:
-        async with asyncio.timeout(wait_s + HANDSHAKE_S):
-            first = await recv_some(secure, 1)
-    except (ssl.SSLError, OSError, TimeoutError) as exc:
-        secure.close()
-        raise NoDirectPath(f"the worker did not take the link ({exc or 'timed out'})") from exc
-    if first == NOT_NOW:
-        secure.close()
-        raise LinkRefused("the worker's rpc-server is in use or the plan changed")
-    if first != READY:
-        secure.close()
-        raise NoDirectPath("the worker closed the link before it was ready")
-    return secure
+        sock.setblocking(False)
+        try:
+            async with asyncio.timeout(CONNECT_S):
+                await loop.sock_connect(sock, (ip, port))
+        except (OSError, TimeoutError) as exc:
+            raise NoDirectPath(f"{where} did not accept a TCP connection "
+                               f"({exc.strerror or exc if isinstance(exc, OSError) else 'timed out'})") from exc
+        try:
+            async with asyncio.timeout(HANDSHAKE_S):
+                secure = await handshake(nodelay(sock), tls.for_listener(answer.cert), False,
+                                         server_name(answer.ticket))
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            raise NoDirectPath(f"the TLS handshake with {where} failed "
+                               f"({_tls_words(exc) if not isinstance(exc, TimeoutError) else 'timed out'})") from exc
+        try:
+            async with asyncio.timeout(READY_WAIT_S):
+                first = await recv_some(secure, 1)
+        except (ssl.SSLError, OSError, TimeoutError) as exc:
+            raise NoDirectPath(f"the worker did not take the link ({exc or 'timed out'})") from exc
+        if first == NOT_NOW:
+            raise LinkRefused("the worker's rpc-server is in use or the plan changed")
+        if first != READY:
+            raise NoDirectPath("the worker closed the link before it was ready")
+        return secure, where
+    except BaseException:
+        for s in (secure, sock):
+            if s is not None:
+                s.close()
+        raise

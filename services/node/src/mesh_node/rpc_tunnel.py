@@ -4,8 +4,9 @@
   `llama-server --rpc`; each connection to it becomes a link to that worker's
   rpc-server: the direct TCP + TLS path (mesh_node.rpc_data) where it can be set up,
   else a QUIC RPC stream of the mesh connection, said once in the log and in the
-  status (RpcLink.path). Once the direct path failed for a worker, that split's later
-  connections to it take the QUIC stream at once. Bytes each way are counted per link.
+  status (RpcLink.path). Once the direct path failed for a worker, that split's
+  connections to it take the QUIC stream at once for DIRECT_RETRY_S (no 3 s wait each),
+  then the direct path is tried again. Bytes each way are counted per link.
 - on a worker, a link (either path) reaches the local rpc-server (127.0.0.1) only
   when this node's own plan makes it a worker of the split that the link's sender
   hosts, for the model the link names (`NodeState.rpc_grants`). llama.cpp's RPC
@@ -30,6 +31,7 @@ from typing import AsyncIterator, Awaitable
 from meshcore.api import node_pb2 as pb
 from meshcore.ids import ModelId, NodeId
 from meshcore.link_tls import LinkTls, nodelay
+from meshcore.log_limit import LimitedLog
 from meshcore.member import MeshMember
 from meshcore.messages import Refused, RpcLinkOffer, RpcLinkRequest, StreamHeader
 from meshcore.pipe import splice
@@ -42,6 +44,7 @@ from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
 RPC_GRANT_WAIT_S = 10.0
+DIRECT_RETRY_S = 60.0  # after the direct path failed for a worker, its links take the QUIC stream this long
 
 
 @dataclass
@@ -69,6 +72,8 @@ class RpcTunnels:
         self.data = rpc_data.RpcDataListener(tls, data_sock, self.serve_direct) if data_sock is not None else None
         self.links: list[RpcLink] = []
         self.busy = asyncio.Lock()  # one link to the rpc-server at a time
+        self._asking: set[NodeId] = set()  # members with a link request waiting for this node's plan
+        self.refusals = LimitedLog(log, rpc_data.REFUSALS_LOGGED, "refused %d more split link requests in the last minute")
         member.endpoint.handlers[Kind.RPC] = self._serve_stream
         member.answer(RpcLinkRequest, self._offer)
 
@@ -93,11 +98,18 @@ class RpcTunnels:
         return True
 
     async def _offer(self, sender: NodeId, request: RpcLinkRequest) -> RpcLinkOffer | Refused:
-        """A host asks for the direct path: a ticket, only for the host this node's plan names."""
-        if not await self._wait_entitled(request.model, sender):
-            log.warning("refused a split link request from node %s for %r: this node is not a worker of a split "
-                        "it hosts", sender[:12], request.model)
-            return Refused("this node is not a worker of a split you host")
+        """A host asks for the direct path: a ticket, only for the host this node's plan
+        names; one request of each sender at a time (each may wait for the plan)."""
+        if sender in self._asking:
+            return Refused("one split link request at a time")
+        self._asking.add(sender)
+        try:
+            if not await self._wait_entitled(request.model, sender):
+                self.refusals.warning("refused a split link request from node %s for %r: this node is not a "
+                                      "worker of a split it hosts", sender[:12], request.model)
+                return Refused("this node is not a worker of a split you host")
+        finally:
+            self._asking.discard(sender)
         if self.data is None:
             return RpcLinkOffer(0, "", self.tls.cert_der)
         return self.data.offer(sender, ModelId(request.model), request.cert)
@@ -213,12 +225,13 @@ class RpcTunnels:
 
     async def _accept(self, listener: socket.socket, worker: NodeId, model: ModelId, link: RpcLink) -> None:
         loop = asyncio.get_running_loop()
-        direct_failed = False
+        direct_failed = -DIRECT_RETRY_S  # when the direct path last failed for this worker
         async with asyncio.TaskGroup() as tasks:
             while True:
                 conn, _ = await loop.sock_accept(listener)
-                if not direct_failed:
-                    direct_failed = await self._connect(nodelay(conn), worker, model, link, tasks)
+                if loop.time() - direct_failed >= DIRECT_RETRY_S:
+                    if await self._connect(nodelay(conn), worker, model, link, tasks):
+                        direct_failed = loop.time()
                 else:
                     tasks.create_task(self._over_quic(conn, worker, model, link))
 
@@ -228,20 +241,20 @@ class RpcTunnels:
         stream took it). Set up before the next connection is accepted: llama-server
         opens them one after another."""
         try:
-            secure = await rpc_data.dial(self.tls, self.member, worker, model, RPC_GRANT_WAIT_S)
+            secure, where = await rpc_data.dial(self.tls, self.member, worker, model, RPC_GRANT_WAIT_S)
         except rpc_data.LinkRefused as exc:
             log.warning("node %s refused the split link for %s: %s", worker[:12], model, exc)
             conn.close()
             return False
-        except rpc_data.NoDirectPath as exc:
+        except Exception as exc:  # noqa: BLE001 - NoDirectPath, or anything a worker's bytes caused
+            why = str(exc) if isinstance(exc, rpc_data.NoDirectPath) else f"{type(exc).__name__}: {exc}"
             log.warning("split link to node %s for %s: no direct TCP path (%s); using the mesh's QUIC stream, "
-                        "which is slower", worker[:12], model, exc)
-            link.path_note = str(exc)
+                        "which is slower", worker[:12], model, why)
+            link.path_note = why
             tasks.create_task(self._over_quic(conn, worker, model, link))
             return True
         if link.path != pb.RPC_PATH_DIRECT:
-            log.info("split link to node %s for %s: direct TCP+TLS to %s", worker[:12], model,
-                     "%s:%d" % secure.getpeername()[:2])
+            log.info("split link to node %s for %s: direct TCP+TLS to %s", worker[:12], model, where)
         link.path, link.path_note = pb.RPC_PATH_DIRECT, ""
         relay = SocketRelay(conn, secure, link.to_worker, link.from_worker, name=f"rpc-{worker[:8]}")
         tasks.create_task(self._relay(relay, f"the split link to node {worker[:12]} for {model}"))
