@@ -40,6 +40,9 @@ from mesh_node.tiny_model import TinySpec, generate  # noqa: E402
 # 30 ms a decoded token here.
 SPLIT_BENCH = TinySpec(name="mesh-splitbench-F16", width=2304, layers=4, heads=18, ff=6144)
 CAP = "0.35"  # GiB per node: 1.1 x 508 MB needs 0.52 GiB, so two nodes are needed
+# One compute thread each, mesh and stock alike (as bench/wan.py): two 2-thread processes on
+# these 2 cores spin against each other and the ratio swung from 0.9 to 1.2 between runs.
+THREADS = 1
 
 
 def timed_llama(bin_dir: Path, model: Path, args: list[str], log: Path) -> tuple[subprocess.Popen, int, float]:
@@ -85,8 +88,9 @@ def measure(runs: int, tokens: int) -> dict:
         solo.terminate()
         solo.wait()
 
-        a = start_node(tmp / "a", [model], "--max-vram", CAP, "--parallel", "1", wait=False)
-        b = start_node(tmp / "b", [model], "--max-vram", CAP, "--parallel", "1", "--join", a.wait_token(), wait=False)
+        a = start_node(tmp / "a", [model], "--max-vram", CAP, "--parallel", "1", "--threads", str(THREADS), wait=False)
+        b = start_node(tmp / "b", [model], "--max-vram", CAP, "--parallel", "1", "--threads", str(THREADS),
+                       "--join", a.wait_token(), wait=False)
         rpc = ref = None
         try:
             host, mesh_load_s = mesh_load([a, b], model.stem)
@@ -98,8 +102,9 @@ def measure(runs: int, tokens: int) -> dict:
             offload = offload_args(tuple(layers), gpu=False)
 
             rpc_port = free_port()
-            rpc = start_rpc_server(bin_dir, "127.0.0.1", rpc_port, tmp / "rpc.log")
-            ref, ref_port, ref_load = timed_llama(bin_dir, model, ["--rpc", f"127.0.0.1:{rpc_port}", *offload],
+            rpc = start_rpc_server(bin_dir, "127.0.0.1", rpc_port, tmp / "rpc.log", threads=THREADS)
+            ref, ref_port, ref_load = timed_llama(bin_dir, model, ["-t", str(THREADS), "--rpc", f"127.0.0.1:{rpc_port}",
+                                                                   *offload],
                                                   tmp / "ref.log")
             mesh_runs, ref_runs, per_token = [], [], []
             with httpx.Client(timeout=300) as client:

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import socket
 import ssl
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import AsyncIterator, Awaitable
 
@@ -44,6 +45,7 @@ from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
 RPC_GRANT_WAIT_S = 10.0
+MAX_ASKING = 4  # link requests of one member waiting at once
 DIRECT_RETRY_S = 60.0  # after the direct path failed for a worker, its links take the QUIC stream this long
 
 
@@ -72,7 +74,7 @@ class RpcTunnels:
         self.data = rpc_data.RpcDataListener(tls, data_sock, self.serve_direct) if data_sock is not None else None
         self.links: list[RpcLink] = []
         self.busy = asyncio.Lock()  # one link to the rpc-server at a time
-        self._asking: set[NodeId] = set()  # members with a link request waiting for this node's plan
+        self._asking: Counter[NodeId] = Counter()  # link requests waiting for this node's plan, per member
         self.refusals = LimitedLog(log, rpc_data.REFUSALS_LOGGED, "refused %d more split link requests in the last minute")
         member.endpoint.handlers[Kind.RPC] = self._serve_stream
         member.answer(RpcLinkRequest, self._offer)
@@ -99,17 +101,20 @@ class RpcTunnels:
 
     async def _offer(self, sender: NodeId, request: RpcLinkRequest) -> RpcLinkOffer | Refused:
         """A host asks for the direct path: a ticket, only for the host this node's plan
-        names; one request of each sender at a time (each may wait for the plan)."""
-        if sender in self._asking:
-            return Refused("one split link request at a time")
-        self._asking.add(sender)
+        names; MAX_ASKING requests of each sender at a time (each may wait for the plan;
+        an honest host asks one per split it hosts with this node at once)."""
+        if self._asking[sender] >= MAX_ASKING:
+            return Refused("too many split link requests at once")
+        self._asking[sender] += 1
         try:
             if not await self._wait_entitled(request.model, sender):
                 self.refusals.warning("refused a split link request from node %s for %r: this node is not a "
                                       "worker of a split it hosts", sender[:12], request.model)
                 return Refused("this node is not a worker of a split you host")
         finally:
-            self._asking.discard(sender)
+            self._asking[sender] -= 1
+            if not self._asking[sender]:
+                del self._asking[sender]
         if self.data is None:
             return RpcLinkOffer(0, "", self.tls.cert_der)
         return self.data.offer(sender, ModelId(request.model), request.cert)
