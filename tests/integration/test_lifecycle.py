@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import signal
 import socket
 import time
@@ -44,7 +45,10 @@ def test_stop_leaves_no_process_and_no_port(tmp_path: Path, models: dict[str, Pa
     assert any(n.startswith("llama-server") for n in names), names
     open_ports = listeners(node)
     assert {node.api_port, node.console_port} <= {port for _, port in open_ports}
-    assert all(ip == "127.0.0.1" for ip, _ in open_ports), f"non-loopback listener: {open_ports}"
+    # Only the split data path listens beyond loopback (TLS bound to node keys, tickets from the mesh).
+    [data_port] = [int(m) for m in re.findall(r"split data on TCP port (\d+)", node.log())]
+    outside = [(ip, port) for ip, port in open_ports if ip != "127.0.0.1"]
+    assert outside == [("0.0.0.0", data_port)], f"non-loopback listener: {open_ports}"
     code = node.stop(sig)
     assert code == 0, node.log()[-2000:]
     assert node.leftovers(timeout=5) == []

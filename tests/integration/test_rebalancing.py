@@ -132,7 +132,8 @@ def test_a_hot_model_promotes_a_standby_once_and_lets_it_go_once_when_the_load_s
         wait_until(lambda: model_state(y, SMALL) == "serving", 60)
         [(_, action, why)] = rebalances(y, SMALL)
         assert action == "promoted" and "hot" in why
-        assert dict(x.node_status().peers[0].promoted)[SMALL] == why  # the mesh sees why y serves it
+        # The mesh sees why y serves it (y's record reaches x by gossip, a round or two later).
+        wait_until(lambda: dict(x.node_status().peers[0].promoted).get(SMALL) == why, 10)
         load.halt.set()
         load.join()
         assert all(s == 200 for _, s in load.results)
