@@ -114,6 +114,8 @@ def main() -> None:
             mesh_port = hstatus.models[0].port
             split_tokens = greedy(host.api, spec.name)
             result["split"] = {"layers": list(layers), "load_s": round(load_s, 1),
+                               "link_path": {1: "direct TCP+TLS", 2: "QUIC stream"}.get(hstatus.rpc_links[0].path,
+                                                                                       "none"),
                                "load_bytes_to_worker": hstatus.rpc_links[0].bytes_to_worker,
                                "tokens_equal_solo": split_tokens == solo_tokens}
             rpc_port = free_port()
