@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import psutil
 
+from meshcore import grpc_limits
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.home import Home
@@ -100,7 +101,7 @@ class MeshNode:
         return procs
 
     def node_status(self) -> pb.NodeStatus:
-        with grpc.insecure_channel(Home(self.home).grpc_target) as channel:
+        with grpc.insecure_channel(Home(self.home).grpc_target, options=grpc_limits.OPTIONS) as channel:
             return node_pb2_grpc.NodeAgentStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5)
 
     def llama_port(self, model_id: str) -> int:

@@ -152,10 +152,74 @@ def test_a_flood_of_records_cannot_grow_past_the_cap() -> None:
     m.merge([rec(nid(i), 1) for i in range(MAX_RECORDS + 500)])
     assert len(m.records) == MAX_RECORDS
     # Known records still update; the digest of a flooded peer is answered in bounded pieces.
-    assert m.merge([rec(nid(5), 2)])[0].version == 2
+    assert m.merge([rec(nid(MAX_RECORDS + 100), 2)])[0].version == 2
     flood = {nid(i): [1, 0] for i in range(10 ** 4, 10 ** 4 + 3000)}
-    assert m.wanted_from(flood) == []
+    assert len(m.wanted_from(flood)) == MAX_RECORDS_PER_EXCHANGE
     assert len(m.newer_than({})) == MAX_RECORDS_PER_EXCHANGE
+
+
+def test_a_flood_never_pushes_out_peers_known_first_hand() -> None:
+    """Records make room for newer ones only among nodes this node merely heard of: a
+    member flooding valid records churns its own kind, never a probed peer's record."""
+    from meshcore.membership import MAX_RECORDS
+
+    m = Membership(rec(A, 1))
+    honest = [nid(i) for i in range(20)]
+    m.merge([rec(n, 1) for n in honest])
+    for start in range(10 ** 5, 10 ** 5 + 3 * MAX_RECORDS, 500):
+        m.merge([rec(nid(i), 1) for i in range(start, start + 500)], protected=set(honest))
+    assert len(m.records) == MAX_RECORDS and all(n in m.records for n in honest)
+    newcomer = nid(7 * 10 ** 6)  # an honest node that joins during the flood still gets in
+    assert m.merge([rec(newcomer, 1)], protected=set(honest)) and newcomer in m.records
+    full = Membership(rec(A, 1))
+    everyone = {nid(i) for i in range(MAX_RECORDS - 1)}
+    full.merge([rec(n, 1) for n in everyone])
+    assert full.merge([rec(newcomer, 1)], protected=everyone) == []  # nobody may make room: it waits
+
+
+def big(i: int, key: Ed25519PrivateKey | None = None) -> NodeRecord:
+    """The biggest record the caps allow (every model list and map full), signed."""
+    from meshcore.membership import MAX_MODELS
+    key = key or Ed25519PrivateKey.from_private_bytes(i.to_bytes(32, "little"))
+    names = tuple(f"m{i}-{j}-" + "x" * 150 for j in range(MAX_MODELS))
+    return NodeRecord(node_id=node_id_of(key.public_key()), version=1, models_on_disk=names[:20],
+                      serving=names[:20], can_fetch=names[:20], demand={n: 1 for n in names[:8]}).signed(key)
+
+
+def test_records_are_bounded_in_bytes_and_so_are_replies_and_the_table() -> None:
+    from meshcore.membership import MAX_RECORD_BYTES, MAX_REPLY_BYTES, MAX_TABLE_BYTES, MAX_MODELS
+    from meshcore.wire import MAX_FRAME, encode_frame
+
+    records = [big(i) for i in range(1, 1200)]
+    assert all(r.size <= MAX_RECORD_BYTES for r in records) and records[0].size > 10_000
+    wire = NodeRecord.from_wire(records[0].to_wire())
+    assert wire == records[0]
+    key = Ed25519PrivateKey.from_private_bytes(b"\x01" * 32)
+    names = tuple(f"{j}" + "y" * 250 for j in range(MAX_MODELS))
+    huge = NodeRecord(node_id=node_id_of(key.public_key()), version=1, models_on_disk=names, serving=names,
+                      can_fetch=names).signed(key)
+    with pytest.raises(RecordError, match="bytes, over"):
+        NodeRecord.from_wire(huge.to_wire())
+    too_many = NodeRecord(node_id=node_id_of(key.public_key()), version=1,
+                          serving=tuple(str(j) for j in range(MAX_MODELS + 1))).signed(key)
+    with pytest.raises(RecordError):
+        NodeRecord.from_wire(too_many.to_wire())
+    m = Membership(rec(A, 1))
+    m.merge(records)
+    assert m.bytes <= MAX_TABLE_BYTES and m.bytes == sum(r.size for n, r in m.records.items() if n != A)
+    reply = m.newer_than({})
+    assert sum(r.size for r in reply) <= MAX_REPLY_BYTES
+    assert len(encode_frame({"records": [r.to_wire() for r in reply], "want": [nid(i) for i in range(512)]})) < MAX_FRAME
+    assert sum(r.size for r in m.sized(list(m.records))) <= MAX_REPLY_BYTES
+
+
+def test_this_nodes_own_record_is_kept_within_what_peers_take() -> None:
+    from meshcore.membership import MAX_MODELS, PUBLISHED_RTT_PEERS
+    m = Membership(rec(A, 1))
+    own = m.update_own(models_on_disk=tuple(f"model-{j}" for j in range(MAX_MODELS + 10)),
+                       rtt_ms={nid(j): float(j) for j in range(200)})
+    assert len(own.models_on_disk) == MAX_MODELS and own.models_on_disk[0] == "model-0"
+    assert sorted(own.rtt_ms) == [nid(j) for j in range(PUBLISHED_RTT_PEERS)]  # the nearest
 
 
 def test_dead_records_expire_and_are_not_brought_back_at_the_same_version() -> None:

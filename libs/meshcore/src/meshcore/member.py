@@ -46,6 +46,8 @@ DIAL_TIMEOUT_S = 3.0
 MAX_DIALS_AT_ONCE = 8         # dials in progress at once, to any address
 DIAL_BACKOFF_S = (1.0, 15.0)  # an address that failed is not dialled again for 1 s, doubling to 15 s
 HEAL_INTERVAL_S = 3.0
+VERIFY_PER_S = 500.0   # signature checks of gossiped records, per peer per second ...
+VERIFY_BURST = 1024.0  # ... and at once (a joiner pulls up to 512 records an exchange)
 # Test hook: answer pings this much later, as if this node were far away (the kernel
 # here has no netem, so latency is injected in user space). Never set in production.
 INJECTED_DELAY_S = float(os.environ.get("MESH_LLM_INJECT_DELAY_MS", "0")) / 1000
@@ -72,6 +74,8 @@ class MeshMember:
         self._dial_slots = asyncio.Semaphore(MAX_DIALS_AT_ONCE)
         self._backoff: dict[str, tuple[float, float]] = {}  # address -> (not before, delay)
         self._dialling: set[str] = set()
+        self._verify_budget: dict[NodeId, tuple[float, float]] = {}  # per peer: signature checks left, when
+        self.dropped_records = 0  # gossiped records dropped over a peer's signature-check budget
 
     @property
     def node_id(self) -> NodeId:
@@ -187,7 +191,11 @@ class MeshMember:
                 continue
             assert conn.peer_id is not None
             self.conns[conn.peer_id] = conn
-            await self._gossip_with(conn.peer_id)
+            try:
+                await self._gossip_with(conn.peer_id)
+            except (FrameError, RecordError, OSError, ConnectionError, TimeoutError) as exc:
+                log.warning("joined through %s, but its first gossip failed (%s): the next rounds will bring "
+                            "the mesh's state", addr, exc)
             return conn.peer_id
         raise ConnectionError("no member answered: " + "; ".join(errors))
 
@@ -206,6 +214,40 @@ class MeshMember:
 
     # -- gossip ----------------------------------------------------------------------
 
+    def protected(self) -> set[NodeId]:
+        """Peers this node knows first-hand (connected, or answering its probes): their
+        records never make room for records it only heard of (Membership.merge)."""
+        return set(self.conns) | set(self.rtt_ms)
+
+    def _records_from(self, sender: NodeId, value: Any) -> list[NodeRecord]:
+        """The records a peer sent that this node would take, their signatures checked at
+        most VERIFY_PER_S a second per peer (burst VERIFY_BURST); the rest are dropped
+        (they come again in a later round) and counted. A record that would be dropped
+        anyway (not newer than ours) costs no signature check."""
+        if not isinstance(value, list) or len(value) > MAX_RECORDS_PER_EXCHANGE:
+            raise FrameError("gossip records are not a list of at most "
+                             f"{MAX_RECORDS_PER_EXCHANGE}")
+        now = time.monotonic()
+        tokens, last = self._verify_budget.get(sender, (VERIFY_BURST, now))
+        tokens = min(VERIFY_BURST, tokens + (now - last) * VERIFY_PER_S)
+        records = []
+        for item in value:
+            head = record_head(item)
+            if head is None or not self.membership.wants(*head):
+                continue
+            if tokens < 1:
+                self.dropped_records += 1
+                continue
+            tokens -= 1
+            try:
+                records.append(NodeRecord.from_wire(item))
+            except RecordError as exc:
+                log.debug("dropped a gossiped record: %s", exc)
+        self._verify_budget[sender] = (tokens, now)
+        if len(self._verify_budget) > 4 * MAX_RECORDS:
+            self._verify_budget = {k: v for k, v in self._verify_budget.items() if k in self.conns}
+        return records
+
     def _apply(self, records: list[NodeRecord]) -> None:
         """Merge what a peer sent. Another member's opinion that a node is dead or
         left is not taken while this node's own probe of it has just succeeded: a
@@ -214,7 +256,7 @@ class MeshMember:
                                               and r.is_opinion())]
         known = self.membership.records
         before = {r.node_id: known[r.node_id].state for r in records if r.node_id in known}
-        changed = self.membership.merge(records)
+        changed = self.membership.merge(records, protected=self.protected())
         for record in changed:
             if record.node_id == self.node_id:
                 log.info("refuted a report that this node was dead")
@@ -229,24 +271,28 @@ class MeshMember:
         reader, writer = await self.open_stream(node_id, Kind.GOSSIP, {"digest": self.membership.digest()})
         try:
             reply = await read_frame(reader)
-            self._apply(parse_records(reply.get("records")))
+            self._apply(self._records_from(node_id, reply.get("records")))
             want = reply.get("want", [])
-            want = want[:MAX_RECORDS_PER_EXCHANGE] if isinstance(want, list) else []
-            mine = [self.membership.records[NodeId(n)].to_wire() for n in want
-                    if isinstance(n, str) and NodeId(n) in self.membership.records]
-            writer.write(encode_frame({"records": mine}))
+            want = [n for n in want[:MAX_RECORDS_PER_EXCHANGE] if isinstance(n, str)] if isinstance(want, list) else []
+            writer.write(encode_frame({"records": [r.to_wire() for r in self.membership.sized(want)]}))
             writer.write_eof()
         finally:
             writer.close()
 
     async def _serve_gossip(self, conn: MeshConnection, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
+        assert conn.peer_id is not None
         first = await read_frame(reader)  # the header frame: {digest}
         digest = parse_digest(first.get("digest"))
-        writer.write(encode_frame({"records": [r.to_wire() for r in self.membership.newer_than(digest)],
-                                   "want": self.membership.wanted_from(digest)}))
+        try:  # within the byte budgets, always under the frame limit; never a reason to close the asker's connection
+            reply = encode_frame({"records": [r.to_wire() for r in self.membership.newer_than(digest)],
+                                  "want": self.membership.wanted_from(digest)})
+        except FrameError as exc:
+            log.warning("a gossip reply did not fit a frame (%s): sent nothing this round", exc)
+            return
+        writer.write(reply)
         with contextlib.suppress(FrameError):
-            self._apply(parse_records((await read_frame(reader)).get("records")))
+            self._apply(self._records_from(conn.peer_id, (await read_frame(reader)).get("records")))
 
     def publish(self, **changes: Any) -> None:
         """Change this node's own record (a new version, gossiped from the next round)."""
@@ -491,6 +537,18 @@ def significant_change(old: dict[str, float], new: dict[str, float]) -> bool:
     if old.keys() != new.keys():
         return True
     return any(abs(new[k] - old[k]) > max(1.0, 0.25 * old[k]) for k in new)
+
+
+def record_head(value: Any) -> tuple[NodeId, int, str] | None:
+    """A gossiped record's id, version and state, read without checking anything else
+    (None if those are malformed): enough to know whether it would be taken."""
+    if not isinstance(value, dict):
+        return None
+    node_id, version, state = value.get("node_id"), value.get("version"), value.get("state", ALIVE)
+    if not (isinstance(node_id, str) and len(node_id) == 32 and isinstance(version, int)
+            and not isinstance(version, bool) and isinstance(state, str)):
+        return None
+    return NodeId(node_id), version, state
 
 
 def parse_records(value: Any) -> list[NodeRecord]:

@@ -20,7 +20,8 @@ import math
 import re
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from functools import cached_property
+from typing import Any, Callable, Collection
 
 import msgpack
 
@@ -31,11 +32,20 @@ MESH, OWNER = "mesh", "owner"  # split_with words: any member; nodes of the same
 STATE_RANK = {ALIVE: 0, DEAD: 1, LEFT: 2}
 ROLES = ("node", "client")
 MAX_LIST = 256
+MAX_MODELS = 64               # model ids one record may list in each of its model lists and maps
+MAX_RTT_PEERS = 256           # peers a record may give an RTT for (a node publishes its 64 nearest)
+PUBLISHED_RTT_PEERS = 64
 MAX_ADDRS = 16                # addresses one record may list (a node advertises at most 9)
 MAX_LAYERS = 1 << 16          # no model has more layers; the route table carries them as uint32
 MAX_RTT_MS = 1e6
-MAX_RECORDS = 2048            # records one node keeps; new ids beyond it are ignored (a flood cannot blind gossip)
+MAX_RECORDS = 2048            # records one node keeps (beyond it, records it only heard of make room, or new ones wait)
 MAX_RECORDS_PER_EXCHANGE = 512  # records sent in one gossip reply (the rest follow in later rounds)
+# Budgets in bytes (a record's size: its signed form, meshcore.membership.NodeRecord.size).
+# A few valid records of the largest kind used to make a gossip reply exceed the 1 MiB frame
+# (issue 28): every bound that matters is in bytes, not only in counts.
+MAX_RECORD_BYTES = 16 << 10   # one record; an honest node's is 1-4 KB
+MAX_REPLY_BYTES = 512 << 10   # records in one gossip message: half the frame limit, always under it
+MAX_TABLE_BYTES = 8 << 20     # every record one node keeps (~4.5x that in memory: bench/attacker_memory.py)
 EXPIRE_S = 3600.0             # a dead or left record is forgotten this long after it last changed
 MAX_TOMBSTONES = 4096
 _NODE_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -76,6 +86,12 @@ class NodeRecord:
         for key in ("addrs", "models_on_disk", "serving", "split_with", "can_fetch"):
             data[key] = list(data[key])
         return data
+
+    @cached_property
+    def size(self) -> int:
+        """Its size in bytes (its signed form: every field but the signature): what the
+        byte budgets count. Computed once per record (records are immutable)."""
+        return len(self.signing_bytes()) + 64
 
     def signing_bytes(self, state: str | None = None) -> bytes:
         """What the owner signs: every field but the signature, with its own state."""
@@ -122,16 +138,19 @@ class NodeRecord:
             record = NodeRecord(
                 node_id=_node_id(data["node_id"]), version=_int(data["version"]),
                 addrs=_addrs(data.get("addrs", [])), role=_str(data.get("role", "node"), 16),
-                vram_bytes=_int(data.get("vram_bytes", 0)), models_on_disk=_strs(data.get("models_on_disk", [])),
-                serving=_strs(data.get("serving", [])), demand=_counts(data.get("demand", {}), int, 1 << 63),
-                rtt_ms=_counts(data.get("rtt_ms", {}), float, MAX_RTT_MS),
+                vram_bytes=_int(data.get("vram_bytes", 0)),
+                models_on_disk=_strs(data.get("models_on_disk", []), MAX_MODELS),
+                serving=_strs(data.get("serving", []), MAX_MODELS),
+                demand=_counts(data.get("demand", {}), int, 1 << 63, MAX_MODELS),
+                rtt_ms=_counts(data.get("rtt_ms", {}), float, MAX_RTT_MS, MAX_RTT_PEERS),
                 app_version=_str(data.get("app_version", ""), 64),
                 state=_str(data.get("state", ALIVE), 8), mesh_name=_str(data.get("mesh_name", ""), 128),
                 splits=_splits(data.get("splits", {})), owner=_optional_bytes(data.get("owner", b""), 32),
                 owner_sig=_optional_bytes(data.get("owner_sig", b""), 64),
-                split_with=_split_with(data.get("split_with", [MESH])), can_fetch=_strs(data.get("can_fetch", [])),
-                spare=_counts(data.get("spare", {}), int, 1 << 63), free_bytes=_int(data.get("free_bytes", 0)),
-                promoted=_texts(data.get("promoted", {})),
+                split_with=_split_with(data.get("split_with", [MESH])),
+                can_fetch=_strs(data.get("can_fetch", []), MAX_MODELS),
+                spare=_counts(data.get("spare", {}), int, 1 << 63, MAX_MODELS), free_bytes=_int(data.get("free_bytes", 0)),
+                promoted=_texts(data.get("promoted", {}), MAX_MODELS),
                 key=_bytes(data.get("key"), 32), sig=_bytes(data.get("sig"), 64))
         except KeyError as exc:
             raise RecordError(f"record has no {exc.args[0]}") from exc
@@ -139,6 +158,8 @@ class NodeRecord:
             raise RecordError(f"record has state {record.state!r} / role {record.role!r}")
         if record.version > (time.time() + MAX_CLOCK_AHEAD_S) * 1000:
             raise RecordError("record version is far in the future")
+        if record.size > MAX_RECORD_BYTES:
+            raise RecordError(f"record of node {record.node_id[:12]} is {record.size} bytes, over {MAX_RECORD_BYTES}")
         if not record.verified():
             raise RecordError(f"record of node {record.node_id[:12]} is not signed by that node's key")
         if bool(record.owner) != bool(record.owner_sig) or (record.owner and not _owner_vouches(record)):
@@ -212,14 +233,14 @@ def _addrs(value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _strs(value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or len(value) > MAX_LIST:
+def _strs(value: Any, limit: int = MAX_LIST) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > limit:
         raise RecordError("a list field is not a list or is too long")
     return tuple(_str(v, 256) for v in value)
 
 
-def _counts(value: Any, kind: type, limit: float) -> dict:
-    if not isinstance(value, dict) or len(value) > MAX_LIST:
+def _counts(value: Any, kind: type, limit: float, entries: int = MAX_LIST) -> dict:
+    if not isinstance(value, dict) or len(value) > entries:
         raise RecordError("a map field is not a map or is too long")
     out = {}
     for k, v in value.items():
@@ -230,14 +251,14 @@ def _counts(value: Any, kind: type, limit: float) -> dict:
     return out
 
 
-def _texts(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict) or len(value) > MAX_LIST:
+def _texts(value: Any, entries: int = MAX_LIST) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > entries:
         raise RecordError("a map field is not a map or is too long")
     return {_str(k, 256): _str(v, 256) for k, v in value.items()}
 
 
 def _splits(value: Any) -> dict[str, list]:
-    if not isinstance(value, dict) or len(value) > MAX_LIST:
+    if not isinstance(value, dict) or len(value) > MAX_MODELS:
         raise RecordError("splits is not a map or is too long")
     out = {}
     for model, parts in value.items():
@@ -246,6 +267,16 @@ def _splits(value: Any) -> dict[str, list]:
             raise RecordError("a split is not a list of [node_id, layers]")
         out[_str(model, 256)] = [[_node_id(node_id), _int(layers, MAX_LAYERS)] for node_id, layers in parts]
     return out
+
+
+def fit(record: NodeRecord) -> NodeRecord:
+    """This node's own record within what peers take: each model list and map at most
+    MAX_MODELS entries (in order), RTTs of its PUBLISHED_RTT_PEERS nearest peers."""
+    nearest = dict(sorted(record.rtt_ms.items(), key=lambda kv: (kv[1], kv[0]))[:PUBLISHED_RTT_PEERS])
+    head = lambda d: dict(list(d.items())[:MAX_MODELS])  # noqa: E731
+    return replace(record, models_on_disk=record.models_on_disk[:MAX_MODELS], serving=record.serving[:MAX_MODELS],
+                   can_fetch=record.can_fetch[:MAX_MODELS], demand=head(record.demand), spare=head(record.spare),
+                   promoted=head(record.promoted), splits=head(record.splits), rtt_ms=nearest)
 
 
 def newer(a: NodeRecord, b: NodeRecord | None) -> bool:
@@ -267,9 +298,10 @@ class Membership:
         its identity's key; pure tests leave records unsigned)."""
         self.me = me.node_id
         self.sign = sign
-        self.records: dict[NodeId, NodeRecord] = {me.node_id: sign(me)}
+        self.records: dict[NodeId, NodeRecord] = {me.node_id: sign(fit(me))}
         self.changed_at: dict[NodeId, float] = {}       # monotonic time a peer's record last changed here
         self.tombstones: dict[NodeId, int] = {}        # expired records: id -> version (never taken back)
+        self.bytes = 0                                  # size of the peers' records kept (MAX_TABLE_BYTES)
 
     @property
     def own(self) -> NodeRecord:
@@ -280,32 +312,69 @@ class Membership:
         view = Membership(self.own)  # the own record is already signed: not signed again
         view.sign = self.sign
         view.records, view.changed_at, view.tombstones = dict(self.records), dict(self.changed_at), dict(self.tombstones)
+        view.bytes = self.bytes
         return view
 
     def update_own(self, **changes: Any) -> NodeRecord:
-        record = self.sign(replace(self.own, version=next_version(self.own.version), **changes))
+        record = self.sign(fit(replace(self.own, version=next_version(self.own.version), **changes)))
         self.records[self.me] = record
         return record
 
-    def merge(self, incoming: list[NodeRecord]) -> list[NodeRecord]:
+    def wants(self, node_id: NodeId, version: int, state: str) -> bool:
+        """Would a record with this head be taken (newer than ours, not forgotten at that
+        version)? Asked before a gossiped record's signature is checked: one that would
+        be dropped anyway costs nothing."""
+        if node_id == self.me:
+            return state != ALIVE
+        known = self.records.get(node_id)
+        if known is None:
+            return version > self.tombstones.get(node_id, -1)
+        return (version, STATE_RANK.get(state, 0)) > (known.version, STATE_RANK[known.state])
+
+    def merge(self, incoming: list[NodeRecord], protected: Collection[NodeId] = ()) -> list[NodeRecord]:
         """Take what is newer; return the records that changed. A record that
-        says this node is dead is refuted by a new version of our own."""
+        says this node is dead is refuted by a new version of our own.
+
+        The table holds at most MAX_RECORDS records and MAX_TABLE_BYTES of them. When a
+        newer or new record does not fit, records of nodes this node only heard of make
+        room, the least recently changed first; those in `protected` (peers this node is
+        connected to or has probed: the caller knows) are never dropped for another, so a
+        member flooding records can churn only records like its own."""
         changed = []
+        candidates: list[NodeId] | None = None  # who may make room, least recently changed first
         for record in incoming:
             if record.node_id == self.me:
                 if record.state != ALIVE and record.version >= self.own.version and self.own.state == ALIVE:
                     changed.append(self.update_own())
                 continue
             known = self.records.get(record.node_id)
-            if known is None and (len(self.records) >= MAX_RECORDS
-                                  or record.version <= self.tombstones.get(record.node_id, -1)):
+            if known is None and record.version <= self.tombstones.get(record.node_id, -1):
                 continue
-            if newer(record, known):
+            if not newer(record, known):
+                continue
+            grow = record.size - (known.size if known is not None else 0)
+            while self.bytes + grow > MAX_TABLE_BYTES or (known is None and len(self.records) >= MAX_RECORDS):
+                if candidates is None:
+                    candidates = sorted((nid for nid in self.records if nid != self.me and nid not in protected),
+                                        key=lambda nid: self.changed_at.get(nid, 0.0), reverse=True)
+                victim = candidates.pop() if candidates else None
+                while victim is not None and (victim == record.node_id or victim not in self.records):
+                    victim = candidates.pop() if candidates else None
+                if victim is None:
+                    break
+                self._forget(victim)
+            else:
                 self.records[record.node_id] = record
+                self.bytes += grow
                 self.changed_at[record.node_id] = time.monotonic()
                 self.tombstones.pop(record.node_id, None)
                 changed.append(record)
         return changed
+
+    def _forget(self, node_id: NodeId) -> None:
+        record = self.records.pop(node_id)
+        self.bytes -= record.size
+        self.changed_at.pop(node_id, None)
 
     def expire(self, now: float, after_s: float = EXPIRE_S) -> list[NodeId]:
         """Forget dead and left records unchanged for `after_s` (monotonic `now`). A
@@ -314,8 +383,8 @@ class Membership:
         gone = [nid for nid, r in self.records.items() if nid != self.me and r.state != ALIVE
                 and now - self.changed_at.get(nid, now) >= after_s]
         for nid in gone:
-            self.tombstones[nid] = self.records.pop(nid).version
-            self.changed_at.pop(nid, None)
+            self.tombstones[nid] = self.records[nid].version
+            self._forget(nid)
         while len(self.tombstones) > MAX_TOMBSTONES:
             self.tombstones.pop(next(iter(self.tombstones)))
         return gone
@@ -332,25 +401,45 @@ class Membership:
     def digest(self) -> dict[str, list[int]]:
         return {nid: [r.version, STATE_RANK[r.state]] for nid, r in self.records.items()}
 
-    def newer_than(self, digest: dict[str, list[int]], limit: int = MAX_RECORDS_PER_EXCHANGE) -> list[NodeRecord]:
-        """Our records the holder of `digest` lacks (at most `limit`: the rest next round)."""
-        out = []
-        for nid, r in self.records.items():
+    def newer_than(self, digest: dict[str, list[int]], limit: int = MAX_RECORDS_PER_EXCHANGE,
+                   max_bytes: int = MAX_REPLY_BYTES) -> list[NodeRecord]:
+        """Our records the holder of `digest` lacks (at most `limit`, and `max_bytes` of
+        them: the rest next round). This node's own record goes first."""
+        out, used = [], 0
+        for nid in (self.me, *(n for n in self.records if n != self.me)):
+            r = self.records[nid]
             theirs = digest.get(nid)
             if theirs is None or (r.version, STATE_RANK[r.state]) > tuple(theirs):
+                if used + r.size > max_bytes:
+                    break
                 out.append(r)
+                used += r.size
                 if len(out) >= limit:
                     break
         return out
 
+    def sized(self, ids: list[str], max_bytes: int = MAX_REPLY_BYTES) -> list[NodeRecord]:
+        """Our records of `ids` (those we have), up to `max_bytes` of them."""
+        out, used = [], 0
+        for nid in ids:
+            r = self.records.get(NodeId(nid))
+            if r is None:
+                continue
+            if used + r.size > max_bytes:
+                break
+            out.append(r)
+            used += r.size
+        return out
+
     def wanted_from(self, digest: dict[str, list[int]], limit: int = MAX_RECORDS_PER_EXCHANGE) -> list[str]:
-        """Ids whose record in `digest` is newer than ours (at most `limit`; never ids we
-        have no room for, nor expired ones at a version we already forgot)."""
+        """Ids whose record in `digest` is newer than ours (at most `limit`; never expired
+        ones at a version we already forgot). A full table still asks: records it only
+        heard of make room (merge)."""
         out = []
         for nid, (version, rank) in digest.items():
             mine = self.records.get(NodeId(nid))
             if mine is None:
-                if len(self.records) + len(out) >= MAX_RECORDS or version <= self.tombstones.get(NodeId(nid), -1):
+                if version <= self.tombstones.get(NodeId(nid), -1):
                     continue
             elif (version, rank) <= (mine.version, STATE_RANK[mine.state]):
                 continue

@@ -11,6 +11,7 @@ from pathlib import Path
 import grpc
 
 from meshcore import directory_client as dc
+from meshcore import grpc_limits
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.home import Home, default_home
@@ -25,7 +26,7 @@ def node_stub(home_arg: str) -> tuple[grpc.Channel, node_pb2_grpc.NodeAgentStub]
         print(f"mesh-llm: no node is running with home {home.root} (start one with mesh-llm --model ...)",
               file=sys.stderr)
         sys.exit(1)
-    channel = grpc.insecure_channel(home.grpc_target)
+    channel = grpc.insecure_channel(home.grpc_target, options=grpc_limits.OPTIONS)
     return channel, node_pb2_grpc.NodeAgentStub(channel)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import grpc
 
-from meshcore import catalog
+from meshcore import catalog, grpc_limits
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.config import ConsoleConfig, NodeConfig, ProxyConfig, to_json
@@ -167,7 +167,7 @@ async def wait_for_node(home: Home, node: Child) -> pb.NodeStatus:
             if not node.running():
                 raise GiveUp(f"the {node.name} could not start (see the message above)")
             if unix_socket_alive(str(home.node_socket)):
-                async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+                async with grpc.aio.insecure_channel(home.grpc_target, options=grpc_limits.OPTIONS) as channel:
                     with contextlib.suppress(grpc.aio.AioRpcError):
                         return await node_pb2_grpc.NodeAgentStub(channel).GetStatus(pb.GetStatusRequest())
             await asyncio.sleep(0.1)

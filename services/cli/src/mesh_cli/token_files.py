@@ -19,6 +19,7 @@ from pathlib import Path
 
 import grpc
 
+from meshcore import grpc_limits
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.errors import ConfigError
@@ -71,7 +72,7 @@ async def keep_token_file(home: Home, path: Path, token: str) -> None:
     while True:
         await asyncio.sleep(TOKEN_CHECK_S)
         try:
-            async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+            async with grpc.aio.insecure_channel(home.grpc_target, options=grpc_limits.OPTIONS) as channel:
                 status = await node_pb2_grpc.NodeAgentStub(channel).GetStatus(pb.GetStatusRequest(), timeout=5)
         except grpc.aio.AioRpcError:
             continue  # the node agent is restarting; the supervisor reports it

@@ -10,6 +10,7 @@ import time
 
 import grpc
 
+from meshcore import grpc_limits
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.changes import Changes
@@ -45,7 +46,7 @@ class NodeFeed:
     async def run(self) -> None:
         while True:
             try:
-                async with grpc.aio.insecure_channel(self.home.grpc_target) as channel:
+                async with grpc.aio.insecure_channel(self.home.grpc_target, options=grpc_limits.OPTIONS) as channel:
                     stub = node_pb2_grpc.NodeAgentStub(channel)
                     async for status in stub.WatchStatus(pb.WatchStatusRequest()):
                         self._set(status_json(status, self.api_port))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpc
 
-from meshcore import __version__
+from meshcore import __version__, grpc_limits
 from meshcore.api import node_pb2_grpc
 from meshcore.catalog import fetchable
 from meshcore.config import NodeConfig
@@ -52,7 +52,7 @@ async def start_grpc(home: Home, service: NodeAgentService) -> grpc.aio.Server:
     if unix_socket_alive(str(sock)):
         raise ConfigError(f"another mesh-llm node is already running with home {home.root}")
     sock.unlink(missing_ok=True)
-    server = grpc.aio.server()
+    server = grpc.aio.server(options=grpc_limits.OPTIONS)
     node_pb2_grpc.add_NodeAgentServicer_to_server(service, server)
     server.add_insecure_port(home.grpc_target)
     await server.start()

@@ -17,7 +17,7 @@ from typing import AsyncIterator
 
 import grpc
 
-from meshcore import __version__, mesh_view
+from meshcore import __version__, grpc_limits, mesh_view
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.demand import DemandMeter
@@ -112,7 +112,7 @@ class MeshClient:
     async def _serve_status(self) -> grpc.aio.Server:
         sock = self.home.node_socket
         sock.unlink(missing_ok=True)
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=grpc_limits.OPTIONS)
         node_pb2_grpc.add_NodeAgentServicer_to_server(ClientStatusService(self), server)
         server.add_insecure_port(self.home.grpc_target)
         await server.start()

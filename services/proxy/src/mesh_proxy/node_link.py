@@ -8,6 +8,7 @@ import logging
 
 import grpc
 
+from meshcore import grpc_limits
 from meshcore.api import node_pb2 as pb
 from meshcore.api import node_pb2_grpc
 from meshcore.home import Home
@@ -24,7 +25,7 @@ async def follow_node(home: Home, router: Router, metrics: ProxyMetrics | None =
     warned = False
     while True:
         try:
-            async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+            async with grpc.aio.insecure_channel(home.grpc_target, options=grpc_limits.OPTIONS) as channel:
                 stub = node_pb2_grpc.NodeAgentStub(channel)
                 async for status in stub.WatchStatus(pb.WatchStatusRequest()):
                     if not router.node_connected:
@@ -52,7 +53,7 @@ async def report_demand(home: Home, router: Router) -> None:
         if counts == sent or not router.node_connected:
             continue
         try:
-            async with grpc.aio.insecure_channel(home.grpc_target) as channel:
+            async with grpc.aio.insecure_channel(home.grpc_target, options=grpc_limits.OPTIONS) as channel:
                 await node_pb2_grpc.NodeAgentStub(channel).ReportDemand(pb.DemandReport(requests=counts), timeout=5)
             sent = counts
         except grpc.aio.AioRpcError as exc:
