@@ -94,3 +94,53 @@ def test_asked_to_split_the_host_is_one_that_has_an_allowed_peer() -> None:
     records = [with_rtt(a1, a2, bob), with_rtt(a2, a1, bob), with_rtt(bob, a1, a2)]
     plan = plan_model(records, M, GIB, force_split=True)  # fits anyone alone; --split asks for a split
     assert set(plan.members) == {a1.node_id, a2.node_id}, "Bob, alone with his policy, cannot split"
+
+
+# -- issue 28, item 5: a claimed memory figure cannot capture a split -------------------
+
+def test_a_strangers_huge_claim_never_ends_an_honest_split() -> None:
+    """A stranger (another owner) with the model on disk claims the most memory any node
+    may (and serves the model alone): before, every honest node elected it, the host
+    stood down and tore its split down, and every prompt reached the stranger."""
+    from mesh_node.decide import Held, Host, Local, StandBy, Work, decide
+    from meshcore.membership import MAX_VRAM_BYTES
+
+    a, b = node(1, 4, ALICE, (OWNER,)), node(2, 4, ALICE, (OWNER,))
+    a, b = with_rtt(a, b), with_rtt(b, a)
+    plan = plan_model([a, b], M, 7 * GIB)
+    host, worker = (a, b) if plan.host == a.node_id else (b, a)
+    assert plan.fits and plan.workers == (worker.node_id,)
+    ids = [node(i, 1, BOB, (MESH,)) for i in range(10, 60)]
+    low = min(ids, key=lambda r: r.node_id)  # the attacker ground a low id too
+    attacker = NodeRecord.from_wire(replace(low, vram_bytes=MAX_VRAM_BYTES, serving=(M,)).signed(
+        Ed25519PrivateKey.from_private_bytes((10 + ids.index(low)).to_bytes(32, "little"))).to_wire())
+    assert attacker.node_id < host.node_id and attacker.node_id < worker.node_id
+    records = {r.node_id: r for r in (host, worker, attacker)}
+    records[host.node_id] = replace(host, serving=(M,), splits={M: [[host.node_id, 2], [worker.node_id, 2]]})
+    held = Held(M, 7 * GIB, pinned=True, layers=4, plan=plan, serving_since=1.0)
+    local = Local(held={M: held}, vram_bytes=4 * GIB, now=100.0)
+    assert decide(records, host.node_id, local)[M] == Host(plan)
+    on_worker = decide(records, worker.node_id, Local(held={M: replace(held, serving_since=None)},
+                                                     vram_bytes=4 * GIB, now=100.0))[M]
+    assert isinstance(on_worker, Work) and on_worker.part[0] == host.node_id
+    # Within what the host allows, more memory still moves the host (a private mesh: "mesh").
+    open_host, open_worker = node(1, 4, ALICE, (MESH,)), node(2, 4, ALICE, (MESH,))
+    open_records = {r.node_id: r for r in (with_rtt(open_host, open_worker), with_rtt(open_worker, open_host))}
+    bigger = node(5, 16, BOB, (MESH,))
+    open_records[bigger.node_id] = bigger
+    open_plan = plan_model(list(open_records.values())[:2], M, 7 * GIB)
+    decision = decide(open_records, open_host.node_id,
+                      Local(held={M: Held(M, 7 * GIB, pinned=True, layers=4, plan=open_plan, serving_since=1.0)},
+                            vram_bytes=4 * GIB, now=100.0))[M]
+    assert isinstance(decision, StandBy) and bigger.node_id[:12] in decision.why
+
+
+def test_claims_beyond_any_machine_are_refused() -> None:
+    from meshcore.membership import MAX_VRAM_BYTES
+    key = Ed25519PrivateKey.from_private_bytes((77).to_bytes(32, "little"))
+    base = node(77, 1, ALICE, (MESH,))
+    for claim in ({"vram_bytes": 1 << 62}, {"vram_bytes": 1 << 40, "free_bytes": 1 << 41}):
+        with pytest.raises(RecordError):
+            NodeRecord.from_wire(replace(base, **claim).signed(key).to_wire())
+    assert NodeRecord.from_wire(replace(base, vram_bytes=MAX_VRAM_BYTES).signed(key).to_wire()).vram_bytes \
+        == MAX_VRAM_BYTES

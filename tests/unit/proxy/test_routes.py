@@ -74,3 +74,16 @@ def test_no_model_means_the_only_model_else_400_naming_them() -> None:
         router(ep("a", "n1"), ep("b", "n1")).choose(None)
     with pytest.raises(BadRequest, match="serves none"):
         router().choose(None)
+
+
+def test_equally_busy_remote_nodes_share_requests_at_random() -> None:
+    """Issue 28: with requests in flight tied, the lowest node id used to win every time,
+    so a member that ground a low id got every idle request."""
+    import random
+    low, high = ep("a", "0" * 32), ep("a", "f" * 32)
+    r = router(high, low)
+    r.rng = random.Random(1)
+    wins = sum(r.choose("a") == low for _ in range(1000))
+    assert 400 <= wins <= 600, wins
+    r.begin(low)
+    assert all(r.choose("a") == high for _ in range(20))  # the less busy still wins outright

@@ -38,6 +38,10 @@ PUBLISHED_RTT_PEERS = 64
 MAX_ADDRS = 16                # addresses one record may list (a node advertises at most 9)
 MAX_LAYERS = 1 << 16          # no model has more layers; the route table carries them as uint32
 MAX_RTT_MS = 1e6
+# Memory one node may claim: 4 TiB. Eight of the largest accelerators (288 GB each) are
+# 2.1 TiB and 1.1x the largest open GGUF (BF16, 671B) is 1.4 TiB; a claim beyond it is a
+# lie (issue 28: 2^62 bytes won host elections), and a real machine beyond it offers 4 TiB.
+MAX_VRAM_BYTES = 1 << 42
 MAX_RECORDS = 2048            # records one node keeps (beyond it, records it only heard of make room, or new ones wait)
 MAX_RECORDS_PER_EXCHANGE = 512  # records sent in one gossip reply (the rest follow in later rounds)
 # Budgets in bytes (a record's size: its signed form, meshcore.membership.NodeRecord.size).
@@ -138,7 +142,7 @@ class NodeRecord:
             record = NodeRecord(
                 node_id=_node_id(data["node_id"]), version=_int(data["version"]),
                 addrs=_addrs(data.get("addrs", [])), role=_str(data.get("role", "node"), 16),
-                vram_bytes=_int(data.get("vram_bytes", 0)),
+                vram_bytes=_int(data.get("vram_bytes", 0), MAX_VRAM_BYTES + 1),
                 models_on_disk=_strs(data.get("models_on_disk", []), MAX_MODELS),
                 serving=_strs(data.get("serving", []), MAX_MODELS),
                 demand=_counts(data.get("demand", {}), int, 1 << 63, MAX_MODELS),
@@ -149,11 +153,14 @@ class NodeRecord:
                 owner_sig=_optional_bytes(data.get("owner_sig", b""), 64),
                 split_with=_split_with(data.get("split_with", [MESH])),
                 can_fetch=_strs(data.get("can_fetch", []), MAX_MODELS),
-                spare=_counts(data.get("spare", {}), int, 1 << 63, MAX_MODELS), free_bytes=_int(data.get("free_bytes", 0)),
+                spare=_counts(data.get("spare", {}), int, 1 << 63, MAX_MODELS),
+                free_bytes=_int(data.get("free_bytes", 0), MAX_VRAM_BYTES + 1),
                 promoted=_texts(data.get("promoted", {}), MAX_MODELS),
                 key=_bytes(data.get("key"), 32), sig=_bytes(data.get("sig"), 64))
         except KeyError as exc:
             raise RecordError(f"record has no {exc.args[0]}") from exc
+        if record.free_bytes > record.vram_bytes:
+            raise RecordError("record claims more free memory than memory")
         if record.state not in STATE_RANK or record.role not in ROLES:
             raise RecordError(f"record has state {record.state!r} / role {record.role!r}")
         if record.version > (time.time() + MAX_CLOCK_AHEAD_S) * 1000:

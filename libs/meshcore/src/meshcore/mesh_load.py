@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from meshcore.membership import ALIVE, DEAD, NodeRecord
@@ -19,14 +20,19 @@ class MeshLoad:
     servers: Mapping[str, tuple[str, ...]]     # alive nodes serving it
     promoting: Mapping[str, tuple[str, ...]]   # alive nodes loading it as a promotion (not serving yet)
     lost: Mapping[str, str]                    # model -> why it counts as lost
+    promoted: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # alive nodes serving it as a promotion
+    _total: float = 0.0                        # sum of per_server over served models (math.fsum: order-free)
 
     def per_server(self, model_id: str) -> float:
         return self.demand.get(model_id, 0) / max(1, len(self.servers.get(model_id, ())))
 
     def others_per_server(self, model_id: str) -> float:
-        """Mean demand per server of the other served models (0 when none)."""
-        others = [self.per_server(m) for m in self.servers if m != model_id and self.servers[m]]
-        return sum(others) / len(others) if others else 0.0
+        """Mean demand per server of the other served models (0 when none). O(1): the sum
+        over all served models is taken once (it was a sum per model: quadratic in names)."""
+        served = len(self.servers)
+        if model_id in self.servers:
+            return (self._total - self.per_server(model_id)) / (served - 1) if served > 1 else 0.0
+        return self._total / served if served else 0.0
 
 
 def mesh_load(records: Iterable[NodeRecord]) -> MeshLoad:
@@ -35,6 +41,7 @@ def mesh_load(records: Iterable[NodeRecord]) -> MeshLoad:
     demand: dict[str, int] = defaultdict(int)
     servers: dict[str, list[str]] = defaultdict(list)
     promoting: dict[str, list[str]] = defaultdict(list)
+    promoted: dict[str, list[str]] = defaultdict(list)
     for r in alive:
         for model, rpm in r.demand.items():
             demand[model] += rpm
@@ -43,16 +50,18 @@ def mesh_load(records: Iterable[NodeRecord]) -> MeshLoad:
         for model in r.serving:
             servers[model].append(r.node_id)
         for model in r.promoted:
-            if model not in r.serving:
-                promoting[model].append(r.node_id)
+            (promoted if model in r.serving else promoting)[model].append(r.node_id)
     lost = {}
     for r in sorted(records, key=lambda r: r.node_id):
         if r.state != ALIVE and r.role == "node":
             for model in r.serving:
                 if model not in servers and model not in lost:
                     lost[model] = f"its last server, node {r.node_id[:12]}, is {'dead' if r.state == DEAD else 'gone'}"
-    return MeshLoad(dict(demand), {m: tuple(sorted(n)) for m, n in servers.items()},
-                    {m: tuple(sorted(n)) for m, n in promoting.items()}, lost)
+    load = MeshLoad(dict(demand), {m: tuple(sorted(n)) for m, n in servers.items()},
+                    {m: tuple(sorted(n)) for m, n in promoting.items()}, lost,
+                    {m: tuple(sorted(n)) for m, n in promoted.items()})
+    total = math.fsum(load.per_server(m) for m in load.servers)
+    return MeshLoad(load.demand, load.servers, load.promoting, load.lost, load.promoted, total)
 
 
 def can_stand_in(records: Iterable[NodeRecord], model_id: str) -> bool:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from meshcore.membership import ALIVE, NodeRecord
-from meshcore.mesh_load import mesh_load
+from meshcore.mesh_load import MeshLoad, mesh_load
 from meshcore.split_policy import may_pair
 
 from mesh_node.planner import FIT_FACTOR, Plan, keep_or_replan, layer_split, planned_part
@@ -126,22 +126,24 @@ def gossiped_part(records: Mapping[str, NodeRecord], host: str, me: str, model_i
     return None
 
 
-def split_decision(records: Mapping[str, NodeRecord], me: str, held: Held, local: Local) -> Decision:
+def split_decision(records: Mapping[str, NodeRecord], me: str, held: Held, local: Local, load: MeshLoad) -> Decision:
     """A model this node runs that it cannot (or may not) serve alone."""
     model = held.model_id
-    others = [r.node_id for r in sorted(records.values(), key=lambda r: r.node_id)
-              if r.node_id != me and r.state == ALIVE and r.role == "node" and model in r.serving]
-    plan = keep_or_replan(held.plan, list(records.values()), model, held.size_bytes, local.force_split)
-    host = records.get(plan.host) if plan.host else None
     own = records.get(me)
+    # Other nodes serving it that this node's allow-list admits (a stranger may serve the
+    # model whole, for whoever routes to it, but never makes this node stand down).
+    others = [n for n in load.servers.get(model, ()) if n != me and own is not None and may_pair(records[n], own)]
+    plan = keep_or_replan(held.plan, list(records.values()), model, held.size_bytes, local.force_split, viewer=own)
+    host = records.get(plan.host) if plan.host else None
     grant = plan.host if plan.host != me and plan.workers and host is not None and own is not None \
         and may_pair(host, own) else None
     hosting = plan == held.plan and plan.host == me  # a split this node hosts stays while its plan holds
     if others and not hosting:
-        part = gossiped_part(records, others[0], me, model)
-        if part is not None:
-            return Work(part, f"holds layers {part[1]}-{part[1] + part[2] - 1} of {part[3]} for the split "
-                              f"hosted by node {others[0][:12]}", plan)
+        for other in others:
+            part = gossiped_part(records, other, me, model)
+            if part is not None:
+                return Work(part, f"holds layers {part[1]}-{part[1] + part[2] - 1} of {part[3]} for the split "
+                                  f"hosted by node {other[:12]}", plan)
         return StandBy(f"node {others[0][:12]} serves it", grant, plan=plan)
     if not plan.fits:
         return Fail(f"cannot serve: {plan.reason}")
@@ -170,7 +172,7 @@ def why_replan(plan: Plan, decision: Decision, records: Mapping[str, NodeRecord]
     return f"the plan changed ({getattr(decision, 'why', '') or type(decision).__name__.lower()})"
 
 
-def run_decision(records: Mapping[str, NodeRecord], me: str, held: Held, local: Local) -> Decision:
+def run_decision(records: Mapping[str, NodeRecord], me: str, held: Held, local: Local, load: MeshLoad) -> Decision:
     """A model this node runs (pinned, promoted or picked)."""
     alone = local.vram_bytes >= FIT_FACTOR * held.size_bytes and not local.force_split
     if alone or not local.in_mesh:
@@ -179,7 +181,7 @@ def run_decision(records: Mapping[str, NodeRecord], me: str, held: Held, local: 
                 return StandBy(f"it could not be served here ({held.gave_up[1]})", run=False)
             return Fail(held.gave_up[1])
         return Serve()
-    return split_decision(records, me, held, local)
+    return split_decision(records, me, held, local, load)
 
 
 def decide(records: Mapping[str, NodeRecord], me: str, local: Local) -> dict[str, Decision]:
@@ -207,7 +209,7 @@ def decide(records: Mapping[str, NodeRecord], me: str, local: Local) -> dict[str
                 out[model] = StandBy(why, run=False)
                 continue
         if held.runs:
-            out[model] = run_decision(records, me, held, local)
+            out[model] = run_decision(records, me, held, local, load)
         elif model in chosen:
             out[model] = Serve(chosen[model].why, fetch=chosen[model].fetch, picked=picked)
         else:

@@ -13,6 +13,8 @@ import platform
 import shutil
 import subprocess
 
+from meshcore.membership import MAX_VRAM_BYTES
+
 log = logging.getLogger(__name__)
 GIB = 1 << 30
 
@@ -75,6 +77,8 @@ def detect_memory(device: str | None = None) -> tuple[int, str]:
 
 def offered_memory_bytes(max_vram_gb: float | None, device: str | None = None) -> tuple[int, str]:
     found, source = detect_memory(device)
+    if found > MAX_VRAM_BYTES:  # peers refuse a record that claims more (meshcore.membership)
+        found, source = MAX_VRAM_BYTES, source + " (offered up to the mesh's 4 TiB a node)"
     if max_vram_gb is not None:
         return min(found, int(max_vram_gb * GIB)), source + " (capped by --max-vram)"
     return found, source

@@ -28,6 +28,7 @@ from meshcore.mesh_load import FIT_FACTOR
 from meshcore.split_policy import may_pair
 
 MAX_RTT_MS = 80.0
+MAX_HOST_CANDIDATES = 32  # hosts considered per model (most memory first): election stays linear in nodes
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,14 @@ class Plan:
         return ((self.host,) if self.host else ()) + self.workers
 
 
-def candidates(records: list[NodeRecord], model_id: str) -> list[NodeRecord]:
-    """Nodes that could host `model_id`, most memory first (ties: lowest node id)."""
-    return sorted((r for r in records if r.state == ALIVE and r.role == "node" and model_id in r.models_on_disk),
+def candidates(records: list[NodeRecord], model_id: str, viewer: NodeRecord | None = None) -> list[NodeRecord]:
+    """Nodes that could host `model_id`, most memory first (ties: lowest node id). With a
+    `viewer` (the node deciding), only nodes its split allow-list admits, and itself: a
+    node never takes part in, nor stands by for, a split hosted by a node it does not
+    allow (issue 28: a stranger claiming 2^62 bytes was elected and honest splits
+    stood down). Nodes that allow each other compute the same plan."""
+    return sorted((r for r in records if r.state == ALIVE and r.role == "node" and model_id in r.models_on_disk
+                   and (viewer is None or r.node_id == viewer.node_id or may_pair(r, viewer))),
                   key=lambda r: (-r.vram_bytes, r.node_id))
 
 
@@ -56,29 +62,39 @@ def _partners(records: list[NodeRecord], host: NodeRecord, model_id: str) -> lis
 
 
 def choose_host(records: list[NodeRecord], model_id: str, model_bytes: int = 0,
-                force_split: bool = False) -> NodeRecord | None:
+                force_split: bool = False, viewer: NodeRecord | None = None) -> NodeRecord | None:
     """The elected host: the first candidate that can hold the model alone or with the
     peers both it and they allow (the split allow-list) — asked to split, the first
     that has such a peer at all; if none can, the first. RTT and readiness do not
-    move the host: only memory, files and policies, which change rarely."""
-    ranked = candidates(records, model_id)
+    move the host: only memory, files and policies, which change rarely. At most
+    MAX_HOST_CANDIDATES are considered, their partners found once each."""
+    ranked = candidates(records, model_id, viewer)[:MAX_HOST_CANDIDATES]
     need = FIT_FACTOR * model_bytes
-    allowed = {h.node_id: [r for r in _partners(records, h, model_id) if may_pair(h, r)] for h in ranked}
+    holders = [r for r in records if r.state == ALIVE and r.role == "node" and model_id in r.models_on_disk
+               and r.vram_bytes > 0]
+    allowed: dict[str, int] = {}  # host -> memory of the partners it and they allow (-1: none)
+
+    def offered(host: NodeRecord) -> int:
+        if host.node_id not in allowed:
+            mates = [r.vram_bytes for r in holders if r.node_id != host.node_id and may_pair(host, r)]
+            allowed[host.node_id] = sum(mates) if mates else -1
+        return allowed[host.node_id]
+
     if force_split:
         for host in ranked:
-            if allowed[host.node_id] and host.vram_bytes + sum(r.vram_bytes for r in allowed[host.node_id]) >= need:
+            if offered(host) >= 0 and host.vram_bytes + offered(host) >= need:
                 return host
     for host in ranked:
-        if host.vram_bytes + sum(r.vram_bytes for r in allowed[host.node_id]) >= need:
+        if host.vram_bytes + max(0, offered(host)) >= need:
             return host
     return ranked[0] if ranked else None
 
 
 def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force_split: bool = False,
-               ready: set[str] | None = None) -> Plan:
+               ready: set[str] | None = None, viewer: NodeRecord | None = None) -> Plan:
     """`ready`: ids of nodes prepared to serve this model's weights as workers
-    (None: every node with the file)."""
-    host = choose_host(records, model_id, model_bytes, force_split)
+    (None: every node with the file); `viewer`: see `candidates`."""
+    host = choose_host(records, model_id, model_bytes, force_split, viewer)
     if host is None:
         return Plan(model_id, None, fits=False, reason=f"no node has {model_id} on disk")
     need = FIT_FACTOR * model_bytes
@@ -110,19 +126,24 @@ def plan_model(records: list[NodeRecord], model_id: str, model_bytes: int, force
 
 
 def keep_or_replan(current: Plan | None, records: list[NodeRecord], model_id: str, model_bytes: int,
-                   force_split: bool = False, ready: set[str] | None = None) -> Plan:
+                   force_split: bool = False, ready: set[str] | None = None,
+                   viewer: NodeRecord | None = None) -> Plan:
     """Keep a working plan while all its members are alive and its host is still the
     one every node elects (two nodes that planned before gossip converged both yield
-    to the elected host; memory and files change rarely, RTT never moves the host)."""
+    to the elected host; memory and files change rarely, RTT never moves the host), or
+    the elected one is a node the current host's allow-list does not admit: a claimant
+    the host would not split with never makes a working split stand down."""
     alive = {r.node_id for r in records if r.state == ALIVE and r.role == "node"}
-    elected = choose_host(records, model_id, model_bytes, force_split)
+    elected = choose_host(records, model_id, model_bytes, force_split, viewer)
+    host = next((r for r in records if current is not None and r.node_id == current.host), None)
     if current is not None and current.fits and current.host and set(current.members) <= alive \
-            and elected is not None and elected.node_id == current.host:
+            and elected is not None and host is not None \
+            and (elected.node_id == current.host or not may_pair(elected, host)):
         if not (force_split and not current.workers):
             return current
-        fresh = plan_model(records, model_id, model_bytes, force_split, ready)
+        fresh = plan_model(records, model_id, model_bytes, force_split, ready, viewer)
         return fresh if fresh.workers else current  # a forced split that was alone: split once a peer is there
-    return plan_model(records, model_id, model_bytes, force_split, ready)
+    return plan_model(records, model_id, model_bytes, force_split, ready, viewer)
 
 
 def planned_part(plan: Plan, node_id: str, layers: tuple[int, ...]) -> tuple[str, int, int, int]:

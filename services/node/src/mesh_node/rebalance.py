@@ -32,6 +32,8 @@ time.
 
 from __future__ import annotations
 
+import heapq
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
@@ -39,6 +41,12 @@ from meshcore.membership import ALIVE, NodeRecord
 from meshcore.mesh_load import MeshLoad, mesh_load
 
 from mesh_node.planner import FIT_FACTOR
+
+# Every pass is linear in what the records carry (each record's lists are capped:
+# meshcore.membership.MAX_MODELS), and at most MAX_WANTED models are considered for a
+# promotion in one pass: a member gossiping thousands of names (issue 28: 2,048 names
+# took 2.6 s a pass, quadratic) costs one pass over them, not one per pair.
+MAX_WANTED = 1024
 
 
 @dataclass(frozen=True)
@@ -58,10 +66,13 @@ class Promotion:
     fetch: bool = False         # the node downloads it from the catalog first
 
 
-def wanted(load: MeshLoad, th: Thresholds) -> list[tuple[str, str]]:
-    """(model, why) the mesh wants one more copy of, most urgent first."""
+def wanted(load: MeshLoad, th: Thresholds, loadable: set[str] | None = None) -> list[tuple[str, str]]:
+    """(model, why) the mesh wants one more copy of, most urgent first (at most MAX_WANTED).
+    `loadable`: the models some node could load (on a disk or in reach of a download);
+    the others are not considered (None: all)."""
     out = []
-    for model in set(load.demand) | set(load.servers) | set(load.lost):
+    names = set(load.demand) | set(load.servers) | set(load.lost)
+    for model in names if loadable is None else names & loadable:
         if load.promoting.get(model):
             continue
         asked = load.demand.get(model, 0)
@@ -78,7 +89,7 @@ def wanted(load: MeshLoad, th: Thresholds) -> list[tuple[str, str]]:
             out.append((2, -asked, model, f"it is hot: {asked} requests a minute over {n} server"
                                           f"{'s' if n > 1 else ''} ({each:.0f} each; the other models "
                                           f"{others:.0f} each)"))
-    return [(model, why) for _, _, model, why in sorted(out)]
+    return [(model, why) for _, _, model, why in heapq.nsmallest(MAX_WANTED, out)]
 
 
 def promotions(records: Iterable[NodeRecord], th: Thresholds, catalog_sizes: Mapping[str, int] = {},
@@ -90,13 +101,23 @@ def promotions(records: Iterable[NodeRecord], th: Thresholds, catalog_sizes: Map
     nodes = sorted((r for r in records if r.state == ALIVE and r.role == "node"), key=lambda r: r.node_id)
     busy = {n for loading in load.promoting.values() for n in loading}  # one promotion per node at a time
     free = {r.node_id: r.free_bytes for r in nodes}
+    spares: dict[str, list[NodeRecord]] = defaultdict(list)    # model -> nodes with its file, by id
+    fetchable: dict[str, list[NodeRecord]] = defaultdict(list)  # model -> nodes that could download it
+    for r in nodes:
+        for model in r.spare:
+            spares[model].append(r)
+        for model in r.can_fetch:
+            fetchable[model].append(r)
     out: list[Promotion] = []
-    for model, why in wanted(load, th):
+    for model, why in wanted(load, th, set(spares) | set(fetchable)):
+        if len(busy) >= len(nodes):
+            break
         serving = set(load.servers.get(model, ()))
-        ok = [r for r in nodes if r.node_id not in busy and r.node_id not in serving]
-        with_file = [r for r in ok if model in r.spare and free[r.node_id] >= FIT_FACTOR * r.spare[model]]
+        with_file = [r for r in spares.get(model, ()) if r.node_id not in busy and r.node_id not in serving
+                     and free[r.node_id] >= FIT_FACTOR * r.spare[model]]
         size = catalog_sizes.get(model, 0)
-        fetchers = [r for r in ok if model in r.can_fetch and size and free[r.node_id] >= FIT_FACTOR * size]
+        fetchers = [r for r in fetchable.get(model, ()) if r.node_id not in busy and r.node_id not in serving
+                    and size and free[r.node_id] >= FIT_FACTOR * size]
         pool, fetch = (with_file, False) if with_file else (fetchers, True)
         if not pool:
             continue
@@ -120,8 +141,7 @@ def demotion(records: Iterable[NodeRecord], me: str, model_id: str, serving_for_
     left = load.demand.get(model_id, 0) / (len(servers) - 1)
     if left >= th.cool_rpm:
         return None
-    promoted = [r.node_id for r in records if r.state == ALIVE and r.node_id in servers and model_id in r.promoted]
-    if max(promoted, default="") != me:
+    if max(load.promoted.get(model_id, ()), default="") != me:
         return None  # another promoted copy goes first
     return (f"demand fell to {load.demand.get(model_id, 0)} requests a minute: the other "
             f"{len(servers) - 1} server{'s' if len(servers) > 2 else ''} can take it")

@@ -12,7 +12,11 @@ holds and carries it out. It owns the model runners (one task each, in its TaskG
   are the promotions it sees other nodes make.
 
 It calls decide() again on every change of the node or the mesh, and every TICK_S (a
-copy's minimum serving time and demand age out with the clock, not with events).
+copy's minimum serving time and demand age out with the clock, not with events), in a
+thread, over a snapshot of the records: a pass over a mesh at its caps takes tenths of a
+second (bench/decide.py) and must not stall pings and gossip on the event loop. The
+runners read the latest decisions (`decision()`); a pass whose answer differs from the
+last wakes them (the node's change counter).
 """
 
 from __future__ import annotations
@@ -87,13 +91,29 @@ class Reconciler:
         return {m: v for m, v in self.disk.items()
                 if m not in self.running and m not in self.state.dropped and m not in self.broken}
 
-    def decisions(self) -> dict[str, Decision]:
-        """decide() for every held model, computed once per change of the node (or tick)."""
+    def _inputs(self) -> tuple[tuple[int, float], dict, Local]:
         key = (self.state.seq, round(time.monotonic() / TICK_S))
-        if self._decisions is None or self._decisions[0] != key:
-            records = self.state.member.membership.records if self.state.member is not None else {}
-            self._decisions = (key, decide(records, self.state.node_id, self.local()))
+        records = dict(self.state.member.membership.records) if self.state.member is not None else {}
+        return key, records, self.local()
+
+    def decisions(self) -> dict[str, Decision]:
+        """The latest decide() for every held model (the first one computed here, at once)."""
+        if self._decisions is None:
+            key, records, local = self._inputs()
+            self._decisions = (key, decide(records, self.state.node_id, local))
         return self._decisions[1]
+
+    async def refresh(self) -> None:
+        """decide() again, off the event loop, if the node or the mesh changed (or a tick
+        passed) since the last pass; wake the runners if the answer changed."""
+        key, records, local = self._inputs()
+        if self._decisions is not None and self._decisions[0] == key:
+            return
+        fresh = await asyncio.to_thread(decide, records, self.state.node_id, local)
+        before = self._decisions
+        self._decisions = (key, fresh)
+        if before is not None and before[1] != fresh:
+            self.state.mesh_changed()
 
     def decision(self, model_id: str) -> Decision:
         return self.decisions().get(model_id) or StandBy("not held here", run=False)
@@ -225,6 +245,7 @@ class Reconciler:
             while True:
                 self.state.age_demand(time.monotonic())
                 self.note_peers()
+                await self.refresh()
                 await self.apply()
                 if time.monotonic() - last_scan >= SCAN_S:
                     await self.rescan()

@@ -13,6 +13,7 @@ that are not model ids (`demand_name`) count for nothing.
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -60,7 +61,9 @@ def endpoints_from_proto(table: pb.RouteTable) -> list[Endpoint]:
 
 
 class Router:
-    def __init__(self) -> None:
+    def __init__(self, rng: random.Random | None = None) -> None:
+        """`rng`: breaks ties between equally busy endpoints (tests pass a seeded one)."""
+        self.rng = rng or random.SystemRandom()
         self.endpoints: list[Endpoint] = []
         self.in_flight: Counter[tuple[str, str]] = Counter()
         self.requests: Counter[str] = Counter()  # per model, since start
@@ -94,7 +97,10 @@ class Router:
             doing = "loading" if any(e.state == "loading" for e in candidates) else "not available (failed)"
             raise ModelUnavailable(f"model {model_id!r} is {doing}; retry shortly",
                                    {"Retry-After": str(RETRY_AFTER_S)})
-        return min(serving, key=lambda e: (self.in_flight[e.key], not e.local, e.node_id))
+        # The least busy; this node's own first; ties at random. (A fixed tie-break by node id
+        # gave every idle request to whoever ground the lowest id: issue 28.)
+        best = min((self.in_flight[e.key], not e.local) for e in serving)
+        return self.rng.choice([e for e in serving if (self.in_flight[e.key], not e.local) == best])
 
     def count(self, model_id: str, known: bool) -> None:
         name = demand_name(model_id)
