@@ -9,7 +9,12 @@ windows allow. Reports the listener's RSS growth, and the bytes it holds unread
 (the windows of meshcore.quic_flow bound them); then the same with several
 connections from one address (MAX_CONNECTIONS_PER_ADDRESS bounds those).
 
-    .venv/bin/python bench/attacker_memory.py [--connections 4] [--push-mib 64]
+`--table`: the membership table instead (issue 28, item 4): a child process merges the
+largest records a member may gossip (each near MAX_RECORD_BYTES, signed, as they arrive
+from the wire) until the table is at its caps, and reports its RSS growth against the
+bound in bytes (MAX_TABLE_BYTES of records; was 2,048 records of up to ~1 MiB each).
+
+    .venv/bin/python bench/attacker_memory.py [--connections 4] [--push-mib 64] [--table]
 """
 
 from __future__ import annotations
@@ -116,13 +121,60 @@ def measure(connections: int, push_mib: int) -> dict:
     }
 
 
+def fill_table(answers: mp.Queue, shape: str) -> None:
+    """In a child: merge the largest allowed records until the table is full; RSS growth.
+    `shape`: "names" (long model ids) or "maps" (many small entries: the most objects per
+    byte, the worst ratio of memory to wire size)."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from meshcore.identity import node_id_of
+    from meshcore.membership import MAX_MODELS, MAX_RECORDS, MAX_RTT_PEERS, MAX_TABLE_BYTES, Membership, NodeRecord
+    me = NodeRecord(node_id="0" * 32, version=1)
+    table = Membership(me)
+    before = rss_bytes()
+    wire = 0
+    for i in range(1, MAX_RECORDS + 200):
+        key = Ed25519PrivateKey.from_private_bytes(i.to_bytes(32, "little"))
+        if shape == "names":
+            names = tuple(f"{i}-{j}-" + "m" * 180 for j in range(MAX_MODELS))
+            fields: dict = {"models_on_disk": names[:60], "serving": names[:10]}
+        else:
+            short = tuple(f"m{j}" for j in range(MAX_MODELS))
+            fields = {"models_on_disk": short, "serving": short, "can_fetch": short, "demand": {n: 1 for n in short},
+                      "spare": {n: 1 for n in short}, "promoted": {n: "h" for n in short},
+                      "rtt_ms": {f"{j:032x}": 1.5 for j in range(MAX_RTT_PEERS)}}
+        record = NodeRecord(node_id=node_id_of(key.public_key()), version=1, **fields).signed(key)
+        record = NodeRecord.from_wire(record.to_wire())  # as it arrives: parsed from the wire
+        wire = max(wire, record.size)
+        table.merge([record])
+    answers.put({"records": len(table.records) - 1, "table_bytes": table.bytes, "largest_record_bytes": wire,
+                 "rss_growth": rss_bytes() - before, "bound_bytes": MAX_TABLE_BYTES})
+
+
+def measure_table() -> dict:
+    ctx = mp.get_context("spawn")
+    out = {}
+    for shape in ("names", "maps"):
+        answers = ctx.Queue()
+        child = ctx.Process(target=fill_table, args=(answers, shape))
+        child.start()
+        got = answers.get(timeout=600)
+        child.join(10)
+        out[shape] = {"records_kept": got["records"], "record_bytes": got["largest_record_bytes"],
+                      "table_mib": round(got["table_bytes"] / MiB, 2), "bound_mib": got["bound_bytes"] // MiB,
+                      "rss_growth_mib": round(got["rss_growth"] / MiB, 1)}
+    return {"table_at_caps": out,
+            "table_rss_growth_mib": max(v["rss_growth_mib"] for v in out.values())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--push-mib", type=int, default=64, help="bytes pushed on the first stream (and again "
                                                                  "spread over the others), per connection")
+    parser.add_argument("--table", action="store_true", help="the membership table at its caps instead")
     args = parser.parse_args()
-    print(json.dumps(measure(args.connections, args.push_mib), indent=2))
+    print(json.dumps(measure_table() if args.table else measure(args.connections, args.push_mib), indent=2))
 
 
 if __name__ == "__main__":

@@ -17,13 +17,19 @@ class LimitedLog:
         self._start, self._logged, self._held = 0.0, 0, 0
 
     def warning(self, message: str, *args: object) -> None:
+        self.log(logging.WARNING, message, *args)
+
+    def info(self, message: str, *args: object) -> None:
+        self.log(logging.INFO, message, *args)
+
+    def log(self, level: int, message: str, *args: object) -> None:
         now = time.monotonic()
         if now - self._start > 60:
             if self._held:
-                self.logger.warning(self.held_back, self._held)
+                self.logger.log(level, self.held_back, self._held)
             self._start, self._logged, self._held = now, 0, 0
         if self._logged < self.per_minute:
-            self.logger.warning(message, *args)
+            self.logger.log(level, message, *args)
             self._logged += 1
         else:
             self._held += 1

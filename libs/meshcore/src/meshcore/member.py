@@ -28,6 +28,7 @@ from meshcore.changes import Changes
 from meshcore.errors import ConfigError
 from meshcore.identity import Identity, MeshSecret
 from meshcore.ids import NodeId
+from meshcore.log_limit import LimitedLog
 from meshcore.membership import (ALIVE, DEAD, LEFT, MAX_RECORDS, MAX_RECORDS_PER_EXCHANGE, Membership,
                                  NodeRecord, RecordError)
 from meshcore.messages import (Control, Leave, Ok, Ping, PingAck, PingReq, Pong, Refused, Rekey, parse_control,
@@ -76,6 +77,8 @@ class MeshMember:
         self._dialling: set[str] = set()
         self._verify_budget: dict[NodeId, tuple[float, float]] = {}  # per peer: signature checks left, when
         self.dropped_records = 0  # gossiped records dropped over a peer's signature-check budget
+        # Peers found dead: a member can list hundreds of unreachable nodes, one line each would flood the log.
+        self.peer_log = LimitedLog(log, 20, "%d more peers found dead or gone in the last minute")
 
     @property
     def node_id(self) -> NodeId:
@@ -370,7 +373,7 @@ class MeshMember:
 
     def _mark(self, node_id: NodeId, state: str, why: str) -> None:
         if self.membership.mark(node_id, state) is not None:
-            log.info("peer %s is %s: %s", node_id[:12], state, why)
+            self.peer_log.info("peer %s is %s: %s", node_id[:12], state, why)
             self._peer_gone(node_id, why)
             self.changes.bump()
 

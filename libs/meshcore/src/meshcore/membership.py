@@ -401,9 +401,11 @@ class Membership:
         record = self.records.get(node_id)
         if record is None or node_id == self.me or STATE_RANK[record.state] >= STATE_RANK[state]:
             return None
-        self.records[node_id] = replace(record, state=state)
+        marked = replace(record, state=state)
+        self.records[node_id] = marked
+        self.bytes += marked.size - record.size
         self.changed_at[node_id] = time.monotonic()
-        return self.records[node_id]
+        return marked
 
     def digest(self) -> dict[str, list[int]]:
         return {nid: [r.version, STATE_RANK[r.state]] for nid, r in self.records.items()}
