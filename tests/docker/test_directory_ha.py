@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from compose_mesh import poll
 from meshcore.directory_client import sign
-from meshcore.identity import node_id_of
+from meshcore.identity import MeshSecret, node_id_of, public_bytes
 from meshcore.token import InviteToken
 
 TAG = os.environ.get("MESH_LLM_TAG", "dev")
@@ -94,10 +94,9 @@ class HaDirectory:
     def publish(self, name: str) -> str:
         """A listing signed by a fresh node key, with that node's own invite for its mesh."""
         key = Ed25519PrivateKey.generate()
-        mesh_id = os.urandom(16).hex()
-        listing = {"token": InviteToken(mesh_id, b"s" * 32, ("127.0.0.1:4000",),
-                                        node_id_of(key.public_key())).encode(),
-                   "mesh_id": mesh_id, "name": name, "region": "eu", "models_served": ["mesh-tiny-F16"],
+        mesh = MeshSecret.new(public_bytes(key), public=True)  # its id bound to the key: only it may list it
+        listing = {"token": InviteToken.of(mesh, ("127.0.0.1:4000",), node_id_of(key.public_key())).encode(),
+                   "mesh_id": mesh.mesh_id, "name": name, "region": "eu", "models_served": ["mesh-tiny-F16"],
                    "models_wanted": [], "models_on_disk": ["mesh-tiny-F16"], "total_vram_gb": 8.0,
                    "node_count": 1, "client_count": 0, "max_clients": 0, "version": "0.1.0"}
         reply = httpx.post(f"{self.url}/v1/meshes", json={"listing": listing, **sign(key, listing, "publish")},

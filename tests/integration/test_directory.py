@@ -4,6 +4,7 @@ and hostile input."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -17,8 +18,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meshcore.directory_client import sign
-from meshcore.identity import node_id_of
-from meshcore.token import InviteToken
+from meshcore.identity import MeshSecret, node_id_of, public_bytes
+from meshcore.ids import NodeId
+from meshcore.token import InviteToken, owned_mesh_id
 from meshnode import free_port
 
 
@@ -34,12 +36,22 @@ def listing(name: str = "alpha", **overrides: object) -> dict:
     return body
 
 
+def owned_mesh(key: Ed25519PrivateKey) -> MeshSecret:
+    """The mesh the node holding `key` created (its id bound to the key, as the directory
+    requires of a listing); the same one for the same key, so a test can publish it again."""
+    pub = public_bytes(key)
+    salt = hashlib.sha256(pub).digest()[:16]
+    return MeshSecret(owned_mesh_id(pub, salt), b"s" * 32, NodeId(node_id_of(key.public_key())), 0, pub, salt, True)
+
+
 def publish_body(key: Ed25519PrivateKey, body: dict, now: float | None = None) -> dict:
     """Signed as the node holding `key` publishes; the listing's placeholder token is
-    replaced by that node's own invite to the listed mesh (the directory checks it)."""
+    replaced by that node's own invite to the mesh it owns, and the mesh id by that mesh's
+    (the directory checks both)."""
     if body.get("token") == PLACEHOLDER_TOKEN:
-        body = {**body, "token": InviteToken(body["mesh_id"], b"s" * 32, ("127.0.0.1:4000",),
-                                             node_id_of(key.public_key())).encode()}
+        mesh = owned_mesh(key)
+        body = {**body, "mesh_id": mesh.mesh_id,
+                "token": InviteToken.of(mesh, ("127.0.0.1:4000",), node_id_of(key.public_key())).encode()}
     return {"listing": body, **sign(key, body, "publish", now)}
 
 
@@ -181,14 +193,40 @@ def test_openapi_document_is_served(directory: Directory) -> None:
 
 def test_a_listing_must_carry_its_publishers_own_token_for_that_mesh(directory: Directory) -> None:
     key, other = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    mine = owned_mesh(key)
+
     def token(mesh_id: str, issuer: Ed25519PrivateKey) -> str:
         return InviteToken(mesh_id, b"s" * 32, ("127.0.0.1:4000",), node_id_of(issuer.public_key())).encode()
     for bad in (token("cd" * 16, key),            # a token for another (private) mesh
-                token("ab" * 16, other),          # someone else's token for this mesh
+                token(mine.mesh_id, other),       # someone else's token for this mesh
+                token(mine.mesh_id, key),         # its own, but without the proof that it owns the mesh
                 "haF2AadtZXNoX2lk2SA" + "B" * 40):  # not a token at all
-        reply = httpx.post(f"{directory.url}/v1/meshes", json=publish_body(key, listing(token=bad)))
+        reply = httpx.post(f"{directory.url}/v1/meshes", json=publish_body(key, listing(token=bad,
+                                                                                       mesh_id=mine.mesh_id)))
         assert reply.status_code == 403 and reply.json()["error"]["code"] == "token_mismatch", reply.text
     assert httpx.get(f"{directory.url}/v1/meshes").json()["meshes"] == []
+
+
+def test_only_a_meshs_owner_may_list_it(directory: Directory) -> None:
+    """Issue 28: anyone could list their own token under a popular mesh's id (the newest
+    listing per mesh was shown, so every --auto joiner landed in the attacker's mesh), and
+    a member could list the real secret naming itself owner."""
+    owner, attacker, member = (Ed25519PrivateKey.generate() for _ in range(3))
+    with httpx.Client(base_url=directory.url) as http:
+        assert http.post("/v1/meshes", json=publish_body(owner, listing("popular"))).status_code == 200
+        real = owned_mesh(owner)
+        hijack = owned_mesh(attacker)  # the attacker's own mesh, listed under the popular id
+        forged = InviteToken(real.mesh_id, hijack.secret, ("127.0.0.1:4000",), node_id_of(attacker.public_key()),
+                             hijack.owner, 0, hijack.owner_key, hijack.salt).encode()
+        stolen = InviteToken(real.mesh_id, real.secret, ("127.0.0.1:4000",), node_id_of(member.public_key()),
+                             NodeId(node_id_of(member.public_key()))).encode()  # the real secret, "owned" by the member
+        relay = InviteToken.of(real, ("127.0.0.1:4000",), node_id_of(member.public_key())).encode()  # owner's proof, member's key
+        for key, token in ((attacker, forged), (member, stolen), (member, relay)):
+            reply = http.post("/v1/meshes", json=publish_body(key, listing("popular", mesh_id=real.mesh_id,
+                                                                           token=token, node_count=99)))
+            assert reply.status_code == 403, reply.text
+        [shown] = http.get("/v1/meshes").json()["meshes"]
+        assert shown["mesh_id"] == real.mesh_id and InviteToken.decode(shown["token"]).mesh.owner == real.owner
 
 
 def test_a_replayed_signature_is_refused(directory: Directory) -> None:

@@ -13,6 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 
+from meshcore.token import InviteToken
 from meshnode import MeshNode, start_node
 from test_directory import Directory
 
@@ -147,3 +148,69 @@ def test_auto_gpu_node_serves_a_model_the_mesh_wants_and_says_why(directory: Dir
         assert event.action == "promoted" and event.reason in line
     finally:
         stop_all(nodes)
+
+
+def lying_listing(directory: Directory, name: str, below: str, addr: str) -> None:
+    """A valid listing (its owner's own token, signed by the owner) named `name`, whose
+    mesh id sorts before `below` (its salt ground for it) and whose address is `addr`:
+    what a buddy-mode node takes for an older mesh of its name."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from meshcore.identity import MeshSecret, node_id_of, public_bytes
+    from meshcore.ids import NodeId
+    from meshcore.token import InviteToken, owned_mesh_id
+    from test_directory import listing, publish_body
+    key = Ed25519PrivateKey.generate()
+    pub = public_bytes(key)
+    salt = next(s.to_bytes(16, "big") for s in range(10 ** 7) if owned_mesh_id(pub, s.to_bytes(16, "big")) < below)
+    mesh = MeshSecret(owned_mesh_id(pub, salt), b"x" * 32, NodeId(node_id_of(key.public_key())), 0, pub, salt, True)
+    body = listing(name, mesh_id=mesh.mesh_id, models_served=[TINY],
+                   token=InviteToken.of(mesh, (addr,), NodeId(node_id_of(key.public_key()))).encode())
+    assert httpx.post(f"{directory.url}/v1/meshes", json=publish_body(key, body)).status_code == 200
+
+
+def test_buddy_mode_survives_dead_and_refusing_listings(tmp_path: Path, models: dict[str, Path]) -> None:
+    """Issue 28: a listing with a smaller mesh id and a dead address made a lone buddy-mode
+    node leave its own mesh and hang (or, an address that refuses, exit with code 2). Now it
+    tries, stays in its own mesh, stays listed, and leaves that listing alone for a while."""
+    from meshnode import free_udp_port
+    directory = Directory(tmp_path / "dir.sqlite3", "--write-rate", "0", "--read-rate", "0")  # listings live 120 s
+    other = start_node(tmp_path / "other", [models[EMBED]])  # a live node of another mesh: it refuses
+    lone = start_node(tmp_path / "lone", [models[TINY]], "--auto", "--mesh-name", "lonely", "--directory",
+                      directory.url)
+    try:
+        wait_for(lambda: listed(directory, name="lonely"))
+        mine = lone.node_status().mesh_id
+        refusing = next(a for a in InviteToken.decode(other.wait_token()).addrs if a.startswith("127."))
+        lying_listing(directory, "lonely", mine, f"127.0.0.1:{free_udp_port()}")  # nobody there
+        lying_listing(directory, "lonely", mine, refusing)
+        wait_for(lambda: lone.log().count("staying in this node's own mesh") >= 2, timeout=60)
+        assert lone.proc.poll() is None and lone.node_status().mesh_id == mine
+        assert mine in {m["mesh_id"] for m in listed(directory, name="lonely")}  # still listed
+        assert len(__import__("meshnode").greedy(lone.api, TINY, 2)) == 3  # and serving
+        time.sleep(5)
+        assert lone.log().count("staying in this node's own mesh") == 2  # each tried once, not in a loop
+        assert "Traceback" not in lone.log()
+    finally:
+        stop_all([lone, other])
+        directory.stop()
+
+
+def test_only_a_mesh_created_to_be_published_is_published(directory: Directory, tmp_path: Path,
+                                                          models: dict[str, Path]) -> None:
+    """Issue 28, item 11: --publish (or --mesh-name, --auto) on a home that holds a private
+    mesh's key listed that secret in the public directory."""
+    from meshnode import assert_one_line_error, free_port, run_cli
+    private = start_node(tmp_path / "p", [models[TINY]])
+    home, secret_mesh = str(private.home), private.node_status().mesh_id
+    private.stop()
+    for extra in (["--publish"], ["--mesh-name", "leak"]):
+        result = run_cli("--home", home, "--model", str(models[TINY]), "--directory", directory.url,
+                         "--port", str(free_port()), "--console", str(free_port()), *extra)
+        assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+        said = [line for line in result.stderr.splitlines() if "not created here to be published" in line]
+        assert len(said) == 1, result.stderr
+    assert not [m for m in listed(directory) if m["mesh_id"] == secret_mesh or m["name"] == "leak"]
+    joined = run_cli("--home", str(tmp_path / "j"), "--publish", "--join", "x" * 40, "--directory", directory.url,
+                     "--port", str(free_port()), "--console", str(free_port()))
+    assert joined.returncode != 0 and "Traceback" not in joined.stderr

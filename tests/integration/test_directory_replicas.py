@@ -178,7 +178,8 @@ def test_the_database_password_is_never_logged_and_an_old_sqlite_file_is_migrate
     out = subprocess.run([sys.executable, "-m", "mesh_directory", "--db", postgres_url.replace(password, "wrong-pw"),
                           "--db-wait", "0"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "wrong-pw" not in out.stderr and "***" in out.stderr, out.stderr
-    # A database from before numbered migrations: its listings are kept and served.
+    # A database from before numbered migrations: migrated; its listings, from before mesh ids
+    # were bound to their owners' keys (issue 28), are dropped (live publishers list again).
     old = tmp_path / "old.sqlite3"
     conn = sqlite3.connect(old)
     conn.executescript("""CREATE TABLE listings (listing_id TEXT PRIMARY KEY, mesh_id TEXT NOT NULL, name TEXT NOT NULL,
@@ -190,6 +191,9 @@ def test_the_database_password_is_never_logged_and_an_old_sqlite_file_is_migrate
     conn.close()
     legacy = Directory(old)
     try:
-        assert names(legacy.url) == ["legacy"]
+        assert names(legacy.url) == []
+        key = Ed25519PrivateKey.generate()
+        assert httpx.post(f"{legacy.url}/v1/meshes", json=publish_body(key, listing("new"))).status_code == 200
+        assert names(legacy.url) == ["new"]
     finally:
         legacy.stop()

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from conftest import EMBED, SMALL, TINY
@@ -93,10 +94,10 @@ def test_rotate_key_is_the_owners_and_revokes(tmp_path: Path, models: dict[str, 
 
         # A node joining with the old token is refused, and keeps the mesh key it had.
         (tmp_path / "d" / "home").mkdir(parents=True)
-        own = load_or_create_mesh_secret(tmp_path / "d" / "home", "d" * 32)
+        own = load_or_create_mesh_secret(tmp_path / "d" / "home", b"d" * 32)
         d = start_node(tmp_path / "d", [models[EMBED.name]], "--join", old, wait=False)
         assert d.proc.wait(timeout=60) != 0 and "refused" in d.log() and "Traceback" not in d.log(), d.log()[-2000:]
-        assert load_or_create_mesh_secret(tmp_path / "d" / "home", "d" * 32) == own
+        assert load_or_create_mesh_secret(tmp_path / "d" / "home", b"d" * 32) == own
 
         # b restarted with the old --join token keeps the newer key (epoch 1) and is back.
         b.stop()
@@ -121,7 +122,8 @@ def test_a_rotation_cut_short_is_dropped_or_finished_at_the_next_start(tmp_path:
     try:
         b.wait_serving([TINY.name, EMBED.name])
         a_id, old = a.node_status().node_id, InviteToken.decode(b.node_status().token)
-        new = MeshSecret(old.mesh_id, b"\x07" * 32, a_id, old.epoch + 1)
+        new = replace(old.mesh, secret=b"\x07" * 32, epoch=old.epoch + 1)
+        assert new.owner == a_id  # the token proves its owner
 
         def restart_a_with(pending: PendingRotation) -> MeshNode:
             nodes[0].stop()

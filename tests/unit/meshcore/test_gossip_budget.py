@@ -17,7 +17,7 @@ from meshcore.membership import NodeRecord
 
 def member(tmp: Path) -> MeshMember:
     identity = load_or_create_identity(tmp)
-    return MeshMember(identity, MeshSecret.new(identity.node_id), NodeRecord(node_id=identity.node_id, version=1))
+    return MeshMember(identity, MeshSecret.new(identity.public_bytes), NodeRecord(node_id=identity.node_id, version=1))
 
 
 def record(i: int, **tampered: object) -> dict:

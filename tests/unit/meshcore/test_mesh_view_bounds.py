@@ -13,7 +13,7 @@ from meshcore.membership import NodeRecord
 
 def test_demand_beyond_32_bits_is_capped_not_an_error(tmp_path: Path) -> None:
     identity = load_or_create_identity(tmp_path)
-    member = MeshMember(identity, MeshSecret.new(identity.node_id),
+    member = MeshMember(identity, MeshSecret.new(identity.public_bytes),
                         NodeRecord(node_id=identity.node_id, version=1, role="node"))
     member.publish(demand={"m": (1 << 63) - 1})
     [row] = mesh_view.demand(member)
@@ -33,7 +33,7 @@ def test_the_status_of_a_full_table_of_the_largest_records_fits_the_grpc_limit(t
     from meshcore.membership import MAX_MODELS, MAX_RECORD_BYTES, MAX_TABLE_BYTES
 
     identity = load_or_create_identity(tmp_path)
-    member = MeshMember(identity, MeshSecret.new(identity.node_id),
+    member = MeshMember(identity, MeshSecret.new(identity.public_bytes),
                         NodeRecord(node_id=identity.node_id, version=1, role="node"))
     records = []
     for i in range(1, 700):

@@ -53,9 +53,9 @@ def test_identity_and_secret_are_created_once_and_private(tmp_path: Path) -> Non
     first = load_or_create_identity(tmp_path)
     again = load_or_create_identity(tmp_path)
     assert first.node_id == again.node_id and len(first.node_id) == 32
-    mesh = load_or_create_mesh_secret(tmp_path, "o" * 32)
-    assert mesh.owner == "o" * 32 and mesh.epoch == 0
-    assert load_or_create_mesh_secret(tmp_path, "p" * 32) == mesh
+    mesh = load_or_create_mesh_secret(tmp_path, first.public_bytes)
+    assert mesh.owner == first.node_id and mesh.epoch == 0 and mesh.proven and not mesh.public
+    assert load_or_create_mesh_secret(tmp_path, b"p" * 32) == mesh
     for name in ("identity.key", "mesh.json"):
         assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o600
 
@@ -70,13 +70,13 @@ def test_an_unreadable_identity_or_key_file_is_a_one_line_error_naming_it(tmp_pa
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ConfigError, match=name):
         {"identity.key": lambda: load_or_create_identity(tmp_path),
-         "mesh.json": lambda: load_or_create_mesh_secret(tmp_path, "o" * 32),
+         "mesh.json": lambda: load_or_create_mesh_secret(tmp_path, b"o" * 32),
          "rotation.json": lambda: load_pending_rotation(tmp_path)}[name]()
     assert (tmp_path / name).read_bytes() == content  # never replaced by a new one
 
 
 def test_a_pending_rotation_is_kept_privately_until_cleared(tmp_path: Path) -> None:
-    pending = PendingRotation(MeshSecret.new("o" * 32).rotated(), frozenset({"b" * 32}), telling=True)
+    pending = PendingRotation(MeshSecret.new(b"o" * 32).rotated(), frozenset({"b" * 32}), telling=True)
     assert load_pending_rotation(tmp_path) is None
     (tmp_path / "rotation.json.0a1b2c3d.tmp").write_text("left by a node killed mid-write")
     save_pending_rotation(tmp_path, pending)

@@ -28,7 +28,7 @@ async def start(identity: Identity, mesh: MeshSecret) -> tuple[MeshMember, str]:
 
 async def test_a_member_that_never_answers_the_rekey_is_counted_out_not_fatal(tmp_path: Path) -> None:
     me = identity_in(tmp_path / "owner")
-    mesh = MeshSecret.new(me.node_id)
+    mesh = MeshSecret.new(me.public_bytes)
     owner, addr = await start(me, mesh)
     (answers, _), (silent, _) = [await start(identity_in(tmp_path / name), mesh) for name in ("answers", "silent")]
     never = asyncio.Event()

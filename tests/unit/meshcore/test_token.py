@@ -56,11 +56,32 @@ def test_tampered_byte_changes_or_breaks_the_token() -> None:
 
 
 def test_owner_and_epoch_round_trip_and_old_tokens_still_decode() -> None:
-    owned = InviteToken("a" * 32, b"s" * 32, ("10.0.0.2:4000",), "b" * 32, "c" * 32, 3)
-    assert InviteToken.decode(owned.encode()) == owned
-    assert owned.mesh.owner == "c" * 32 and owned.mesh.epoch == 3
+    from dataclasses import replace
+
+    from meshcore.identity import MeshSecret
+    key = b"k" * 32
+    mesh = replace(MeshSecret.new(key), epoch=3)
+    owned = InviteToken.of(mesh, ("10.0.0.2:4000",), "b" * 32)
+    assert InviteToken.decode(owned.encode()) == owned and owned.proven
+    assert owned.mesh == replace(mesh, public=False)  # its owner proven by the id: key, salt and all
     old = pack({"v": 1, "mesh_id": "a" * 32, "secret": b"s" * 32, "addrs": ["10.0.0.2:4000"], "node_id": "b" * 32})
     assert InviteToken.decode(old).owner == "" and InviteToken.decode(old).epoch == 0
+
+
+def test_an_owner_the_mesh_id_does_not_prove_is_no_owner() -> None:
+    """Issue 28: a member handed out the real secret naming itself owner, and joiners took
+    its rekeys. A token's owner now counts only if the mesh id is the hash of its key."""
+    from meshcore.identity import MeshSecret
+    real = MeshSecret.new(b"k" * 32)
+    claimed = InviteToken(real.mesh_id, real.secret, ("10.0.0.2:4000",), "b" * 32, "c" * 32)  # no proof
+    assert InviteToken.decode(claimed.encode()).mesh.owner == ""
+    forged = InviteToken(real.mesh_id, real.secret, ("10.0.0.2:4000",), "b" * 32, "c" * 32, 0, b"m" * 32, real.salt)
+    with pytest.raises(TokenError, match="owner does not match"):
+        InviteToken.decode(forged.encode())
+    stolen = InviteToken.of(real, ("10.0.0.2:4000",), "b" * 32)
+    with pytest.raises(TokenError):  # the owner's proof with another owner id
+        InviteToken.decode(InviteToken(stolen.mesh_id, stolen.secret, stolen.addrs, stolen.node_id, "c" * 32, 0,
+                                       stolen.owner_key, stolen.salt).encode())
 
 
 @pytest.mark.parametrize("bad", [{"owner": "x"}, {"owner": 5}, {"epoch": -1}, {"epoch": True}, {"epoch": "1"}])

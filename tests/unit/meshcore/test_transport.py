@@ -1,6 +1,7 @@
 """The QUIC transport on loopback, in one process: admission and stream dispatch."""
 
 import asyncio
+from dataclasses import replace
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,8 +42,9 @@ async def test_admitted_peers_exchange_frames(tmp_path: Path) -> None:
 
 
 async def test_wrong_secret_is_refused_both_ways(tmp_path: Path) -> None:
-    a = endpoint(tmp_path, "a", MeshSecret.new())
-    b = endpoint(tmp_path, "b", MeshSecret.new())
+    mesh = MeshSecret.new()
+    a = endpoint(tmp_path, "a", replace(mesh, secret=b"\x01" * 32))
+    b = endpoint(tmp_path, "b", mesh)
     b.handlers[Kind.CONTROL] = echo
     port = await b.listen("127.0.0.1", 0)
     try:
@@ -50,6 +52,22 @@ async def test_wrong_secret_is_refused_both_ways(tmp_path: Path) -> None:
             await a.dial(f"127.0.0.1:{port}")
         await asyncio.sleep(0.2)
         assert not any(c.admitted.is_set() for c in b.connections)
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_the_right_secret_under_another_mesh_id_is_refused(tmp_path: Path) -> None:
+    """The secret's proof does not cover the mesh id: a member handing out the real secret
+    under an id of its own (one it could claim to own) must not get joiners in."""
+    mesh = MeshSecret.new()
+    a = endpoint(tmp_path, "a", replace(mesh, mesh_id="f" * 32))
+    b = endpoint(tmp_path, "b", mesh)
+    b.handlers[Kind.CONTROL] = echo
+    port = await b.listen("127.0.0.1", 0)
+    try:
+        with pytest.raises(AdmissionRefused, match="another mesh"):
+            await a.dial(f"127.0.0.1:{port}")
     finally:
         a.close()
         b.close()

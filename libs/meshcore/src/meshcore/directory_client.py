@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 import urllib.error
 import urllib.parse
@@ -91,15 +92,17 @@ class Choice:
 
 
 def token_ok(mesh: dict) -> bool:
-    """Whether a listing's token decodes and is for the mesh it is listed as (the
-    directory also checks it was issued by the publishing node): never join a mesh
-    through a token that says otherwise."""
+    """Whether a listing's token decodes, is for the mesh it is listed as, proves that
+    mesh's owner (its id is the hash of the owner's key: meshcore.token.owned_mesh_id) and
+    was issued by that owner, the only one who may list it. The directory checks the same;
+    a joiner checks again (a stale or older directory, or one that lies)."""
     from meshcore.errors import TokenError
     from meshcore.token import InviteToken
     try:
-        return InviteToken.decode(str(mesh.get("token", ""))).mesh_id == mesh.get("mesh_id")
+        token = InviteToken.decode(str(mesh.get("token", "")))
     except TokenError:
         return False
+    return token.mesh_id == mesh.get("mesh_id") and token.proven and token.node_id == token.owner
 
 
 def has_room(mesh: dict) -> bool:
@@ -107,22 +110,29 @@ def has_room(mesh: dict) -> bool:
 
 
 def score(mesh: dict, models: list[str], region: str | None) -> Choice:
-    """Prefer meshes serving or wanting what we bring, with room, more nodes and
-    memory, in our region. Never a full one (score -inf)."""
+    """Prefer a mesh serving or wanting what we bring, with room, in our region, with a
+    few nodes. What a listing claims about itself counts little and is capped (issue 28:
+    inflated node counts and memory won --auto): one bonus for any model in common,
+    at most 4 points for nodes, none for memory. Never a full one (score -inf)."""
     if not has_room(mesh):
         return Choice(mesh, float("-inf"), "full (max clients reached)")
     offered = set(mesh.get("models_served", [])) | set(mesh.get("models_wanted", []))
     matches = sorted(offered & set(models))
-    points = 50.0 * len(matches) + min(mesh.get("node_count", 0), 20) + min(mesh.get("total_vram_gb", 0), 1000) / 50
+    nodes = mesh.get("node_count", 0)
+    points = (50.0 if matches else 0.0) + min(nodes if isinstance(nodes, int) else 0, 4)
     reasons = [f"serves or wants {', '.join(matches)}"] if matches else []
     if region and mesh.get("region") == region:
         points += 5
         reasons.append(f"in region {region}")
-    reasons.append(f"{mesh.get('node_count', 0)} nodes, {mesh.get('total_vram_gb', 0):.0f} GB")
+    reasons.append(f"{nodes} nodes")
     return Choice(mesh, points, "; ".join(reasons))
 
 
-def best_mesh(meshes: list[dict], models: list[str], region: str | None) -> Choice | None:
+def best_mesh(meshes: list[dict], models: list[str], region: str | None,
+              rng: random.Random | None = None) -> Choice | None:
+    """The best listing whose token is its owner's (token_ok); ties at random (a mesh id is
+    its owner's to grind: it never wins a tie)."""
+    rng = rng or random.SystemRandom()
     choices = [score(m, models, region) for m in meshes if token_ok(m)]
     choices = [c for c in choices if c.score != float("-inf")]
-    return max(choices, key=lambda c: (c.score, c.mesh.get("mesh_id", ""))) if choices else None
+    return max(choices, key=lambda c: (c.score, rng.random())) if choices else None

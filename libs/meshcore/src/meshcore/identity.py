@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
@@ -67,13 +67,31 @@ class MeshSecret:
     secret: bytes                # 32 random bytes
     owner: NodeId = NodeId("")   # the node that created the mesh: the only one that may rotate its key
     epoch: int = 0               # raised by each rotate-key; a node keeps the newest it has seen
+    owner_key: bytes = b""       # the owner's Ed25519 key and a salt: the mesh id is their hash
+    salt: bytes = b""            # (meshcore.token.owned_mesh_id), so the owner is proven by the id itself
+    public: bool = False         # created by this node to be published in a directory (only such is)
 
     @staticmethod
-    def new(owner: NodeId = NodeId("")) -> "MeshSecret":
-        return MeshSecret(MeshId(secrets.token_hex(16)), secrets.token_bytes(32), owner)
+    def new(owner_key: bytes = b"", public: bool = False) -> "MeshSecret":
+        """A new mesh. With `owner_key` (the creating node's key) its id is bound to that
+        key: anyone can check who owns it, and nobody else can list it or rotate its key.
+        Without, an id of no owner (tests of what does not care)."""
+        if not owner_key:
+            return MeshSecret(MeshId(secrets.token_hex(16)), secrets.token_bytes(32))
+        from meshcore.admission import key_id
+        from meshcore.token import owned_mesh_id
+        salt = secrets.token_bytes(16)
+        return MeshSecret(owned_mesh_id(owner_key, salt), secrets.token_bytes(32), NodeId(key_id(owner_key)),
+                          owner_key=owner_key, salt=salt, public=public)
+
+    @property
+    def proven(self) -> bool:
+        """Whether its owner is proven by its id (owner_key and salt hash to it)."""
+        from meshcore.token import owner_proven
+        return owner_proven(self.mesh_id, self.owner, self.owner_key, self.salt)
 
     def rotated(self) -> "MeshSecret":
-        return MeshSecret(self.mesh_id, secrets.token_bytes(32), self.owner, self.epoch + 1)
+        return replace(self, secret=secrets.token_bytes(32), epoch=self.epoch + 1)
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -143,11 +161,13 @@ def _mesh_from(data: object) -> MeshSecret:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return MeshSecret(MeshId(str(data["mesh_id"])), bytes.fromhex(data["secret"]), NodeId(str(data.get("owner", ""))),
-                      int(data.get("epoch", 0)))
+                      int(data.get("epoch", 0)), bytes.fromhex(str(data.get("owner_key", ""))),
+                      bytes.fromhex(str(data.get("salt", ""))), bool(data.get("public", False)))
 
 
 def _mesh_json(mesh: MeshSecret) -> dict:
-    return {"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex(), "owner": mesh.owner, "epoch": mesh.epoch}
+    return {"mesh_id": mesh.mesh_id, "secret": mesh.secret.hex(), "owner": mesh.owner, "epoch": mesh.epoch,
+            "owner_key": mesh.owner_key.hex(), "salt": mesh.salt.hex(), "public": mesh.public}
 
 
 def _load_json(path: Path, parse: Callable[[Any], T], what_to_do: str = RESTORE) -> T | None:
@@ -203,12 +223,19 @@ def clear_pending_rotation(home: Path) -> None:
     (home / "rotation.json").unlink(missing_ok=True)
 
 
-def load_or_create_mesh_secret(home: Path, owner: NodeId) -> MeshSecret:
+def load_or_create_mesh_secret(home: Path, owner_key: bytes, publish: bool = False) -> MeshSecret:
     """The mesh this node was last in (so a member restarted without --join is taken
-    back by its peers), or a new one that `owner` (this node) owns. A mesh.json from
-    before owners existed keeps no owner: nobody may rotate that mesh's key."""
+    back by its peers), or a new one that this node (`owner_key`) owns. A mesh.json from
+    before owners existed keeps no owner: nobody may rotate that mesh's key.
+
+    `publish` (--publish, --mesh-name, --auto): only a mesh this node created to be
+    published may be; a home that holds another (a private mesh, one it joined) is a
+    ConfigError, never its secret listed in a public directory (issue 28)."""
     mesh = load_mesh_secret(home)
     if mesh is None:
-        mesh = MeshSecret.new(owner)
+        mesh = MeshSecret.new(owner_key, public=publish)
         save_mesh_secret(home, mesh)
+    elif publish and not (mesh.public and mesh.proven and mesh.owner_key == owner_key):
+        raise ConfigError(f"this home ({home}) holds mesh {mesh.mesh_id[:12]}, which was not created here to be "
+                          "published; --publish, --mesh-name and --auto list only such a mesh: use another --home")
     return mesh

@@ -22,6 +22,7 @@ import logging
 import os
 import random
 import time
+from dataclasses import replace
 from typing import Any, Awaitable, Callable, Collection
 
 from meshcore.changes import Changes
@@ -419,7 +420,7 @@ class MeshMember:
                 log.warning("refused a new mesh key from node %s: %s", conn.peer_id[:12], why)
                 writer.write(encode_frame(to_wire(Refused(why))))
             else:
-                self.mesh = MeshSecret(self.mesh.mesh_id, message.secret, self.mesh.owner, message.epoch)
+                self.mesh = replace(self.mesh, secret=message.secret, epoch=message.epoch)
                 self.on_rekey(self.mesh)
                 log.info("the mesh owner %s rotated the mesh key (epoch %d): reconnecting to every member",
                          self.mesh.owner[:12], self.mesh.epoch)

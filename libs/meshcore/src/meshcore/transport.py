@@ -448,6 +448,10 @@ class MeshEndpoint:
             raise AdmissionRefused("the first message was not a valid hello")
         if not admission.key_matches(peer, peer_key):
             raise AdmissionRefused(f"node id {peer[:12]} is not the hash of the key it presented")
+        if hello.get("mesh_id") != mesh.mesh_id:
+            # The secret's HMAC does not cover the id: without this, a member could hand out
+            # the real secret under a mesh id of its own (one it "owns") and joiners got in.
+            raise AdmissionRefused(f"node {peer[:12]} asked for another mesh")
         assert isinstance(peer_key, bytes)
         nonce = admission.new_nonce()
         cert_sha = self._cert_sha256()

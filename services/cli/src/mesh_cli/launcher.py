@@ -128,6 +128,9 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
         raise ConfigError("a --client runs no llama.cpp: drop --device, or drop --client")
     if args.device:  # checked against what the built llama.cpp reports, before anything starts
         args.device = check_device(args.device, list_devices(llama_bin_dir(args.llama_bin_dir)))
+    if args.publish and args.join:
+        raise ConfigError("--publish lists a mesh this node creates; a node that joins one (--join) does not "
+                          "publish it: its owner does")
     buddy = choose_mesh(args, models) if args.auto else False
     host = "0.0.0.0" if args.listen_all else "127.0.0.1"
     for port, what in ((args.port, "API, --port"), (args.console, "console, --console")):
@@ -147,7 +150,8 @@ def build_configs(args: Namespace) -> tuple[Home, NodeConfig, ProxyConfig, Conso
                       llama_bin_dir=args.llama_bin_dir, ctx_size=args.ctx_size, parallel=args.parallel,
                       threads=args.threads or 0,
                       join=tuple(args.join), split=args.split, mesh_name=args.mesh_name or "",
-                      publish=args.publish or bool(args.mesh_name) or buddy, directory=args.directory or "",
+                      publish=not args.join and (args.publish or bool(args.mesh_name) or buddy),
+                      directory=args.directory or "",
                       region=args.region, max_clients=args.max_clients, buddy=buddy, split_with=split_with,
                       owner_key=str(Path(args.owner_key).expanduser().resolve()) if args.owner_key else "",
                       drafts=choose_drafts(args, models, home), auto_serve=bool(args.auto and not args.client),

@@ -6,7 +6,10 @@ signature over `signing_bytes(listing, signed_at, action)` (canonical JSON; defi
 once, in meshcore.directory_client, which publishers sign with). The listing
 id is derived from the key (it is the publishing node's id), so only that key can
 refresh or remove it. The listing's invite token must be that node's own token for
-that mesh (`token_matches`): nobody lists a token they did not issue, or a private
+that mesh (`token_matches`), and the mesh's owner: a mesh id is the hash of its
+owner's key (meshcore.token.owned_mesh_id), so only that key may list it (issue 28:
+anyone could list their own token under a popular mesh's id and take its joiners, or a
+member the real secret naming itself owner). Nobody lists a token they did not issue, or a private
 mesh's token under a public mesh's id. A signature older or newer than
 SIGNATURE_WINDOW_S is refused, and so is one not newer than the last one this
 directory took from the same key (no replays: every `Store` write checks its `Signed`, in the database,
@@ -114,4 +117,9 @@ def token_matches(listing: dict, public_key_hex: str) -> str | None:
         return "the listing's token is for another mesh than its mesh_id"
     if token.node_id != listing_id(public_key_hex):
         return "the listing's token was not issued by the node whose key signed it"
+    if not token.proven:
+        return ("the listing's token does not prove its mesh's owner (mesh ids are bound to their owner's key: "
+                "start a new public mesh with this version)")
+    if token.owner_key.hex() != public_key_hex.lower():
+        return "only a mesh's owner may list it (its id is bound to the owner's key)"
     return None

@@ -18,9 +18,8 @@ from meshcore.catalog import fetchable
 from meshcore.config import NodeConfig
 from meshcore.errors import ConfigError, PortInUse, TokenError
 from meshcore.home import Home
-from meshcore.identity import (IDENTITY_KEY, MeshSecret, load_or_create_identity, load_or_create_mesh_secret, load_or_create_owner,
+from meshcore.identity import (IDENTITY_KEY, Identity, MeshSecret, load_or_create_identity, load_or_create_mesh_secret, load_or_create_owner,
                                load_pending_rotation, newest_key)
-from meshcore.ids import NodeId
 from meshcore.link_tls import LinkTls
 from meshcore.member import MeshMember
 from meshcore.membership import NodeRecord, next_version, owner_statement
@@ -60,20 +59,24 @@ async def start_grpc(home: Home, service: NodeAgentService) -> grpc.aio.Server:
     return server
 
 
-def mesh_to_use(home: Home, join: tuple[str, ...], me: NodeId) -> tuple[MeshSecret, list[InviteToken]]:
+def mesh_to_use(home: Home, join: tuple[str, ...], identity: Identity,
+                publish: bool = False) -> tuple[MeshSecret, list[InviteToken]]:
     """The mesh secret: the joined mesh's (from the tokens) or this node's own. A key
     this node already holds for the same mesh at a newer epoch (rotated while it was a
-    member) wins over the --join token it was first started with."""
+    member) wins over the --join token it was first started with. To publish, only a mesh
+    this node created to be published (identity.load_or_create_mesh_secret)."""
     try:
         tokens = [InviteToken.decode(t) for t in join]
     except TokenError as exc:
         raise ConfigError(str(exc)) from exc
     if not tokens:
-        return load_or_create_mesh_secret(home.root, me), []
+        return load_or_create_mesh_secret(home.root, identity.public_bytes, publish), []
+    if publish:
+        raise ConfigError("a node that joins a mesh does not publish it (its owner does): drop --publish")
     if len({(t.mesh_id, t.secret) for t in tokens}) > 1:
         raise ConfigError("the --join tokens belong to different meshes (or to one before and after rotate-key)")
     mesh = newest_key(home.root, tokens[0].mesh)
-    if mesh is not tokens[0].mesh:
+    if mesh.epoch > tokens[0].epoch:
         log.info("the mesh key was rotated since this --join token was made: using the newer key this node has")
     return mesh, tokens  # saved once the mesh admits this node (MeshLink.join), not before
 
@@ -120,7 +123,7 @@ async def run(config: NodeConfig, stop: asyncio.Event) -> None:
     here at once), then stop the models."""
     home = Home(Path(config.home)).ensure()
     identity = load_or_create_identity(home.root)
-    mesh, tokens = mesh_to_use(home, config.join, identity.node_id)
+    mesh, tokens = mesh_to_use(home, config.join, identity, config.publish)
     bin_dir = llama_bin_dir(config.llama_bin_dir)
     vram, source = offered_memory_bytes(config.max_vram_gb, config.device)
     paths = [Path(p) for p in config.models]

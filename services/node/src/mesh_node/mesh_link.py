@@ -40,6 +40,7 @@ from mesh_node.http_gate import READ_SIZE, Refused, read_request
 from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
+SWITCH_TIMEOUT_S = 10.0  # buddy mode: a listed mesh that does not admit this node in time is left alone
 ADDRESS_CHECK_S = 5.0
 RESUME_WAIT_S = 15.0  # after a restart, how long an unfinished key rotation waits for members to reconnect
 
@@ -72,8 +73,7 @@ class MeshLink:
 
     def refresh_token(self) -> None:
         mesh = self.member.mesh
-        token = InviteToken(mesh.mesh_id, mesh.secret, tuple(advertised_addresses(self.port)), self.member.node_id,
-                            mesh.owner, mesh.epoch)
+        token = InviteToken.of(mesh, tuple(advertised_addresses(self.port)), self.member.node_id)
         self.state.set_identity(mesh.mesh_id, token.encode())
 
     async def watch_addresses(self) -> None:
@@ -165,11 +165,25 @@ class MeshLink:
         self._save_secret(self.member.mesh)  # only now: a refused --join must not replace this node's key
         log.info("joined mesh %s through node %s", self.member.mesh.mesh_id[:12], peer[:12])
 
-    async def switch_mesh(self, token: InviteToken) -> None:
-        """Leave a mesh this node is alone in and join another one (buddy mode)."""
+    async def switch_mesh(self, token: InviteToken, timeout_s: float = SWITCH_TIMEOUT_S) -> bool:
+        """Leave a mesh this node is alone in and join another one (buddy mode). A listing
+        is a stranger's word: its address may be dead, or a node of another mesh that
+        refuses this one. Then this node stays in its own mesh (logged in one line) and
+        False is returned; the new key is saved only once the other mesh admitted it."""
+        mine = self.member.mesh
         self.member.mesh = token.mesh
-        await self.join([token])
+        try:
+            async with asyncio.timeout(timeout_s):
+                peer = await self.member.join(list(token.addrs))
+        except (AdmissionRefused, ConnectionError, OSError, TimeoutError) as exc:
+            self.member.mesh = mine
+            log.warning("could not join mesh %s (%s): staying in this node's own mesh", token.mesh_id[:12],
+                        exc or "no answer")
+            return False
+        self._save_secret(self.member.mesh)
+        log.info("joined mesh %s through node %s", self.member.mesh.mesh_id[:12], peer[:12])
         self.member.changes.bump()
+        return True
 
     # -- tunnels -------------------------------------------------------------------
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 MIN_GAP_S = 2.0
 BUDDY_CHECK_S = 2.0
+BUDDY_RETRY_S = 600.0  # a listed mesh this node could not join is not tried again for this long
 
 
 class Publisher:
@@ -39,6 +40,8 @@ class Publisher:
         self.member = link.member
         self.base = dc.directory_url(config.directory or None)
         self.listing_id: str | None = None
+        self.failed: dict[str, float] = {}  # buddy mode: mesh id -> when it may be tried again
+        self.switching = False              # buddy mode: trying another mesh (the member's key is that mesh's)
 
     def listing(self) -> dict:
         records = [r for r in self.member.membership.records.values() if r.state == ALIVE]
@@ -59,14 +62,15 @@ class Publisher:
         return bool(self.config.max_clients) and listing["client_count"] >= self.config.max_clients
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self._publish_loop())]
-        if self.config.buddy:
-            tasks.append(asyncio.create_task(self._buddy_loop()))
-        try:
-            await asyncio.gather(*tasks)
-        finally:
-            for task in tasks:
-                task.cancel()
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._publish_loop())
+            if self.config.buddy:
+                tasks.create_task(self._buddy_loop())
+
+    def owns(self) -> bool:
+        """Whether this node still owns the mesh it is in (only the owner lists a mesh: a node
+        that joined another one in buddy mode leaves the listing to that mesh's owner)."""
+        return self.member.mesh.owner == self.identity.node_id
 
     async def _publish_loop(self) -> None:
         last: dict | None = None
@@ -74,6 +78,12 @@ class Publisher:
         refresh_in = 0.0
         warned = False
         while True:
+            if self.switching:  # the member holds another mesh's key for a moment: nothing to list
+                await asyncio.sleep(MIN_GAP_S)
+                continue
+            if not self.owns():
+                await self.withdraw()
+                return
             listing = self.listing()
             try:
                 if self.full(listing):
@@ -125,9 +135,19 @@ class Publisher:
             except dc.DirectoryError:
                 continue
             mine = self.member.mesh.mesh_id
-            older = sorted((m for m in meshes if m["mesh_id"] < mine and dc.has_room(m) and dc.token_ok(m)),
-                           key=lambda m: m["mesh_id"])
+            now = asyncio.get_running_loop().time()
+            older = sorted((m for m in meshes if m["mesh_id"] < mine and dc.has_room(m) and dc.token_ok(m)
+                            and self.failed.get(m["mesh_id"], 0.0) <= now), key=lambda m: m["mesh_id"])
             if older:
                 log.info("another mesh named %r exists (%s): joining it", self.config.mesh_name, older[0]["mesh_id"][:12])
-                await self.withdraw()
-                await self.link.switch_mesh(InviteToken.decode(older[0]["token"]))
+                self.switching = True
+                try:
+                    switched = await self.link.switch_mesh(InviteToken.decode(older[0]["token"]))
+                finally:
+                    self.switching = False
+                if switched:
+                    await self.withdraw()  # the joined mesh's owner lists it; this node's own mesh is gone
+                    return
+                # Dead or lying (an address that does not answer, or refuses): not tried again
+                # for a while; this node stays listed in its own mesh meanwhile.
+                self.failed[older[0]["mesh_id"]] = now + BUDDY_RETRY_S
