@@ -71,6 +71,16 @@ def test_the_chat_answers_its_own_page_only_and_every_answer_forbids_scripts_fro
         assert cross.status_code == 403 and cross.json()["error"]["code"] == "cross_site"
         assert http.post(f"{node.console}/api/chat", json=chat, headers={"Sec-Fetch-Site": "same-origin"}
                          ).status_code == 200
+        # Issue 28, item 16: the body is checked as it arrives, never read whole first.
+        declared = http.post(f"{node.console}/api/chat", content=b"{" + b" " * (2 << 20) + b"}",
+                             headers={"Content-Type": "application/json"})
+        assert declared.status_code == 413 and declared.json()["error"]["code"] == "request_too_large"
+
+        def endless():  # chunked, no length: it never says how much is coming
+            for _ in range(64):
+                yield b" " * 65536
+        chunked = http.post(f"{node.console}/api/chat", content=endless(), headers={"Content-Type": "application/json"})
+        assert chunked.status_code == 413
         for path in ("/", "/api/status", "/static/app.js"):
             headers = http.get(node.console + path).headers
             assert "frame-ancestors 'none'" in headers["content-security-policy"] and "'unsafe" not in \

@@ -95,3 +95,19 @@ def test_device_cpu_serves_on_the_cpu(tmp_path: Path, models: dict[str, Path]) -
         assert len(completions(node)) == 2
     finally:
         node.stop()
+
+
+def test_a_join_token_never_stays_in_a_command_line(tmp_path: Path, models: dict[str, Path]) -> None:
+    """Issue 28, item 15: the launcher kept `--join TOKEN` (the mesh's secret) in its
+    command line for the node's whole life, where any local user's `ps` reads it."""
+    import psutil
+    a = start_node(tmp_path / "a", [models[MODEL]])
+    token = a.wait_token()
+    b = start_node(tmp_path / "b", [], "--join", token, wait=False)
+    try:
+        b.wait_serving([MODEL], timeout=60)
+        for proc in [psutil.Process(b.proc.pid), *b.descendants()]:
+            assert token not in " ".join(proc.cmdline()), proc.cmdline()
+    finally:
+        b.stop()
+        a.stop()

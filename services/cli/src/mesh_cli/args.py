@@ -39,7 +39,9 @@ def parser() -> argparse.ArgumentParser:
                         "(default: the catalog's draft for it, when downloaded)")
     p.add_argument("--no-draft", action="store_true", help="no speculative decoding, even with a draft on disk")
     p.add_argument("--join", action="append", default=[], metavar="TOKEN",
-                   help="join the mesh of this invite token; may repeat (any live member)")
+                   help="join the mesh of this invite token; may repeat (any live member). The token "
+                        "is moved out of the command line at once (others on this machine could read it "
+                        "there); or put it in MESH_LLM_JOIN, or a file (--join-file)")
     p.add_argument("--join-file", metavar="PATH",
                    help="join the mesh of the invite token in this file (waits for it to appear)")
     p.add_argument("--token-file", metavar="PATH",

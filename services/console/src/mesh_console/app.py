@@ -27,6 +27,20 @@ STATIC = Path(__file__).parent / "static"
 MAX_CHAT_BYTES = 1 << 20
 
 
+async def read_capped(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it passes `limit` (a declared Content-Length
+    over it is refused before reading anything): never more than `limit` held."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and len(declared) <= 20 and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def chat_error(status: int, message: str, code: str, type_: str = "invalid_request_error") -> JSONResponse:
     """The chat's own refusals, in the OpenAI shape its page reads (as the API's are)."""
     return JSONResponse(error_body(message, type_, code), status_code=status)
@@ -133,8 +147,8 @@ def create_app(config: ConsoleConfig) -> FastAPI:
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
             return chat_error(415, "send the chat request as JSON (Content-Type: application/json)",
                               "unsupported_media_type")
-        body = await request.body()
-        if len(body) > MAX_CHAT_BYTES:
+        body = await read_capped(request, MAX_CHAT_BYTES)
+        if body is None:
             return chat_error(413, "chat request too large", "request_too_large")
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", config.api_port)
