@@ -201,3 +201,24 @@ def test_a_body_writer_whose_client_left_refuses_and_calls_back_at_once() -> Non
     assert called == ["first"] and not writer.write(b"two") and len(sent) == 1
     writer.on_client_gone(lambda: called.append("late"))
     assert called == ["first", "late"]
+
+
+async def test_a_whole_answer_is_bounded_in_bytes_and_time() -> None:
+    """Issue 28, item 8: a member serving a model could answer a non-streamed request with
+    an endless chunked body, which the proxy buffered without limit."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    endless = [head] + [b"%x\r\n%s\r\n" % (65536, b"x" * 65536)] * 64  # 4 MiB and no end
+    server, port, _ = await backend(endless)
+    async with server:
+        exchange = await connect(port)
+        exchange.send_request("/v1/completions", f"127.0.0.1:{port}", b'{"model": "m"}')
+        await asyncio.wait_for(exchange.head(), 5)
+        with pytest.raises(UpstreamBroken, match="over 1 MiB"):
+            await asyncio.wait_for(exchange.read_all(limit=1 << 20), 10)
+    server, port, _ = await backend([head, b"4\r\nslow\r\n"] * 1 + [b"4\r\nslow\r\n"] * 50, pause_s=0.1)
+    async with server:
+        exchange = await connect(port)
+        exchange.send_request("/v1/completions", f"127.0.0.1:{port}", b'{"model": "m"}')
+        await asyncio.wait_for(exchange.head(), 5)
+        with pytest.raises(UpstreamBroken, match="did not end within"):
+            await asyncio.wait_for(exchange.read_all(within_s=0.5), 10)

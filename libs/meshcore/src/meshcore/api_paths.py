@@ -37,6 +37,11 @@ API_PATHS: tuple[ApiPath, ...] = (
 FORWARDED: tuple[str, ...] = tuple(p.path for p in API_PATHS)
 _FAMILY = {p.path: p.family for p in API_PATHS}
 MAX_BODY_BYTES = 8 * 1024 * 1024   # a larger request body gets 413, at the proxy and at the node
+# A whole (non-streamed) answer the proxy holds before sending it on: a member serving a
+# model could answer with an endless body, which the proxy used to buffer without limit
+# (issue 28). Past either bound the client gets a 502 saying which.
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+ANSWER_S = 600.0
 MAX_HEAD_BYTES = 64 * 1024         # request line and headers of a tunnelled request
 
 

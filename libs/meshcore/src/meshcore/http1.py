@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import AsyncIterator
 
+from meshcore.api_paths import ANSWER_S, MAX_ANSWER_BYTES
 from meshcore.http1_body import BodyDecoder, BodyError, decoder_for
 
 READ_SIZE = 65536
@@ -69,8 +70,19 @@ class UpstreamResponse:
             if chunk:
                 yield chunk
 
-    async def read_all(self) -> bytes:
-        return b"".join([chunk async for chunk in self.body()])
+    async def read_all(self, limit: int = MAX_ANSWER_BYTES, within_s: float = ANSWER_S) -> bytes:
+        """The whole body; UpstreamBroken past `limit` bytes or `within_s` seconds."""
+        parts, size = [], 0
+        try:
+            async with asyncio.timeout(within_s):
+                async for chunk in self.body():
+                    size += len(chunk)
+                    if size > limit:
+                        raise UpstreamBroken(f"its answer is over {limit >> 20} MiB")
+                    parts.append(chunk)
+        except TimeoutError:
+            raise UpstreamBroken(f"its answer did not end within {within_s:.0f} s") from None
+        return b"".join(parts)
 
     async def close(self) -> None:
         # No wait_closed(): over a QUIC stream it would never return, and over TCP

@@ -19,6 +19,7 @@ import asyncio
 import time
 from typing import Callable
 
+from meshcore.api_paths import ANSWER_S, MAX_ANSWER_BYTES
 from meshcore.http1 import UpstreamBroken, encode_request, for_client, split_head
 from meshcore.http1_body import BodyDecoder, BodyError, decoder_for
 
@@ -199,14 +200,28 @@ class BackendExchange(asyncio.Protocol):
         if self.error is not None:
             raise self.error
 
-    async def read_all(self) -> bytes:
-        """The whole body (a JSON answer); UpstreamBroken if it breaks off."""
+    async def read_all(self, limit: int = MAX_ANSWER_BYTES, within_s: float = ANSWER_S) -> bytes:
+        """The whole body (a JSON answer); UpstreamBroken if it breaks off, or passes `limit`
+        bytes or `within_s` seconds (then the connection is closed)."""
         self._start(None)
         parts: list[bytes] = []
+        size = 0
 
         async def keep(chunk: bytes) -> None:
+            nonlocal size
+            size += len(chunk)
+            if size > limit:
+                raise UpstreamBroken(f"its answer is over {limit >> 20} MiB")
             parts.append(chunk)
-        await self.relay(keep)
+        try:
+            async with asyncio.timeout(within_s):
+                await self.relay(keep)
+        except TimeoutError:
+            self.close()
+            raise UpstreamBroken(f"its answer did not end within {within_s:.0f} s") from None
+        except UpstreamBroken:
+            self.close()
+            raise
         return b"".join(parts)
 
     def close(self) -> None:
