@@ -219,3 +219,38 @@ async def test_a_request_that_never_completes_is_refused_in_time() -> None:
     with pytest.raises(Refused) as err:
         await read_request(reader, within_s=0.2)
     assert err.value.status == 408 and err.value.code == "request_timeout"
+
+
+# -- issue 28, item 7: what members' requests may hold ---------------------------------
+
+async def test_a_model_not_served_here_is_refused_from_the_head_before_any_body() -> None:
+    from mesh_node.http_gate import Admit, BodyBudget
+    reader = asyncio.StreamReader()
+    reader.feed_data(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 8000000\r\n\r\n")  # no body yet
+    budget = BodyBudget()
+    with pytest.raises(Refused) as refused:
+        await asyncio.wait_for(read_request(reader, admit=Admit(lambda: False, "m", budget, "p")), 2)
+    assert refused.value.status == 503 and refused.value.code == "model_not_ready" and budget.all == 0
+
+
+async def test_bodies_held_at_once_are_bounded_per_member_and_in_all() -> None:
+    from mesh_node.http_gate import Admit, BodyBudget
+    budget = BodyBudget(per_peer=3_000, total=5_000)
+    body = b"x" * 1_000
+    held = [await read_request(feed(post("/v1/completions", body)), admit=Admit(lambda: True, "m", budget, "a"))
+            for _ in range(3)]
+    assert [r.held for r in held] == [1_000] * 3 and budget.all == 3_000
+    with pytest.raises(Refused) as refused:  # a fourth from the same member: over its share
+        await read_request(feed(post("/v1/completions", body)), admit=Admit(lambda: True, "m", budget, "a"))
+    assert refused.value.status == 503 and refused.value.code == "overloaded"
+    for _ in range(2):
+        await read_request(feed(post("/v1/completions", body)), admit=Admit(lambda: True, "m", budget, "b"))
+    with pytest.raises(Refused):  # another member: over the total
+        await read_request(feed(post("/v1/completions", body)), admit=Admit(lambda: True, "m", budget, "c"))
+    budget.give("a", held[0].held)
+    assert (await read_request(feed(post("/v1/completions", body)), admit=Admit(lambda: True, "m", budget, "c"))).held
+    broken = feed(post("/v1/completions", body)[:-10])  # the stream ends inside the body: nothing stays held
+    before = budget.all
+    with pytest.raises(Refused):
+        await read_request(broken, admit=Admit(lambda: True, "m", budget, "d"))
+    assert budget.all == before and "d" not in budget.held

@@ -19,19 +19,29 @@ meshcore.http1_body, bounded), never both; the whole request within REQUEST_READ
 What the gate accepts in the head, h11 reads as the same request
 (tests/unit/node/test_http_gate.py checks it against h11); chunk framing is decoded and
 dropped, so its leniencies never reach llama-server.
+
+Memory members' requests may take (issue 28): whether the model is served here is asked
+from the head, before any of the body is read (a request for a model this node does not
+serve costs its head only); a body's bytes are reserved in a `BodyBudget` before it is
+read, at most PEER_BODY_BYTES of one member's requests and ALL_BODY_BYTES of everyone's at
+once (8 MiB bodies on 128 streams of 32 connections could hold 1 GiB for 30 s). A request
+that does not fit is refused at once with a 503, never queued.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Callable
 
 from meshcore.api_paths import MAX_BODY_BYTES, MAX_HEAD_BYTES, is_forwarded
 from meshcore.http1 import MAX_HEADERS
 from meshcore.http1_body import BodyError, Chunked
 
 READ_SIZE = 65536
+PEER_BODY_BYTES = 16 << 20   # request bodies of one member held at once
+ALL_BODY_BYTES = 64 << 20    # ... and of every member together
 MAX_LENGTH_DIGITS = 20  # h11's bound: int() of a longer digit string is refused, not computed
 REQUEST_READ_S = 30.0   # the whole request, head and body, must arrive within this
 KEPT = {b"content-type"}  # the only header our proxies send besides framing (meshcore.http1.encode_request)
@@ -47,12 +57,37 @@ class Refused(Exception):
         self.status, self.message, self.code, self.target = status, message, code, target
 
 
+class BodyBudget:
+    """Bytes of members' request bodies held at once (see the module docstring)."""
+
+    def __init__(self, per_peer: int = PEER_BODY_BYTES, total: int = ALL_BODY_BYTES) -> None:
+        self.per_peer, self.total = per_peer, total
+        self.held: dict[str, int] = {}
+        self.all = 0
+
+    def take(self, peer: str, n: int) -> bool:
+        if self.held.get(peer, 0) + n > self.per_peer or self.all + n > self.total:
+            return False
+        self.held[peer] = self.held.get(peer, 0) + n
+        self.all += n
+        return True
+
+    def give(self, peer: str, n: int) -> None:
+        left = self.held.get(peer, 0) - n
+        if left > 0:
+            self.held[peer] = left
+        else:
+            self.held.pop(peer, None)
+        self.all -= n
+
+
 @dataclass(frozen=True)
 class GatedRequest:
     method: str
     target: str
     headers: tuple[tuple[bytes, bytes], ...]  # names lower-case; only KEPT ones
     body: bytes
+    held: int = 0  # bytes it holds in the body budget (Admit), given back once it is sent on
 
     def encode(self, host: str) -> bytes:
         """The request as llama-server gets it: its Content-Type (the only header a proxy
@@ -147,25 +182,55 @@ async def _chunked_body(reader: asyncio.StreamReader, rest: bytes, target: str, 
             raise Refused(400, "the stream ended inside the request body", "invalid_request", target)
 
 
+@dataclass(frozen=True)
+class Admit:
+    """What a member's request needs before its body is read: the model served here (its
+    `served()`, asked once the head is in), and room in the body budget for `peer`."""
+    served: "Callable[[], bool]"
+    model: str
+    budget: BodyBudget
+    peer: str
+
+
 async def read_request(reader: asyncio.StreamReader, max_body: int = MAX_BODY_BYTES,
-                       within_s: float = REQUEST_READ_S) -> GatedRequest:
-    """One request from a member's stream, or Refused (status, message, code); a request
-    still incomplete after `within_s` is refused (a member cannot hold a stream open by
-    trickling its request)."""
+                       within_s: float = REQUEST_READ_S, admit: Admit | None = None) -> GatedRequest:
+    """One request from a member's stream (its `held`: the body bytes it holds in `admit`'s
+    budget, to give back once the request is sent on), or Refused (status, message, code); a
+    request still incomplete after `within_s` is refused (a member cannot hold a stream
+    open by trickling its request)."""
     try:
         async with asyncio.timeout(within_s):
-            return await _read_request(reader, max_body)
+            return await _read_request(reader, max_body, admit)
     except TimeoutError:
         raise Refused(408, f"the request did not arrive within {within_s:.0f} s", "request_timeout") from None
 
 
-async def _read_request(reader: asyncio.StreamReader, max_body: int) -> GatedRequest:
+async def _read_request(reader: asyncio.StreamReader, max_body: int, admit: Admit | None) -> GatedRequest:
     head, rest = await _head(reader)
     method, target, headers = parse_head(head)
     if not is_forwarded(method, target):
         raise Refused(404, f"{method} {target[:200]} is not an API path this mesh forwards", "not_found", target)
     length = _body_framing(headers, target, max_body)
     kept = tuple((k, v) for k, v in headers if k in KEPT)
+    held = 0
+    if admit is not None:
+        if not admit.served():
+            raise Refused(503, f"model {admit.model!r} is not served by this node right now", "model_not_ready",
+                          target)
+        held = max_body if length is None else length
+        if not admit.budget.take(admit.peer, held):
+            raise Refused(503, "this node holds as many requests from the mesh as it takes; retry shortly",
+                          "overloaded", target)
+    try:
+        return replace(await _body(reader, method, target, kept, rest, length, max_body), held=held)
+    except BaseException:
+        if admit is not None:
+            admit.budget.give(admit.peer, held)
+        raise
+
+
+async def _body(reader: asyncio.StreamReader, method: str, target: str, kept: tuple[tuple[bytes, bytes], ...],
+                rest: bytes, length: int | None, max_body: int) -> GatedRequest:
     if length is None:
         return GatedRequest(method, target, kept, await _chunked_body(reader, rest, target, max_body))
     parts, size = [rest[:length]], min(len(rest), length)

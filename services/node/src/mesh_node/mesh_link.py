@@ -27,6 +27,7 @@ from meshcore.home import Home
 from meshcore.identity import (MeshSecret, PendingRotation, clear_pending_rotation, save_mesh_secret,
                                save_pending_rotation)
 from meshcore.ids import NodeId
+from meshcore.log_limit import LimitedLog
 from meshcore.member import MeshMember
 from meshcore.messages import StreamHeader, TunnelRequest
 from meshcore.netaddr import advertised_addresses
@@ -36,7 +37,7 @@ from meshcore.transport import AdmissionRefused, MeshConnection
 from meshcore.wire import MAX_HEADER_FRAME, FrameError, Kind, read_frame
 
 from mesh_node.backend_relay import BackendRelay
-from mesh_node.http_gate import READ_SIZE, Refused, read_request
+from mesh_node.http_gate import READ_SIZE, Admit, BodyBudget, Refused, read_request
 from mesh_node.state import NodeState
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class MeshLink:
         self.port = port
         self.tunnels: dict[NodeId, set[asyncio.Task]] = defaultdict(set)
         self._rotation: asyncio.Future[int] | None = None
+        self.bodies = BodyBudget()  # members' request bodies held at once (mesh_node.http_gate)
+        self.refusals = LimitedLog(log, 20, "refused %d more requests from members in the last minute")
         member.endpoint.handlers[Kind.HTTP] = self._serve_http
         member.on_peer_gone.append(self._cut_tunnels)
         member.on_rekey = self._save_secret
@@ -231,21 +234,23 @@ class MeshLink:
         local llama-server as one rebuilt request, its answer streamed back. The member
         going away (stream ended or reset) abandons the request."""
         model = StreamHeader.parse(await read_frame(reader, MAX_HEADER_FRAME)).model
+        peer = str(conn.peer_id)
         try:
-            request = await read_request(reader)
+            request = await read_request(reader, admit=Admit(lambda: bool(self.state.local_port(model)), model,
+                                                             self.bodies, peer))
         except Refused as exc:
-            log.warning("refused a request from node %s: %s", str(conn.peer_id)[:12], exc.message)
+            self.refusals.warning("refused a request from node %s: %s", peer[:12], exc.message)
             writer.write(http_error(exc.status, exc.message, exc.code, exc.target))
-            writer.write_eof()
-            return
-        port = self.state.local_port(model)
-        if not port:
-            writer.write(http_error(503, f"model {model!r} is not served by this node right now", "model_not_ready",
-                                    request.target))
             writer.write_eof()
             return
         loop = asyncio.get_running_loop()
         try:
+            port = self.state.local_port(model)
+            if not port:
+                writer.write(http_error(503, f"model {model!r} is not served by this node right now",
+                                        "model_not_ready", request.target))
+                writer.write_eof()
+                return
             _, relay = await loop.create_connection(
                 lambda: BackendRelay(request.encode(f"127.0.0.1:{port}"), conn, writer), "127.0.0.1", port)
         except OSError:
@@ -253,6 +258,8 @@ class MeshLink:
                                     request.target))
             writer.write_eof()
             return
+        finally:
+            self.bodies.give(peer, request.held)  # handed on (or dropped): its bytes are not held here any more
         gone = asyncio.ensure_future(reader.read(1))  # nothing more may come: data or EOF ends it
         try:
             await asyncio.wait({relay.done, gone}, return_when=asyncio.FIRST_COMPLETED)
