@@ -1,8 +1,9 @@
 """The QUIC transport on loopback, in one process: admission and stream dispatch."""
 
 import asyncio
-from dataclasses import replace
-from dataclasses import dataclass
+import contextlib
+import ssl
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -172,6 +173,33 @@ async def test_a_connection_that_never_asks_for_admission_is_closed(tmp_path: Pa
         b.close()
 
 
+async def test_silent_connections_count_against_the_address_and_need_retry(tmp_path: Path) -> None:
+    """Issue 28, item 10: connections that never open a stream were not counted against
+    their address's cap and lived 5 s each. Now they count from their first packet, and
+    the listener answers a new connection with a QUIC Retry (the address is proven before
+    any state is kept for it)."""
+    from aioquic.asyncio.client import connect
+    from aioquic.quic.configuration import QuicConfiguration
+    mesh = MeshSecret.new()
+    b = endpoint(tmp_path, "b", mesh)
+    b.max_connections_per_address = 3
+    port = await b.listen("127.0.0.1", 0)
+    silent = []
+    try:
+        for _ in range(6):  # plain QUIC clients that complete the handshake and then say nothing
+            config = QuicConfiguration(is_client=True, alpn_protocols=["mesh-llm/1"], verify_mode=ssl.CERT_NONE)
+            manager = connect("127.0.0.1", port, configuration=config, wait_connected=False)
+            silent.append((manager, await manager.__aenter__()))
+        await asyncio.sleep(0.5)
+        assert len(b.connections) <= 3
+        assert b.server is not None and b.server._retry is not None
+    finally:
+        for manager, _ in silent:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(manager.__aexit__(None, None, None), 2)
+        b.close()
+
+
 async def test_connections_per_address_and_streams_per_connection_are_capped(tmp_path: Path) -> None:
     mesh = MeshSecret.new()
     a, b = endpoint(tmp_path, "a", mesh), endpoint(tmp_path, "b", mesh)
@@ -186,8 +214,10 @@ async def test_connections_per_address_and_streams_per_connection_are_capped(tmp
     try:
         first = await a.dial(f"127.0.0.1:{port}")
         await a.dial(f"127.0.0.1:{port}")
-        with pytest.raises(AdmissionRefused):
+        with pytest.raises((AdmissionRefused, ConnectionError)):  # closed from its first packet
             await a.dial(f"127.0.0.1:{port}")
+        await asyncio.sleep(0.1)
+        assert len(b.connections) == 2
         for _ in range(4):  # four stalled streams at once on one connection: over the cap of 3
             _, writer = await first.open_stream(Kind.CONTROL, {"t": "x"})
         await asyncio.wait_for(first.wait_closed(), 5)

@@ -79,6 +79,7 @@ class MeshConnection(QuicConnectionProtocol):
         self._credit_due = False
         self.admitting = False
         self._send_waiters: dict[int, list[Callable[[], None]]] = {}
+        self._address_checked = dialer  # an incoming connection's address is counted on its first datagram
         PathMtuQuic.adopt(self._quic).unread = self._unread
 
     # -- flow control (meshcore.quic_flow) ------------------------------------------------
@@ -96,6 +97,14 @@ class MeshConnection(QuicConnectionProtocol):
         wake-up) is answered by one transmit, not one per datagram. An empty transmit is
         most of aioquic's per-datagram cost (bench/quic_roundtrip.py, docs/benchmarks.md)."""
         self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+        if not self._address_checked:
+            self._address_checked = True
+            same = sum(1 for c in self.endpoint.connections if c is not self and c.remote_ip == self.remote_ip)
+            if same >= self.endpoint.max_connections_per_address:
+                # Counted from the first packet, not when (if ever) the peer opens its first
+                # stream: connections that never say hello used to live 5 s uncounted.
+                self.refuse(ERROR_ADMISSION, f"{same} connections from {self.remote_ip} already")
+                return
         self._process_events()
         if self._timer is not None:  # armed for the state before this datagram: the transmit re-arms it
             self._timer.cancel()
@@ -343,7 +352,10 @@ class MeshEndpoint:
         return config
 
     async def listen(self, host: str, port: int) -> int:
-        self.server = await serve(host, port, configuration=self._config(False),
+        # retry: every incoming connection proves its address first (a QUIC Retry round
+        # trip) before this side keeps any state for it: a flood from forged addresses
+        # costs nothing; the one extra round trip is paid once per mesh connection.
+        self.server = await serve(host, port, configuration=self._config(False), retry=True,
                                   create_protocol=lambda *a, **kw: self._track(
                                       MeshConnection(*a, endpoint=self, dialer=False, **kw)))
         self.dont_fragment &= set_dont_fragment(self.server._transport.get_extra_info("socket"))
