@@ -29,7 +29,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = ["proxy_local", "proxy_messages", "remote", "split", "split_lan", "zero_transfer", "gossip_sim",
               "directory", "proxy_concurrency", "proxy_relay", "proxy_request_cost", "wan", "quic_roundtrip",
-              "rpc_roundtrip", "remote_hop", "decide"]
+              "rpc_roundtrip", "remote_hop", "decide", "attack_latency"]
 # Whole-process repeats (full, quick) for benchmarks that do not repeat inside, and the
 # per-run arguments (the simulation's seed; the directory starts afresh each time).
 REPEATS = {"gossip_sim": (3, 2), "directory": (3, 2)}
@@ -84,6 +84,7 @@ HEADLINE = [
     ("nginx_request_cpu_us", "nginx CPU per one-chunk request, requests one at a time, µs"),
     ("proxy_memory_mb_at_that_load", "proxy memory at that load, MB"),
     ("decide_pass_ms", "one decide() pass, ms: 2,048 served names / the membership table at its caps"),
+    ("attack_honest_p50_ms", "honest API request p50, ms: without / during a hostile member's attack"),
 ]
 
 

@@ -49,3 +49,15 @@ def test_records_not_newer_cost_no_check(tmp_path: Path) -> None:
         assert m._records_from("e" * 32, good) == []
     assert m.dropped_records == dropped
     assert m._records_from("e" * 32, [record(i) for i in range(301, 311)])  # budget left for new ones
+
+
+def test_gossip_exchanges_a_peer_starts_are_rate_limited() -> None:
+    """A peer starting exchanges as fast as it can (each one a 1 MiB frame to decode) gets
+    GOSSIP_BURST at once and GOSSIP_PER_S a second after; the rest are not read at all."""
+    from meshcore.member import GOSSIP_BURST, GOSSIP_PER_S, Buckets
+    buckets = Buckets(GOSSIP_PER_S, GOSSIP_BURST)
+    taken = sum(buckets.take("e" * 32) for _ in range(1000))
+    assert taken == GOSSIP_BURST
+    assert buckets.take("d" * 32)  # per peer
+    time.sleep(0.5)
+    assert 1 <= sum(buckets.take("e" * 32) for _ in range(100)) <= GOSSIP_PER_S * 0.5 + 1

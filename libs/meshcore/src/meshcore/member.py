@@ -48,6 +48,8 @@ DIAL_TIMEOUT_S = 3.0
 MAX_DIALS_AT_ONCE = 8         # dials in progress at once, to any address
 DIAL_BACKOFF_S = (1.0, 15.0)  # an address that failed is not dialled again for 1 s, doubling to 15 s
 HEAL_INTERVAL_S = 3.0
+GOSSIP_PER_S = 5.0     # gossip exchanges a peer may start with this node a second (burst GOSSIP_BURST);
+GOSSIP_BURST = 20.0    # an honest one starts about 1 (FANOUT peers each round): the rest are not read
 VERIFY_PER_S = 500.0   # signature checks of gossiped records, per peer per second ...
 VERIFY_BURST = 1024.0  # ... and at once (a joiner pulls up to 512 records an exchange)
 # Test hook: answer pings this much later, as if this node were far away (the kernel
@@ -78,6 +80,8 @@ class MeshMember:
         self._dialling: set[str] = set()
         self._verify_budget: dict[NodeId, tuple[float, float]] = {}  # per peer: signature checks left, when
         self.dropped_records = 0  # gossiped records dropped over a peer's signature-check budget
+        self._gossip_budget = Buckets(GOSSIP_PER_S, GOSSIP_BURST)
+        self.dropped_exchanges = 0  # gossip exchanges peers started over their budget, not read
         # Peers found dead: a member can list hundreds of unreachable nodes, one line each would flood the log.
         self.peer_log = LimitedLog(log, 20, "%d more peers found dead or gone in the last minute")
 
@@ -286,6 +290,9 @@ class MeshMember:
     async def _serve_gossip(self, conn: MeshConnection, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         assert conn.peer_id is not None
+        if not self._gossip_budget.take(conn.peer_id):
+            self.dropped_exchanges += 1
+            return  # not read: a peer starting exchanges faster than gossip needs costs nothing more
         first = await read_frame(reader)  # the header frame: {digest}
         digest = parse_digest(first.get("digest"))
         try:  # within the byte budgets, always under the frame limit; never a reason to close the asker's connection
@@ -541,6 +548,24 @@ def significant_change(old: dict[str, float], new: dict[str, float]) -> bool:
     if old.keys() != new.keys():
         return True
     return any(abs(new[k] - old[k]) > max(1.0, 0.25 * old[k]) for k in new)
+
+
+class Buckets:
+    """A token bucket per peer: `rate` a second, at most `burst` at once."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = rate, burst
+        self.buckets: dict[NodeId, tuple[float, float]] = {}  # peer -> (tokens, when)
+
+    def take(self, peer: NodeId) -> bool:
+        now = time.monotonic()
+        tokens, last = self.buckets.get(peer, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        ok = tokens >= 1
+        self.buckets[peer] = (tokens - 1 if ok else tokens, now)
+        if len(self.buckets) > 4 * MAX_RECORDS:  # forget the full ones
+            self.buckets = {k: v for k, v in self.buckets.items() if v[0] < self.burst}
+        return ok
 
 
 def record_head(value: Any) -> tuple[NodeId, int, str] | None:
