@@ -7,7 +7,8 @@ at it; no test downloads from the internet.
 Knobs: `require_token` (401 without `Authorization: Bearer <token>`), `cut_after` (close
 the connection after that many body bytes, and then every connection at once until
 `down` is set back to False: the network goes away mid-download),
-`corrupt` (serve other bytes than the sha256 says), `requests` (what was asked).
+`corrupt` (serve other bytes than the sha256 says), `etags` (send this ETag for a file
+instead of its sha256: a hub, or a man in the middle, that lies), `requests` (what was asked).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class FakeHub:
     cut_after: int | None = None
     down: bool = False
     corrupt: set[str] = field(default_factory=set)
+    etags: dict[str, str] = field(default_factory=dict)  # filename -> the ETag sent for it
     requests: list[tuple[str, str, str]] = field(default_factory=list)  # (method, path, range)
 
     def add(self, repo: str, filename: str, data: bytes) -> None:
@@ -74,8 +76,9 @@ class FakeHub:
                     start = int(rng[6:].split("-")[0])
                 self.send_response(206 if start else 200)
                 self.send_header("X-Repo-Commit", COMMIT)
-                self.send_header("ETag", f'"{sha}"')
-                self.send_header("X-Linked-Etag", f'"{sha}"')
+                etag = hub.etags.get(name, sha)
+                self.send_header("ETag", f'"{etag}"')
+                self.send_header("X-Linked-Etag", f'"{etag}"')
                 self.send_header("X-Linked-Size", str(len(data)))
                 self.send_header("Content-Length", str(len(data) - start))
                 if start:

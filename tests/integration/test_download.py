@@ -49,6 +49,13 @@ files = ["mesh-wanted-q8_0.gguf"]
 size = {wanted_size}
 
 [[model]]
+name = "Mesh-Pinned-1B-Q4_K_M"
+repo = "mesh-test/Mesh-Pinned-GGUF"
+files = ["mesh-pinned.gguf"]
+size = 1000
+sha256 = ["{pinned_sha}"]
+
+[[model]]
 name = "Mesh-Gone-1B-Q4_K_M"
 repo = "mesh-test/Mesh-Gone-GGUF"
 files = ["mesh-gone.gguf"]
@@ -66,8 +73,11 @@ def hub(tmp_path: Path, models: dict[str, Path]) -> Iterator[tuple[FakeHub, dict
     hub.add("mesh-test/Mesh-Draft-GGUF", "mesh-draft.gguf", b"GGUF" + os.urandom(996))
     catalog = tmp_path / "catalog.toml"
     hub.add("mesh-test/Mesh-Wanted-GGUF", "mesh-wanted-q8_0.gguf", models["mesh-small-F16"].read_bytes())
+    pinned = b"GGUF" + os.urandom(996)
+    hub.add("mesh-test/Mesh-Pinned-GGUF", "mesh-pinned.gguf", pinned)
     catalog.write_text(CATALOG.format(tiny_size=tiny.stat().st_size,
-                                      wanted_size=models["mesh-small-F16"].stat().st_size))
+                                      wanted_size=models["mesh-small-F16"].stat().st_size,
+                                      pinned_sha=hashlib.sha256(pinned).hexdigest()))
     env = {"HF_ENDPOINT": hub.start(), "MESH_LLM_CATALOG": str(catalog), "MESH_LLM_MODELS_DIR": str(tmp_path / "m"),
            "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_ETAG_TIMEOUT": "5",
            "HF_TOKEN": ""}
@@ -165,6 +175,25 @@ def test_bad_bytes_missing_files_and_tokens_are_one_line(hub: tuple[FakeHub, dic
     unreachable = {**env, "HF_ENDPOINT": f"http://127.0.0.1:{free_port()}"}
     line = error_line(cli(unreachable, "download", "Mesh-Tiny-8B-Q4_K_M"))
     assert "Connection refused" in line and "run it again" in line
+
+
+def test_a_pinned_sha256_wins_over_the_hubs_word_and_an_etag_never_names_a_path(
+        hub: tuple[FakeHub, dict[str, str]]) -> None:
+    """Issue 28, item 14: a download was checked against the hub's ETag from the same
+    response (a hub, or whoever answers for it, vouched for its own bytes), and the ETag
+    named the partial file."""
+    fake, env = hub
+    folder = Path(env["MESH_LLM_MODELS_DIR"])
+    good = fake.files[("mesh-test/Mesh-Pinned-GGUF", "mesh-pinned.gguf")]
+    fake.files[("mesh-test/Mesh-Pinned-GGUF", "mesh-pinned.gguf")] = b"GGUF" + os.urandom(996)  # ETag follows it
+    assert "the catalog's pinned sha256" in error_line(cli(env, "download", "Mesh-Pinned-1B-Q4_K_M"))
+    assert not (folder / "mesh-pinned.gguf").exists()
+    fake.files[("mesh-test/Mesh-Pinned-GGUF", "mesh-pinned.gguf")] = good
+    fake.etags["mesh-pinned.gguf"] = "../../../../escaped"  # no sha256 at all: only hex digits name a file
+    ok = cli(env, "download", "Mesh-Pinned-1B-Q4_K_M")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert (folder / "mesh-pinned.gguf").read_bytes() == good
+    assert not list(folder.parent.rglob("escaped*")) and not list(folder.rglob("*..*"))
 
 
 def test_a_catalog_name_is_downloaded_then_served(tmp_path: Path, hub: tuple[FakeHub, dict[str, str]]) -> None:

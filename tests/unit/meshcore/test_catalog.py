@@ -51,3 +51,12 @@ def test_what_a_node_could_fetch_is_what_fits_and_is_not_on_disk(tmp_path: Path,
     (tmp_path / "qwen2.5-3b-instruct-q4_k_m.gguf").write_bytes(b"GGUF")
     assert "qwen2.5-3b-instruct-q4_k_m" not in catalog.fetchable(3 << 30, 1.1)  # on disk already
     assert len(catalog.fetchable(1 << 40, 1.1)) == len(catalog.entries()) - 1
+
+
+def test_every_catalog_file_is_pinned_by_sha256() -> None:
+    """Issue 28, item 14: a download was checked only against the hub's ETag from the same
+    response. Every file the catalog names now has its sha256 pinned."""
+    from meshcore import catalog
+    for entry in catalog.entries():
+        assert len(entry.sha256) == len(entry.files), entry.name
+        assert all(entry.pinned(f) == h for f, h in zip(entry.files, entry.sha256))

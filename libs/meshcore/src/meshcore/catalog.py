@@ -29,6 +29,11 @@ class CatalogEntry:
     size: int                # bytes, all parts
     draft: str = ""          # the catalog name of its draft model, if any
     revision: str = "main"
+    sha256: tuple[str, ...] = ()  # each part's sha256, pinned (then the hub's own is not trusted); () if not
+
+    def pinned(self, filename: str) -> str:
+        """The pinned sha256 of one of its files ("" if none is pinned)."""
+        return self.sha256[self.files.index(filename)] if self.sha256 and filename in self.files else ""
 
     @property
     def model_id(self) -> str:
@@ -40,12 +45,15 @@ class CatalogEntry:
 def _load(path: Path) -> tuple[CatalogEntry, ...]:
     data = tomllib.loads(path.read_text())
     entries = tuple(CatalogEntry(name=m["name"], repo=m["repo"], files=tuple(m["files"]), size=int(m["size"]),
-                                 draft=m.get("draft", ""), revision=m.get("revision", "main"))
+                                 draft=m.get("draft", ""), revision=m.get("revision", "main"),
+                                 sha256=tuple(str(h).lower() for h in m.get("sha256", [])))
                     for m in data.get("model", []))
     names = {e.name for e in entries}
     for e in entries:
         if e.draft and e.draft not in names:
             raise ValueError(f"{path}: {e.name}'s draft {e.draft} is not in the catalog")
+        if e.sha256 and (len(e.sha256) != len(e.files) or not all(re.fullmatch(r"[0-9a-f]{64}", h) for h in e.sha256)):
+            raise ValueError(f"{path}: {e.name}'s sha256 list must give 64 hex digits for each of its files")
     return entries
 
 

@@ -19,6 +19,7 @@ import fcntl
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -100,10 +101,15 @@ def _fetch_file(entry: CatalogEntry, filename: str, folder: Path) -> Path:
     if target.is_file():
         return target
     meta = get_hf_file_metadata(hf_hub_url(entry.repo, filename, revision=entry.revision))
-    expected = (meta.etag or "").lower()
+    # What the file must hash to: the catalog's pin when it has one (the hub's word is then
+    # only a hint), else the hub's ETag (an LFS file's sha256). The ETag is the hub's (or a
+    # man in the middle's) text: only hex digits of it ever name a file.
+    pinned = entry.pinned(filename)
+    etag = re.sub(r"[^0-9a-f]", "", (meta.etag or "").lower())
+    expected = pinned or (etag if len(etag) == 64 else "")
     staging = folder / ".downloads"
     staging.mkdir(exist_ok=True)
-    part = staging / f"{filename}.{expected[:16] or 'noetag'}.part"
+    part = staging / f"{filename}.{(expected or etag)[:16] or 'noetag'}.part"
     with open(part, "ab") as raw:
         try:  # one writer per part file: two appending at once would interleave their bytes
             fcntl.flock(raw, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -137,11 +143,12 @@ def _fetch_file(entry: CatalogEntry, filename: str, folder: Path) -> Path:
         if meta.size is not None and size != meta.size:
             raise DownloadError(f"{filename} is {size} bytes where the hub says {meta.size}; what was fetched is "
                                 f"kept: run the download again")
-        if len(expected) == 64:  # an LFS file: its ETag is its sha256
+        if expected:
             actual = out.hexdigest()
             if actual != expected:
                 part.unlink()
-                raise DownloadError(f"{filename} does not match the hub's sha256 ({actual[:12]}… ≠ {expected[:12]}…); "
+                whose = "the catalog's pinned" if pinned else "the hub's"
+                raise DownloadError(f"{filename} does not match {whose} sha256 ({actual[:12]}… ≠ {expected[:12]}…); "
                                     f"it was deleted: run the download again")
         os.fsync(raw.fileno())
         os.replace(part, target)  # while the lock is held: no other writer has this file open for writing
